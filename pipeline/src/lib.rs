@@ -1,0 +1,4 @@
+//! The pipeline: builds images tagged with the commit SHA, describes them with
+//! CycloneDX SBOMs, scans them, signs and verifies them, and rolls them out.
+//!
+//! Its commands arrive in stages; this crate holds their shared library code.

@@ -1,0 +1,21 @@
+//! The runner: runs untrusted submissions in ephemeral, resource-limited,
+//! non-root sandboxes.
+//!
+//! - [`policy`]: the limits every sandbox runs under (`policies/sandbox.toml`).
+//! - [`language`]: the languages, from `sandbox-images/*/manifest.toml`.
+//! - [`submission`], [`limits`]: checking what a client sends.
+//! - [`sandbox`]: running a submission, stage by stage, in fresh containers.
+//! - [`engine`]: the seam to the container engine (Docker).
+//! - [`images`]: building the sandbox images.
+//! - [`verdict`]: results and the verdict mapping.
+//! - [`gc`]: collecting containers a crashed runner left behind.
+
+pub mod engine;
+pub mod gc;
+pub mod images;
+pub mod language;
+pub mod limits;
+pub mod policy;
+pub mod sandbox;
+pub mod submission;
+pub mod verdict;

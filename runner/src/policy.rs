@@ -1,0 +1,417 @@
+//! The sandbox policy (`policies/sandbox.toml`): limits every submission runs
+//! under, parsed strictly and validated once into [`SandboxPolicy`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The policy shipped in the repository, embedded so the binary works anywhere.
+pub const EMBEDDED_POLICY: &str = include_str!("../../policies/sandbox.toml");
+/// The seccomp profile the embedded policy names.
+pub const EMBEDDED_SECCOMP: &str = include_str!("../../policies/seccomp/sandbox.json");
+const EMBEDDED_SECCOMP_NAME: &str = "seccomp/sandbox.json";
+
+/// Lowest uid a sandbox may run as: keeps sandbox users clear of system and
+/// regular login users on the host.
+pub const MIN_SANDBOX_UID: u32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy {origin} is not valid: {message}")]
+    Parse { origin: String, message: String },
+    #[error("policy {origin}: {key} {problem}")]
+    Invalid {
+        origin: String,
+        key: String,
+        problem: String,
+    },
+    #[error("policy {origin}: cannot read seccomp profile {path}: {source}")]
+    Seccomp {
+        origin: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy {origin}: seccomp profile {path} is not a valid profile: {message}")]
+    SeccompInvalid {
+        origin: String,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// A limit a request may set, up to `max`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Bounded {
+    pub default: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagePolicy {
+    pub wall_time_ms: Bounded,
+    pub cpu_time_ms: Bounded,
+    pub memory_mb: Bounded,
+    pub pids: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerFile {
+    cpus: f64,
+    work_tmpfs_mb: u64,
+    tmp_tmpfs_mb: u64,
+    shm_mb: u64,
+    nofile: u64,
+    user: String,
+    seccomp: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputPolicy {
+    pub stdout_max_bytes: Bounded,
+    pub stderr_max_bytes: Bounded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputPolicy {
+    pub max_files: usize,
+    pub max_file_bytes: u64,
+    pub max_total_file_bytes: u64,
+    pub max_stdin_bytes: u64,
+    pub max_args: usize,
+    pub max_arg_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    run: StagePolicy,
+    compile: StagePolicy,
+    container: ContainerFile,
+    output: OutputPolicy,
+    input: InputPolicy,
+}
+
+/// Which seccomp filter sandbox containers get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seccomp {
+    /// The engine's built-in default profile.
+    EngineDefault,
+    /// A profile of ours: its JSON text, and where it came from.
+    Profile { origin: String, json: String },
+}
+
+/// Container-wide settings, validated.
+#[derive(Debug, Clone)]
+pub struct ContainerPolicy {
+    pub nano_cpus: i64,
+    pub work_tmpfs_bytes: u64,
+    pub tmp_tmpfs_bytes: u64,
+    pub shm_bytes: u64,
+    pub nofile: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub seccomp: Seccomp,
+}
+
+/// The validated policy. Construct with [`SandboxPolicy::embedded`] or
+/// [`SandboxPolicy::load`].
+#[derive(Debug, Clone)]
+pub struct SandboxPolicy {
+    pub run: StagePolicy,
+    pub compile: StagePolicy,
+    pub container: ContainerPolicy,
+    pub output: OutputPolicy,
+    pub input: InputPolicy,
+    /// Where the policy came from, for messages.
+    pub origin: String,
+}
+
+impl SandboxPolicy {
+    /// The policy compiled into the binary (`policies/sandbox.toml`).
+    pub fn embedded() -> Result<Self, PolicyError> {
+        Self::parse(EMBEDDED_POLICY, "policies/sandbox.toml (embedded)", |p| {
+            if p == Path::new(EMBEDDED_SECCOMP_NAME) {
+                Ok(EMBEDDED_SECCOMP.to_owned())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the embedded policy only carries seccomp/sandbox.json",
+                ))
+            }
+        })
+    }
+
+    /// Reads a policy file; its seccomp profile is resolved next to it.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
+        Self::parse(&text, &path.display().to_string(), |p| {
+            std::fs::read_to_string(dir.join(p))
+        })
+    }
+
+    fn parse(
+        text: &str,
+        origin: &str,
+        read_profile: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Self, PolicyError> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let invalid = |key: &str, problem: String| PolicyError::Invalid {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            problem,
+        };
+
+        for (name, stage) in [("run", &file.run), ("compile", &file.compile)] {
+            check_bounded(&stage.wall_time_ms, 1, 3_600_000)
+                .map_err(|p| invalid(&format!("{name}.wall_time_ms"), p))?;
+            check_bounded(&stage.cpu_time_ms, 1, 3_600_000)
+                .map_err(|p| invalid(&format!("{name}.cpu_time_ms"), p))?;
+            // Docker refuses memory limits under 6 MB.
+            check_bounded(&stage.memory_mb, 6, 1 << 20)
+                .map_err(|p| invalid(&format!("{name}.memory_mb"), p))?;
+            if !(8..=100_000).contains(&stage.pids) {
+                return Err(invalid(
+                    &format!("{name}.pids"),
+                    format!("is {}; it must be between 8 and 100000", stage.pids),
+                ));
+            }
+        }
+        check_bounded(&file.output.stdout_max_bytes, 1, 64 << 20)
+            .map_err(|p| invalid("output.stdout_max_bytes", p))?;
+        check_bounded(&file.output.stderr_max_bytes, 1, 64 << 20)
+            .map_err(|p| invalid("output.stderr_max_bytes", p))?;
+
+        let c = &file.container;
+        if !(c.cpus > 0.0 && c.cpus <= 256.0) {
+            return Err(invalid(
+                "container.cpus",
+                format!("is {}; it must be above 0 and at most 256", c.cpus),
+            ));
+        }
+        for (key, mb) in [
+            ("container.work_tmpfs_mb", c.work_tmpfs_mb),
+            ("container.tmp_tmpfs_mb", c.tmp_tmpfs_mb),
+            ("container.shm_mb", c.shm_mb),
+        ] {
+            if !(1..=65_536).contains(&mb) {
+                return Err(invalid(
+                    key,
+                    format!("is {mb}; it must be between 1 and 65536"),
+                ));
+            }
+        }
+        if !(16..=1_048_576).contains(&c.nofile) {
+            return Err(invalid(
+                "container.nofile",
+                format!("is {}; it must be between 16 and 1048576", c.nofile),
+            ));
+        }
+        let (uid, gid) = parse_user(&c.user).map_err(|p| invalid("container.user", p))?;
+        let seccomp = if c.seccomp == "docker-default" {
+            Seccomp::EngineDefault
+        } else {
+            let rel = Path::new(&c.seccomp);
+            if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
+                return Err(invalid(
+                    "container.seccomp",
+                    format!(
+                        "is {:?}; give a path relative to the policy file, inside its directory, or \"docker-default\"",
+                        c.seccomp
+                    ),
+                ));
+            }
+            let json = read_profile(rel).map_err(|source| PolicyError::Seccomp {
+                origin: origin.to_owned(),
+                path: rel.to_owned(),
+                source,
+            })?;
+            check_seccomp(&json).map_err(|message| PolicyError::SeccompInvalid {
+                origin: origin.to_owned(),
+                path: rel.to_owned(),
+                message,
+            })?;
+            Seccomp::Profile {
+                origin: c.seccomp.clone(),
+                json,
+            }
+        };
+        let i = &file.input;
+        if i.max_files == 0 || i.max_file_bytes == 0 || i.max_total_file_bytes == 0 {
+            return Err(invalid(
+                "input",
+                "max_files, max_file_bytes and max_total_file_bytes must be above 0".into(),
+            ));
+        }
+        if i.max_file_bytes > c.work_tmpfs_mb << 20 {
+            return Err(invalid(
+                "input.max_file_bytes",
+                "is larger than container.work_tmpfs_mb: such a file could never be placed".into(),
+            ));
+        }
+
+        Ok(SandboxPolicy {
+            container: ContainerPolicy {
+                // Rounded to whole milli-CPUs: the precision CFS quotas have anyway.
+                nano_cpus: (c.cpus * 1000.0).round() as i64 * 1_000_000,
+                work_tmpfs_bytes: c.work_tmpfs_mb << 20,
+                tmp_tmpfs_bytes: c.tmp_tmpfs_mb << 20,
+                shm_bytes: c.shm_mb << 20,
+                nofile: c.nofile,
+                uid,
+                gid,
+                seccomp,
+            },
+            run: file.run,
+            compile: file.compile,
+            output: file.output,
+            input: file.input,
+            origin: origin.to_owned(),
+        })
+    }
+}
+
+fn check_bounded(b: &Bounded, min: u64, ceiling: u64) -> Result<(), String> {
+    if b.default < min || b.max < min {
+        return Err(format!("must be at least {min} (default and max)"));
+    }
+    if b.max > ceiling {
+        return Err(format!("max is {}; it must be at most {ceiling}", b.max));
+    }
+    if b.default > b.max {
+        return Err(format!("default ({}) is above max ({})", b.default, b.max));
+    }
+    Ok(())
+}
+
+fn parse_user(user: &str) -> Result<(u32, u32), String> {
+    let (u, g) = user
+        .split_once(':')
+        .ok_or_else(|| format!("is {user:?}; write it as \"UID:GID\" with numbers"))?;
+    let uid: u32 = u
+        .parse()
+        .map_err(|_| format!("uid {u:?} is not a number"))?;
+    let gid: u32 = g
+        .parse()
+        .map_err(|_| format!("gid {g:?} is not a number"))?;
+    if uid < MIN_SANDBOX_UID || gid < MIN_SANDBOX_UID {
+        return Err(format!(
+            "is {user}; sandboxes never run as root or a system user: use ids of {MIN_SANDBOX_UID} or more"
+        ));
+    }
+    Ok((uid, gid))
+}
+
+/// Checks the shape the engine needs, so a broken profile fails at start-up and
+/// not on the first submission.
+fn check_seccomp(json: &str) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let action = v
+        .get("defaultAction")
+        .and_then(|a| a.as_str())
+        .ok_or("it has no \"defaultAction\"")?;
+    if action == "SCMP_ACT_ALLOW" {
+        return Err(
+            "its defaultAction is SCMP_ACT_ALLOW; a sandbox profile must deny by default".into(),
+        );
+    }
+    let syscalls = v
+        .get("syscalls")
+        .and_then(|s| s.as_array())
+        .ok_or("it has no \"syscalls\" list")?;
+    if syscalls.is_empty() {
+        return Err("its \"syscalls\" list is empty".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(replace: &str, by: &str) -> Result<SandboxPolicy, PolicyError> {
+        assert!(
+            EMBEDDED_POLICY.contains(replace),
+            "fixture drifted: {replace}"
+        );
+        let text = EMBEDDED_POLICY.replace(replace, by);
+        SandboxPolicy::parse(&text, "test", |_| Ok(EMBEDDED_SECCOMP.to_owned()))
+    }
+
+    #[test]
+    fn embedded_policy_is_valid() {
+        let p = SandboxPolicy::embedded().unwrap();
+        assert_eq!(p.container.uid, 10001);
+        assert_eq!(p.container.nano_cpus, 1_000_000_000);
+        assert!(matches!(p.container.seccomp, Seccomp::Profile { .. }));
+        assert!(p.run.wall_time_ms.default <= p.run.wall_time_ms.max);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = with("pids = 64", "pids = 64\npidz = 3").unwrap_err();
+        assert!(err.to_string().contains("pidz"), "{err}");
+    }
+
+    #[test]
+    fn default_above_max_is_rejected() {
+        let err = with(
+            "memory_mb = { default = 128, max = 1024 }",
+            "memory_mb = { default = 2048, max = 1024 }",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("run.memory_mb"), "{err}");
+    }
+
+    #[test]
+    fn root_user_is_rejected() {
+        let err = with("user = \"10001:10001\"", "user = \"0:0\"").unwrap_err();
+        assert!(err.to_string().contains("never run as root"), "{err}");
+    }
+
+    #[test]
+    fn seccomp_path_may_not_leave_the_policy_directory() {
+        let err = with(
+            "seccomp = \"seccomp/sandbox.json\"",
+            "seccomp = \"../etc/x.json\"",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("container.seccomp"), "{err}");
+    }
+
+    #[test]
+    fn allow_by_default_profile_is_rejected() {
+        let text = EMBEDDED_POLICY.to_owned();
+        let err = SandboxPolicy::parse(&text, "t", |_| {
+            Ok(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}"#.into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("deny by default"), "{err}");
+    }
+
+    #[test]
+    fn docker_default_seccomp_is_accepted() {
+        let p = with(
+            "seccomp = \"seccomp/sandbox.json\"",
+            "seccomp = \"docker-default\"",
+        )
+        .unwrap();
+        assert_eq!(p.container.seccomp, Seccomp::EngineDefault);
+    }
+}

@@ -1,0 +1,366 @@
+//! Running a submission: a compile stage when the language has one, then a
+//! run stage, each in a fresh container that is removed afterwards.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::{Instrument, info, info_span};
+
+pub mod labels;
+pub mod protocol;
+pub mod spec;
+mod stage;
+
+use crate::engine::{ContainerEngine, EngineError};
+use crate::language::{Catalog, Language, LookupError};
+use crate::limits::{LimitError, Limits, LimitsRequest, StageLimits};
+use crate::policy::SandboxPolicy;
+use crate::submission::{self, SubmissionError, SubmissionFile};
+use crate::verdict::{RunResult, StageResult, Status, verdict};
+use labels::Owner;
+use protocol::{Job, PROTOCOL_VERSION, ProtocolError};
+use stage::{COLLECT_GRACE, REPORT_GRACE, StageRun};
+
+/// Label every sandbox image carries with the protocol its sandbox-init speaks.
+pub const PROTOCOL_LABEL: &str = "io.runner.sandbox.protocol";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    Compile,
+    Run,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Compile => "compile",
+            StageKind::Run => "run",
+        }
+    }
+}
+
+impl std::fmt::Display for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A submission as a client sends it.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub language: String,
+    /// Version selector (`*`, `3`, `3.11.2`); `None` takes the only version.
+    pub version: Option<String>,
+    pub files: Vec<SubmissionFile>,
+    pub stdin: Vec<u8>,
+    pub args: Vec<String>,
+    pub limits: LimitsRequest,
+}
+
+/// Why a request was refused before anything ran. The client's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Language(#[from] LookupError),
+    #[error(transparent)]
+    Submission(#[from] SubmissionError),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+}
+
+/// A request that passed every check, with the limits it will run under.
+#[derive(Debug, Clone)]
+pub struct PreparedRun {
+    pub id: String,
+    pub language: Arc<Language>,
+    pub files: Vec<SubmissionFile>,
+    pub stdin: Vec<u8>,
+    pub args: Vec<String>,
+    pub limits: Limits,
+}
+
+/// Why a run could not produce a verdict. Never the submission's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("job {job}, {stage} stage: {source}")]
+    Engine {
+        job: String,
+        stage: StageKind,
+        #[source]
+        source: EngineError,
+    },
+    #[error(
+        "sandbox image {image} is not built; run `runner images build` (or pass --build to `runner exec`)"
+    )]
+    ImageMissing { image: String },
+    #[error(
+        "sandbox image {image} speaks sandbox protocol {found:?}, this runner speaks {PROTOCOL_VERSION}; rebuild it with `runner images build`"
+    )]
+    ImageProtocol {
+        image: String,
+        found: Option<String>,
+    },
+    #[error("job {job}, {stage} stage: {source}")]
+    Protocol {
+        job: String,
+        stage: StageKind,
+        #[source]
+        source: ProtocolError,
+    },
+    #[error("job {job}, {stage} stage: sandbox-init failed: {message}")]
+    Init {
+        job: String,
+        stage: StageKind,
+        message: String,
+    },
+    #[error("job {job}, {stage} stage: the sandbox stopped without reporting a result (exit code {exit_code:?}){}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    NoResult {
+        job: String,
+        stage: StageKind,
+        exit_code: Option<i64>,
+        detail: String,
+    },
+    #[error("{cause}; removing its container also failed: {cleanup}")]
+    Cleanup {
+        cause: Box<SandboxError>,
+        cleanup: EngineError,
+    },
+    #[error("cannot check sandbox image {image}: {source}")]
+    ImageCheck {
+        image: String,
+        #[source]
+        source: EngineError,
+    },
+}
+
+/// Runs submissions on a container engine under a policy.
+#[derive(Debug)]
+pub struct Sandbox {
+    engine: Arc<dyn ContainerEngine>,
+    policy: Arc<SandboxPolicy>,
+    catalog: Arc<Catalog>,
+    owner: Owner,
+    /// Images whose protocol label was checked in this process.
+    checked_images: Mutex<HashSet<String>>,
+}
+
+impl Sandbox {
+    pub fn new(
+        engine: Arc<dyn ContainerEngine>,
+        policy: Arc<SandboxPolicy>,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        Sandbox {
+            engine,
+            policy,
+            catalog,
+            owner: Owner::current(),
+            checked_images: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn policy(&self) -> &SandboxPolicy {
+        &self.policy
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn engine(&self) -> &Arc<dyn ContainerEngine> {
+        &self.engine
+    }
+
+    /// Checks a request completely, without touching the engine.
+    pub fn prepare(&self, req: RunRequest) -> Result<PreparedRun, RequestError> {
+        let language = self.catalog.find(&req.language, req.version.as_deref())?;
+        submission::validate(&req.files, &req.stdin, &req.args, &self.policy.input)?;
+        let limits = req.limits.resolve(&self.policy)?;
+        Ok(PreparedRun {
+            id: new_job_id(),
+            language,
+            files: req.files,
+            stdin: req.stdin,
+            args: req.args,
+            limits,
+        })
+    }
+
+    /// Runs a prepared submission to its verdict.
+    pub async fn execute(&self, run: &PreparedRun) -> Result<RunResult, SandboxError> {
+        let span = info_span!("job", job.id = %run.id, language = %run.language.name, image = %run.language.image);
+        async {
+            self.check_image(&run.language.image).await?;
+            let lang = &run.language;
+            let c = &self.policy.container;
+            let mut archive = submission::archive(&run.files, c.uid, c.gid);
+
+            let compile = match &lang.compile {
+                Some(stage) => {
+                    let argv = lang.command(stage, &run.files, &[]);
+                    let env = spec::environment(&stage.env);
+                    let outcome = self
+                        .stage(
+                            run,
+                            StageKind::Compile,
+                            &argv,
+                            &env,
+                            &run.limits.compile,
+                            &archive,
+                            &[],
+                            true,
+                        )
+                        .await?;
+                    match outcome.archive {
+                        Some(a) if outcome.result.succeeded() => archive = a,
+                        _ => return Ok(self.finish(run, Some(outcome.result), None)),
+                    }
+                    Some(outcome.result)
+                }
+                None => None,
+            };
+            let argv = lang.command(&lang.run, &run.files, &run.args);
+            let env = spec::environment(&lang.run.env);
+            let outcome = self
+                .stage(
+                    run,
+                    StageKind::Run,
+                    &argv,
+                    &env,
+                    &run.limits.run,
+                    &archive,
+                    &run.stdin,
+                    false,
+                )
+                .await?;
+            Ok(self.finish(run, compile, Some(outcome.result)))
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn finish(
+        &self,
+        run: &PreparedRun,
+        compile: Option<StageResult>,
+        run_stage: Option<StageResult>,
+    ) -> RunResult {
+        let status = verdict(compile.as_ref(), run_stage.as_ref());
+        info!(status = %status, "finished");
+        RunResult {
+            status,
+            language: run.language.name.clone(),
+            version: run.language.version.clone(),
+            compile,
+            run: run_stage,
+            message: None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one call site each; a struct would only rename them
+    async fn stage(
+        &self,
+        run: &PreparedRun,
+        kind: StageKind,
+        argv: &[String],
+        env: &[String],
+        limits: &StageLimits,
+        archive: &[u8],
+        stdin: &[u8],
+        collect: bool,
+    ) -> Result<stage::StageOutcome, SandboxError> {
+        let c = &self.policy.container;
+        let lifetime = Duration::from_millis(limits.wall_time_ms)
+            + REPORT_GRACE
+            + COLLECT_GRACE
+            + Duration::from_secs(60);
+        let labels = labels::for_stage(
+            &self.owner,
+            &run.id,
+            kind.as_str(),
+            &run.language.name,
+            lifetime,
+        );
+        StageRun {
+            engine: &self.engine,
+            job_id: &run.id,
+            kind,
+            spec: spec::stage_spec(&self.policy, &run.language.image, labels, limits),
+            job: Job {
+                argv,
+                env,
+                cwd: spec::WORK_DIR,
+                wall_ms: limits.wall_time_ms,
+                cpu_ms: limits.cpu_time_ms,
+                stdout_max: limits.stdout_max_bytes,
+                stderr_max: limits.stderr_max_bytes,
+                fsize_max: c.work_tmpfs_bytes,
+                nofile: c.nofile,
+                // tar's headers and padding on top of the tmpfs contents.
+                collect_max: if collect {
+                    c.work_tmpfs_bytes + (4 << 20)
+                } else {
+                    0
+                },
+                archive,
+                stdin,
+            },
+            limits,
+        }
+        .run()
+        .await
+    }
+
+    /// Checks once per process that the image exists and speaks our protocol.
+    async fn check_image(&self, image: &str) -> Result<(), SandboxError> {
+        if self
+            .checked_images
+            .lock()
+            .expect("lock poisoned")
+            .contains(image)
+        {
+            return Ok(());
+        }
+        let labels = self
+            .engine
+            .image_labels(image)
+            .await
+            .map_err(|source| SandboxError::ImageCheck {
+                image: image.to_owned(),
+                source,
+            })?
+            .ok_or_else(|| SandboxError::ImageMissing {
+                image: image.to_owned(),
+            })?;
+        let found = labels.get(PROTOCOL_LABEL).cloned();
+        if found.as_deref() != Some(PROTOCOL_VERSION) {
+            return Err(SandboxError::ImageProtocol {
+                image: image.to_owned(),
+                found,
+            });
+        }
+        self.checked_images
+            .lock()
+            .expect("lock poisoned")
+            .insert(image.to_owned());
+        Ok(())
+    }
+}
+
+/// A run that could not produce a verdict, as a result clients can read.
+pub fn internal_error(language: &Language, message: String) -> RunResult {
+    RunResult {
+        status: Status::InternalError,
+        language: language.name.clone(),
+        version: language.version.clone(),
+        compile: None,
+        run: None,
+        message: Some(message),
+    }
+}
+
+/// A fresh job id: 128 random bits, hex.
+pub fn new_job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

@@ -1,0 +1,266 @@
+//! One stage in one fresh container: create, attach, start, hand the job to
+//! `sandbox-init`, collect its frames, remove the container.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, warn};
+
+use super::protocol::{Decoder, Ending, Job};
+use super::{SandboxError, StageKind};
+use crate::engine::{Attachment, ContainerEngine, EngineError, Output, SandboxSpec};
+use crate::limits::StageLimits;
+use crate::verdict::{LimitHit, StageResult};
+
+/// Time beyond a stage's wall-clock limit for sandbox-init to report: file
+/// extraction before the run, the kill and reaping after it.
+pub const REPORT_GRACE: Duration = Duration::from_secs(5);
+/// Extra time when /work is archived after the stage (bounded in sandbox-init).
+pub const COLLECT_GRACE: Duration = Duration::from_secs(10);
+/// sandbox-init's own diagnostics kept from its stderr.
+const INIT_STDERR_MAX: usize = 4096;
+
+/// What a stage produced.
+#[derive(Debug)]
+pub struct StageOutcome {
+    pub result: StageResult,
+    /// `/work` after the stage, as a tar archive, when collection was asked
+    /// for and the stage succeeded.
+    pub archive: Option<Vec<u8>>,
+}
+
+/// Removes a container when dropped while still armed: a cancelled job (the
+/// client went away, Ctrl-C) leaves nothing behind.
+struct RemoveOnDrop {
+    engine: Arc<dyn ContainerEngine>,
+    id: Option<String>,
+}
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(handle)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let engine = Arc::clone(&self.engine);
+            handle.spawn(async move {
+                if let Err(e) = engine.remove(&id).await {
+                    warn!(container = %id, error = %e, "removing the container of a cancelled stage failed; `runner gc` will collect it");
+                }
+            });
+        }
+    }
+}
+
+pub struct StageRun<'a> {
+    pub engine: &'a Arc<dyn ContainerEngine>,
+    pub job_id: &'a str,
+    pub kind: StageKind,
+    pub spec: SandboxSpec,
+    pub job: Job<'a>,
+    pub limits: &'a StageLimits,
+}
+
+impl StageRun<'_> {
+    pub async fn run(self) -> Result<StageOutcome, SandboxError> {
+        let err = |source: EngineError| SandboxError::Engine {
+            job: self.job_id.to_owned(),
+            stage: self.kind,
+            source,
+        };
+        let id = self.engine.create(&self.spec).await.map_err(|e| match e {
+            EngineError::ImageMissing { image } => SandboxError::ImageMissing { image },
+            other => err(other),
+        })?;
+        let guard = RemoveOnDrop {
+            engine: Arc::clone(self.engine),
+            id: Some(id.clone()),
+        };
+        debug!(container = %id, stage = %self.kind, "created");
+        let outcome = self.drive(&id).await;
+        let cleanup = self.engine.remove(&id).await;
+        guard.disarm();
+        match (outcome, cleanup) {
+            (Ok(o), Ok(())) => Ok(o),
+            (Ok(o), Err(e)) => {
+                warn!(container = %id, error = %e, "the stage finished but its container could not be removed; `runner gc` will collect it");
+                Ok(o)
+            }
+            (Err(cause), Ok(())) => Err(cause),
+            (Err(cause), Err(cleanup)) => Err(SandboxError::Cleanup {
+                cause: Box::new(cause),
+                cleanup,
+            }),
+        }
+    }
+
+    async fn drive(&self, id: &str) -> Result<StageOutcome, SandboxError> {
+        let err = |source: EngineError| SandboxError::Engine {
+            job: self.job_id.to_owned(),
+            stage: self.kind,
+            source,
+        };
+        let Attachment {
+            mut input,
+            mut output,
+        } = self.engine.attach(id).await.map_err(err)?;
+        self.engine.start(id).await.map_err(err)?;
+        let started = Instant::now();
+
+        let collect = self.job.collect_max > 0;
+        let mut decoder = Decoder::new(
+            self.limits.stdout_max_bytes,
+            self.limits.stderr_max_bytes,
+            self.job.collect_max,
+        );
+        let mut init_stderr = Vec::new();
+        let job = self.job.encode();
+        let write = async {
+            input.write_all(&job).await?;
+            input.flush().await?;
+            input.shutdown().await
+        };
+        let read = async {
+            while let Some(item) = output.next().await {
+                match item.map_err(err)? {
+                    Output::Stdout(bytes) => {
+                        if let Some(end) =
+                            decoder
+                                .feed(&bytes)
+                                .map_err(|source| SandboxError::Protocol {
+                                    job: self.job_id.to_owned(),
+                                    stage: self.kind,
+                                    source,
+                                })?
+                        {
+                            return Ok(Some(end.clone()));
+                        }
+                    }
+                    Output::Stderr(bytes) => {
+                        let room = INIT_STDERR_MAX.saturating_sub(init_stderr.len());
+                        init_stderr.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                    }
+                }
+            }
+            Ok::<_, SandboxError>(None)
+        };
+        let deadline = Duration::from_millis(self.limits.wall_time_ms)
+            + REPORT_GRACE
+            + if collect {
+                COLLECT_GRACE
+            } else {
+                Duration::ZERO
+            };
+        let exchange = async {
+            let (written, read) = tokio::join!(write, read);
+            (written, read)
+        };
+        let (written, ending) = match tokio::time::timeout(deadline, exchange).await {
+            Ok((written, read)) => (written, read?),
+            Err(_) => {
+                // sandbox-init enforces every limit itself; getting here means
+                // the container stopped answering. Stop it from outside.
+                self.engine.kill(id).await.map_err(err)?;
+                warn!(container = %id, "no report within {deadline:?}; killed from the host");
+                return Ok(StageOutcome {
+                    result: StageResult {
+                        stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
+                        stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
+                        stdout_truncated: false,
+                        stderr_truncated: false,
+                        exit_code: None,
+                        signal: Some("SIGKILL".into()),
+                        wall_ms: started.elapsed().as_millis() as u64,
+                        cpu_ms: 0,
+                        memory_peak_bytes: 0,
+                        limit: Some(LimitHit::WallTime),
+                        message: Some(format!(
+                            "the sandbox did not finish within {} ms; the runner stopped it",
+                            deadline.as_millis()
+                        )),
+                    },
+                    archive: None,
+                });
+            }
+        };
+
+        match ending {
+            Some(Ending::Report(report)) => {
+                let engine_oom = if report.oom_kills.is_none() {
+                    // The cgroup was unreadable inside: ask the engine.
+                    let _ = tokio::time::timeout(REPORT_GRACE, self.engine.wait(id)).await;
+                    self.engine.inspect(id).await.map_err(err)?.oom_killed
+                } else {
+                    false
+                };
+                let collected = report.collected;
+                let collect_error = report.collect_error.clone();
+                let stdout = std::mem::take(&mut decoder.stdout);
+                let stderr = std::mem::take(&mut decoder.stderr);
+                let mut result = report.into_stage(stdout, stderr, self.limits, engine_oom);
+                if let Some(why) = collect_error {
+                    // The program succeeded, but what it left in /work
+                    // cannot be carried to the next stage.
+                    result.limit = Some(LimitHit::Output);
+                    result.message = Some(format!(
+                        "the files left in /work cannot be carried to the next stage: {why}"
+                    ));
+                }
+                Ok(StageOutcome {
+                    archive: (collect && collected).then(|| std::mem::take(&mut decoder.artifacts)),
+                    result,
+                })
+            }
+            Some(Ending::Failed(message)) => Err(SandboxError::Init {
+                job: self.job_id.to_owned(),
+                stage: self.kind,
+                message,
+            }),
+            None => {
+                // The stream ended without a result: sandbox-init died. The
+                // engine knows whether memory ran out.
+                let _ = tokio::time::timeout(REPORT_GRACE, self.engine.wait(id)).await;
+                let state = self.engine.inspect(id).await.map_err(err)?;
+                if state.oom_killed {
+                    return Ok(StageOutcome {
+                        result: StageResult {
+                            stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
+                            stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
+                            stdout_truncated: false,
+                            stderr_truncated: false,
+                            exit_code: None,
+                            signal: Some("SIGKILL".into()),
+                            wall_ms: started.elapsed().as_millis() as u64,
+                            cpu_ms: 0,
+                            memory_peak_bytes: self.limits.memory_bytes,
+                            limit: Some(LimitHit::Memory),
+                            message: Some(format!(
+                                "the container reached its memory limit of {} MiB",
+                                self.limits.memory_bytes >> 20
+                            )),
+                        },
+                        archive: None,
+                    });
+                }
+                let written = written
+                    .err()
+                    .map(|e| format!("; sending the job failed: {e}"));
+                Err(SandboxError::NoResult {
+                    job: self.job_id.to_owned(),
+                    stage: self.kind,
+                    exit_code: state.exit_code,
+                    detail: format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&init_stderr).trim(),
+                        written.unwrap_or_default()
+                    ),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,622 @@
+/*
+ * sandbox-init: PID 1 of every sandbox container.
+ *
+ * Why C and not Rust: this program runs inside every sandbox image and must be
+ * built by the image's own Dockerfile, independent of the host's toolchain and
+ * libc. Debian ships gcc; a static binary of a few hundred lines is the
+ * smallest, most portable answer (Docker's own init, tini, makes the same
+ * choice). The runner speaks to it over the container's attached stdio.
+ *
+ * Why a supervisor at all: the host needs facts only something inside the
+ * container can give precisely and unforgeably - exit code *and* signal
+ * (Docker folds both into 128+n), per-stage CPU time and memory peak from the
+ * container's cgroup, the cgroup's OOM-kill counter, and output capped as it is
+ * produced. The submission runs as the same uid, but it cannot tamper with us:
+ *   - we are PID 1 of the PID namespace, so the kernel drops every signal from
+ *     inside the namespace for which we install no handler (we install none);
+ *   - we mark ourselves non-dumpable, so /proc/1/{fd,mem} and ptrace are closed;
+ *   - the result travels on our stdout, which the submission never inherits
+ *     (every descriptor we open is close-on-exec).
+ *
+ * Protocol, host -> init (stdin):
+ *   "SBX 1\n" then fields "<name> <length>\n<length bytes>" until "run 0\n".
+ *   Fields: arg (repeatable, argv), env (repeatable, NAME=value), cwd,
+ *   wall_ms, cpu_ms, stdout_max, stderr_max, fsize_max, nofile, collect_max,
+ *   tar (archive extracted into /work by tar(1) before the run),
+ *   stdin (bytes given to the program as its standard input), run.
+ * Protocol, init -> host (stdout): frames "<type:1><length:4, big endian><bytes>":
+ *   'o' program stdout, 'e' program stderr, 'a' /work as a tar archive
+ *   (only when collect_max > 0 and the program succeeded), 'r' the result
+ *   (key=value lines, always last), 'x' a fatal supervisor error (then exit).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROTOCOL_LINE "SBX 1"
+#define MAX_FIELD (256 * 1024)       /* any single non-streamed field */
+#define MAX_ARGS 1024                /* argv and env entries, each */
+#define POLL_MS 10                   /* CPU accounting resolution */
+#define COLLECT_WALL_MS 10000        /* bound on archiving /work */
+#define CHUNK 65536
+
+extern char **environ;
+
+/* ---------- output frames ---------- */
+
+static void write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            /* The host went away: nobody is left to report to. */
+            kill(-1, SIGKILL);
+            _exit(70);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void frame(char type, const void *buf, size_t len) {
+    unsigned char hdr[5];
+    hdr[0] = (unsigned char)type;
+    hdr[1] = (unsigned char)(len >> 24);
+    hdr[2] = (unsigned char)(len >> 16);
+    hdr[3] = (unsigned char)(len >> 8);
+    hdr[4] = (unsigned char)len;
+    write_all(1, hdr, sizeof hdr);
+    if (len) write_all(1, buf, len);
+}
+
+static void killall_and_reap(void);
+
+__attribute__((noreturn, format(printf, 1, 2))) static void fatal(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+    killall_and_reap();
+    frame('x', msg, (size_t)n);
+    _exit(71);
+}
+
+/* ---------- buffered stdin ---------- */
+
+static unsigned char inbuf[CHUNK];
+static size_t in_pos, in_len;
+
+static int in_fill(void) {
+    if (in_pos < in_len) return 1;
+    for (;;) {
+        ssize_t n = read(0, inbuf, sizeof inbuf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return 0;
+        in_pos = 0;
+        in_len = (size_t)n;
+        return 1;
+    }
+}
+
+/* Reads one header line (without '\n') of at most cap-1 bytes. */
+static void read_line(char *line, size_t cap) {
+    size_t n = 0;
+    for (;;) {
+        if (!in_fill()) {
+            /* The host detached before sending a job (pool shutdown, runner
+             * crash): nothing ran, nothing to report. */
+            if (n == 0) _exit(0);
+            fatal("protocol: input ended inside a header line");
+        }
+        unsigned char c = inbuf[in_pos++];
+        if (c == '\n') break;
+        if (n + 1 >= cap) fatal("protocol: header line too long");
+        line[n++] = (char)c;
+    }
+    line[n] = 0;
+}
+
+/* Copies exactly len bytes of input to fd (or discards them when fd < 0). */
+static void read_to_fd(uint64_t len, int fd) {
+    while (len > 0) {
+        if (!in_fill()) fatal("protocol: input ended inside a field");
+        size_t avail = in_len - in_pos;
+        size_t take = avail < len ? avail : (size_t)len;
+        if (fd >= 0) write_all(fd, inbuf + in_pos, take);
+        in_pos += take;
+        len -= take;
+    }
+}
+
+static char *read_bytes(uint64_t len) {
+    if (len > MAX_FIELD) fatal("protocol: field of %llu bytes is over the limit", (unsigned long long)len);
+    char *buf = malloc((size_t)len + 1);
+    if (!buf) fatal("out of memory");
+    size_t got = 0;
+    while (got < len) {
+        if (!in_fill()) fatal("protocol: input ended inside a field");
+        size_t avail = in_len - in_pos;
+        size_t take = avail < len - got ? avail : (size_t)(len - got);
+        memcpy(buf + got, inbuf + in_pos, take);
+        in_pos += take;
+        got += take;
+    }
+    buf[len] = 0;
+    return buf;
+}
+
+static uint64_t parse_u64(const char *s, const char *what) {
+    if (!*s) fatal("protocol: empty number for %s", what);
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') fatal("protocol: bad number for %s", what);
+        if (v > (UINT64_MAX - 9) / 10) fatal("protocol: number too large for %s", what);
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v;
+}
+
+/* ---------- time and cgroup accounting ---------- */
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int read_small_file(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return 0;
+}
+
+/* Finds "key N" in a "key value" per line file. */
+static int keyed_value(const char *path, const char *key, uint64_t *out) {
+    char buf[4096];
+    if (read_small_file(path, buf, sizeof buf) < 0) return -1;
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line;) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+            *out = strtoull(line + klen + 1, NULL, 10);
+            return 0;
+        }
+        line = strchr(line, '\n');
+        if (line) line++;
+    }
+    return -1;
+}
+
+static int single_value(const char *path, uint64_t *out) {
+    char buf[64];
+    if (read_small_file(path, buf, sizeof buf) < 0) return -1;
+    if (buf[0] < '0' || buf[0] > '9') return -1;
+    *out = strtoull(buf, NULL, 10);
+    return 0;
+}
+
+/* The container's cgroup as seen from inside: Docker mounts it at
+ * /sys/fs/cgroup (v2, private cgroup namespace) or per controller (v1). */
+static int cg_v2;
+
+static void cg_detect(void) {
+    cg_v2 = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+}
+
+/* Total CPU time of every process the container ever ran, in ns. */
+static int cg_cpu_ns(uint64_t *ns) {
+    if (cg_v2) {
+        uint64_t us;
+        if (keyed_value("/sys/fs/cgroup/cpu.stat", "usage_usec", &us) < 0) return -1;
+        *ns = us * 1000;
+        return 0;
+    }
+    return single_value("/sys/fs/cgroup/cpuacct/cpuacct.usage", ns);
+}
+
+static int cg_mem_peak(uint64_t *bytes) {
+    if (cg_v2) return single_value("/sys/fs/cgroup/memory.peak", bytes);
+    return single_value("/sys/fs/cgroup/memory/memory.max_usage_in_bytes", bytes);
+}
+
+static int cg_oom_kills(uint64_t *n) {
+    if (cg_v2) return keyed_value("/sys/fs/cgroup/memory.events", "oom_kill", n);
+    return keyed_value("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill", n);
+}
+
+/* ---------- process control ---------- */
+
+/* As PID 1, kill(-1) reaches every other process of the sandbox. A fork bomb
+ * may create processes while we kill; repeat until nothing is left to reap
+ * (all orphans are re-parented to us, so ECHILD means the sandbox is empty). */
+static void killall_and_reap(void) {
+    for (;;) {
+        kill(-1, SIGKILL);
+        pid_t p = waitpid(-1, NULL, 0);
+        if (p < 0 && errno == ECHILD) return;
+    }
+}
+
+static void set_limit(int resource, uint64_t soft, uint64_t hard) {
+    struct rlimit rl = {.rlim_cur = soft, .rlim_max = hard};
+    if (setrlimit(resource, &rl) < 0) {
+        /* We can only lower limits; a limit already below ours stays. */
+        struct rlimit cur;
+        if (getrlimit(resource, &cur) == 0 && cur.rlim_max < hard) return;
+        _exit(126);
+    }
+}
+
+static void set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* ---------- the job ---------- */
+
+struct job {
+    char *argv[MAX_ARGS + 1];
+    int argc;
+    char *envp[MAX_ARGS + 1];
+    int envc;
+    char *cwd;
+    uint64_t wall_ms, cpu_ms, stdout_max, stderr_max, fsize_max, nofile, collect_max;
+    int stdin_fd;
+};
+
+static void extract_tar(uint64_t len) {
+    int data[2], errp[2];
+    if (pipe2(data, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) fatal("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) fatal("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(data[0], 0);
+        dup2(errp[1], 2);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, 1);
+        execl("/bin/tar", "tar", "-x", "-f", "-", "-C", "/work", "--no-same-owner", (char *)NULL);
+        _exit(127);
+    }
+    close(data[0]);
+    close(errp[1]);
+    /* tar reads as we write; its stderr stays small (pipe buffer) and is read
+     * after it exits. */
+    read_to_fd(len, data[1]);
+    close(data[1]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    char msg[512] = {0};
+    ssize_t n = read(errp[0], msg, sizeof msg - 1);
+    if (n < 0) n = 0;
+    msg[n] = 0;
+    close(errp[0]);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fatal("extracting files into /work failed: %s", msg);
+}
+
+static void read_job(struct job *j) {
+    char line[128];
+    read_line(line, sizeof line);
+    if (strcmp(line, PROTOCOL_LINE) != 0) fatal("protocol: expected '%s', got '%.40s'", PROTOCOL_LINE, line);
+    for (;;) {
+        read_line(line, sizeof line);
+        char *sp = strchr(line, ' ');
+        if (!sp) fatal("protocol: bad field header '%.40s'", line);
+        *sp = 0;
+        const char *name = line;
+        uint64_t len = parse_u64(sp + 1, name);
+        if (strcmp(name, "run") == 0) return;
+        if (strcmp(name, "tar") == 0) {
+            extract_tar(len);
+            continue;
+        }
+        if (strcmp(name, "stdin") == 0) {
+            int fd = memfd_create("stdin", MFD_CLOEXEC);
+            if (fd < 0) fatal("memfd_create: %s", strerror(errno));
+            read_to_fd(len, fd);
+            lseek(fd, 0, SEEK_SET);
+            j->stdin_fd = fd;
+            continue;
+        }
+        char *val = read_bytes(len);
+        if (strlen(val) != len) fatal("protocol: NUL byte in field %s", name);
+        if (strcmp(name, "arg") == 0) {
+            if (j->argc >= MAX_ARGS) fatal("protocol: too many arguments");
+            j->argv[j->argc++] = val;
+        } else if (strcmp(name, "env") == 0) {
+            if (j->envc >= MAX_ARGS) fatal("protocol: too many environment entries");
+            j->envp[j->envc++] = val;
+        } else if (strcmp(name, "cwd") == 0) {
+            j->cwd = val;
+        } else {
+            uint64_t v = parse_u64(val, name);
+            free(val);
+            if (strcmp(name, "wall_ms") == 0) j->wall_ms = v;
+            else if (strcmp(name, "cpu_ms") == 0) j->cpu_ms = v;
+            else if (strcmp(name, "stdout_max") == 0) j->stdout_max = v;
+            else if (strcmp(name, "stderr_max") == 0) j->stderr_max = v;
+            else if (strcmp(name, "fsize_max") == 0) j->fsize_max = v;
+            else if (strcmp(name, "nofile") == 0) j->nofile = v;
+            else if (strcmp(name, "collect_max") == 0) j->collect_max = v;
+            else fatal("protocol: unknown field '%.40s'", name);
+        }
+    }
+}
+
+struct stream {
+    int fd;
+    char type;
+    uint64_t max, sent;
+    int truncated;
+};
+
+/* Forwards what is readable; returns 1 when the stream went over its cap. */
+static int pump(struct stream *s) {
+    static char buf[CHUNK];
+    for (;;) {
+        ssize_t n = read(s->fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 0;
+            n = 0;
+        }
+        if (n == 0) {
+            close(s->fd);
+            s->fd = -1;
+            return 0;
+        }
+        uint64_t room = s->max - s->sent;
+        uint64_t take = (uint64_t)n < room ? (uint64_t)n : room;
+        if (take) frame(s->type, buf, (size_t)take);
+        s->sent += take;
+        if ((uint64_t)n > take) {
+            s->truncated = 1;
+            return 1;
+        }
+    }
+}
+
+/* Streams /work as a tar archive in 'a' frames; returns 0, or -1 when the
+ * archive was over collect_max or tar failed. */
+static int collect_work(uint64_t collect_max, char *why, size_t why_cap) {
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0) fatal("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) fatal("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(out[1], 1);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 2);
+        }
+        /* --sparse: a sparse file planted by the submission is archived by its
+         * data, not its apparent size. */
+        execl("/bin/tar", "tar", "-c", "-f", "-", "--sparse", "-C", "/work", ".", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    set_nonblock(out[0]);
+    struct stream s = {.fd = out[0], .type = 'a', .max = collect_max};
+    uint64_t deadline = now_ms() + COLLECT_WALL_MS;
+    int over = 0;
+    while (s.fd >= 0) {
+        struct pollfd p = {.fd = s.fd, .events = POLLIN};
+        int64_t left = (int64_t)(deadline - now_ms());
+        if (left <= 0) {
+            snprintf(why, why_cap, "archiving /work took longer than %d ms", COLLECT_WALL_MS);
+            over = 1;
+            break;
+        }
+        poll(&p, 1, (int)left);
+        if (pump(&s)) {
+            snprintf(why, why_cap, "files in /work exceed %llu bytes", (unsigned long long)collect_max);
+            over = 1;
+            break;
+        }
+    }
+    if (s.fd >= 0) close(s.fd);
+    int status = 0;
+    if (over) {
+        killall_and_reap();
+        return -1;
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(why, why_cap, "archiving /work failed (tar status %d)", status);
+        return -1;
+    }
+    return 0;
+}
+
+int main(void) {
+    /* Closes /proc/1/fd, /proc/1/mem and ptrace to the submission (same uid). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+    cg_detect();
+
+    static struct job j = {.cwd = "/work", .wall_ms = 3000, .cpu_ms = 3000, .stdout_max = 65536,
+                           .stderr_max = 65536, .fsize_max = 64 << 20, .nofile = 256, .stdin_fd = -1};
+    read_job(&j);
+    if (j.argc == 0) fatal("protocol: no command");
+    j.argv[j.argc] = NULL;
+    j.envp[j.envc] = NULL;
+
+    int out[2], err[2], st[2];
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
+        fatal("pipe: %s", strerror(errno));
+
+    uint64_t cpu0 = 0, oom0 = 0;
+    int have_cpu = cg_cpu_ns(&cpu0) == 0;
+    int have_oom = cg_oom_kills(&oom0) == 0;
+    struct rusage ru0;
+    getrusage(RUSAGE_CHILDREN, &ru0);
+    uint64_t t0 = now_ms();
+
+    pid_t child = fork();
+    if (child < 0) fatal("fork: %s", strerror(errno));
+    if (child == 0) {
+        setsid();
+        /* Make the submission, never us, the OOM killer's first choice; an
+         * unprivileged process cannot lower this again. */
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (write(fd, "1000", 4) < 0) {}
+            close(fd);
+        }
+        /* The kernel's per-process backstop; the precise, whole-sandbox
+         * CPU limit is our cgroup polling below. */
+        uint64_t cpu_s = (j.cpu_ms + 999) / 1000 + 1;
+        set_limit(RLIMIT_CPU, cpu_s, cpu_s + 1);
+        set_limit(RLIMIT_CORE, 0, 0);
+        set_limit(RLIMIT_FSIZE, j.fsize_max, j.fsize_max);
+        set_limit(RLIMIT_NOFILE, j.nofile, j.nofile);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        int in = j.stdin_fd >= 0 ? j.stdin_fd : open("/dev/null", O_RDONLY);
+        dup2(in, 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        if (chdir(j.cwd) < 0) {
+            int e = errno;
+            if (write(st[1], &e, sizeof e) < 0) {}
+            _exit(127);
+        }
+        environ = j.envp;
+        execvp(j.argv[0], j.argv);
+        int e = errno;
+        if (write(st[1], &e, sizeof e) < 0) {}
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    close(st[1]);
+    if (j.stdin_fd >= 0) close(j.stdin_fd);
+    int exec_errno = 0;
+    ssize_t got;
+    while ((got = read(st[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {}
+    close(st[0]);
+    if (got == (ssize_t)sizeof exec_errno)
+        fatal("cannot start %s: %s", j.argv[0], strerror(exec_errno));
+
+    set_nonblock(out[0]);
+    set_nonblock(err[0]);
+    struct stream so = {.fd = out[0], .type = 'o', .max = j.stdout_max};
+    struct stream se = {.fd = err[0], .type = 'e', .max = j.stderr_max};
+    const char *limit = "none";
+    int status = 0, main_done = 0, killed = 0;
+    uint64_t t_end = 0;
+
+    while (!main_done || so.fd >= 0 || se.fd >= 0) {
+        struct pollfd p[2];
+        int np = 0;
+        if (so.fd >= 0) p[np++] = (struct pollfd){.fd = so.fd, .events = POLLIN};
+        if (se.fd >= 0) p[np++] = (struct pollfd){.fd = se.fd, .events = POLLIN};
+        if (np) poll(p, (nfds_t)np, POLL_MS);
+        else usleep(POLL_MS * 1000);
+
+        int over = 0;
+        if (so.fd >= 0 && pump(&so)) over = 1;
+        if (se.fd >= 0 && pump(&se)) over = 1;
+        if (over && !killed) {
+            limit = "output";
+            killed = 1;
+            kill(-1, SIGKILL);
+        }
+        for (;;) {
+            int s;
+            pid_t p2 = waitpid(-1, &s, WNOHANG);
+            if (p2 <= 0) break;
+            if (p2 == child) {
+                status = s;
+                main_done = 1;
+                t_end = now_ms();
+                /* The job ends with its main process: nothing may outlive it. */
+                killed = 1;
+                kill(-1, SIGKILL);
+            }
+        }
+        if (main_done) {
+            if (killed) kill(-1, SIGKILL);
+            continue;
+        }
+        uint64_t t = now_ms();
+        if (t - t0 >= j.wall_ms && !killed) {
+            limit = "wall";
+            killed = 1;
+            kill(-1, SIGKILL);
+        }
+        uint64_t cpu;
+        if (have_cpu && !killed && cg_cpu_ns(&cpu) == 0 && cpu - cpu0 >= j.cpu_ms * 1000000ULL) {
+            limit = "cpu";
+            killed = 1;
+            kill(-1, SIGKILL);
+        }
+        if (killed) kill(-1, SIGKILL);
+    }
+    killall_and_reap();
+
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    uint64_t cpu_ms;
+    uint64_t cpu1;
+    if (have_cpu && cg_cpu_ns(&cpu1) == 0) {
+        cpu_ms = (cpu1 - cpu0) / 1000000;
+    } else {
+        uint64_t us = (uint64_t)(ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1000000 +
+                      (uint64_t)(ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec);
+        cpu_ms = us / 1000;
+    }
+    /* The kernel's own RLIMIT_CPU backstop fired. */
+    if (strcmp(limit, "none") == 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) limit = "cpu";
+    uint64_t mem = 0;
+    const char *mem_source = "cgroup";
+    if (cg_mem_peak(&mem) < 0) {
+        mem = (uint64_t)ru.ru_maxrss * 1024;
+        mem_source = "rusage";
+    }
+    uint64_t oom1 = 0;
+    int oom_known = have_oom && cg_oom_kills(&oom1) == 0;
+
+    char collect_err[256] = {0};
+    int collected = 0;
+    int succeeded = strcmp(limit, "none") == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (j.collect_max > 0 && succeeded && !(oom_known && oom1 > oom0))
+        collected = collect_work(j.collect_max, collect_err, sizeof collect_err) == 0;
+
+    char res[1024];
+    int n = snprintf(res, sizeof res,
+                     "exit_code=%d\nsignal=%d\nlimit=%s\nwall_ms=%llu\ncpu_ms=%llu\n"
+                     "memory_peak_bytes=%llu\nmemory_source=%s\noom_kills=%lld\n"
+                     "stdout_truncated=%d\nstderr_truncated=%d\ncollected=%d\ncollect_error=%s\n",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                     limit, (unsigned long long)(t_end - t0), (unsigned long long)cpu_ms, (unsigned long long)mem,
+                     mem_source, oom_known ? (long long)(oom1 - oom0) : -1LL, so.truncated, se.truncated, collected,
+                     collect_err);
+    if (n < 0 || (size_t)n >= sizeof res) fatal("result too long");
+    frame('r', res, (size_t)n);
+    return 0;
+}
