@@ -107,8 +107,20 @@ pub async fn run(global: &Global, cmd: ImagesCommand) -> Result<ExitCode, Failur
     }
 }
 
-/// Runs the language's test program; it must print `OK`.
-async fn smoke_test(sandbox: &Sandbox, ctx: &Context, lang: &Language) -> anyhow::Result<()> {
+/// Runs the language's test program, which must print `OK`, and checks the
+/// toolchain's version against the manifest.
+async fn smoke_test(sandbox: &Sandbox, ctx: &Context, lang: &Arc<Language>) -> anyhow::Result<()> {
+    let probe = sandbox.run_command(lang, &lang.version_command).await?;
+    let said = format!("{}{}", probe.stdout, probe.stderr);
+    if !said.contains(&lang.version) {
+        return Err(anyhow!(
+            "the manifest says version {}, but `{}` prints {:?}; update sandbox-images/{}/manifest.toml",
+            lang.version,
+            lang.version_command.join(" "),
+            said.trim(),
+            lang.dir
+        ));
+    }
     let content = ctx
         .sources
         .file(&format!("{}/{}", lang.dir, lang.test_file))

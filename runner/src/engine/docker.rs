@@ -297,19 +297,28 @@ impl ContainerEngine for DockerEngine {
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
-        let opts = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self.client.remove_container(id, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            // Removal already under way (e.g. by `runner gc`).
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409,
-                message,
-            }) if message.contains("already in progress") => Ok(()),
-            Err(e) => Err(container_err("remove", id, &e)),
+        // Another removal may be under way (a cancelled job's guard, `runner
+        // gc`); it may also be abandoned when its client goes away. Only the
+        // container's absence counts as success.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let opts = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.client.remove_container(id, Some(opts)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 409,
+                    message,
+                }) if message.contains("already in progress")
+                    && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(container_err("remove", id, &e)),
+            }
         }
     }
 

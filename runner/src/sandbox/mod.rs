@@ -240,6 +240,42 @@ impl Sandbox {
         .await
     }
 
+    /// Runs one command in a language's image under the run-stage limits,
+    /// with no submission: for checking images (toolchain versions).
+    pub async fn run_command(
+        &self,
+        language: &Arc<Language>,
+        argv: &[String],
+    ) -> Result<StageResult, SandboxError> {
+        self.check_image(&language.image).await?;
+        let run = PreparedRun {
+            id: new_job_id(),
+            language: Arc::clone(language),
+            files: Vec::new(),
+            stdin: Vec::new(),
+            args: Vec::new(),
+            limits: LimitsRequest::default()
+                .resolve(&self.policy)
+                .expect("the policy's defaults are within its maxima"),
+        };
+        let env = spec::environment(&language.run.env);
+        let archive =
+            submission::archive(&[], self.policy.container.uid, self.policy.container.gid);
+        let outcome = self
+            .stage(
+                &run,
+                StageKind::Run,
+                argv,
+                &env,
+                &run.limits.run,
+                &archive,
+                &[],
+                false,
+            )
+            .await?;
+        Ok(outcome.result)
+    }
+
     fn finish(
         &self,
         run: &PreparedRun,

@@ -1,0 +1,423 @@
+//! The isolation contract, item by item, and the attacks peers test against,
+//! each on the real engine. Every attack must fail harmlessly: the job ends
+//! with a verdict, the host is untouched and no container is left.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Env, out, show};
+use runner::limits::LimitsRequest;
+use runner::verdict::Status;
+use test_support::require_docker;
+
+fn lines(r: &runner::verdict::RunResult) -> Vec<String> {
+    out(r).lines().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_as_non_root_without_capabilities_or_privilege_escalation() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = r#"
+import os
+print(os.getuid(), os.getgid(), os.geteuid(), os.getgroups())
+status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"]:
+    print(k, status[k].strip())
+"#;
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let l = lines(&r);
+    assert_eq!(l[0], "10001 10001 10001 [10001]");
+    for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            l.contains(&format!("{cap} 0000000000000000")),
+            "{cap}: {l:?}"
+        );
+    }
+    assert!(l.contains(&"NoNewPrivs 1".to_owned()), "{l:?}");
+    assert!(
+        l.contains(&"Seccomp 2".to_owned()),
+        "seccomp filter mode: {l:?}"
+    );
+}
+
+/// Each system call our profile denies (policies/seccomp/sandbox.json), by
+/// its x86_64 number: called for real, it must fail with EPERM (or ENOSYS
+/// for clone3, so libc falls back to the filtered clone).
+#[cfg(target_arch = "x86_64")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seccomp_profile_denies_each_dangerous_system_call() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = r#"
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+calls = [
+    ("unshare(CLONE_NEWUSER)", 272, (0x10000000,)),
+    ("clone(CLONE_NEWUSER)", 56, (0x10000000 | 17, 0, 0, 0, 0)),
+    ("clone(CLONE_NEWNET)", 56, (0x40000000 | 17, 0, 0, 0, 0)),
+    ("setns", 308, (0, 0)),
+    ("mount", 165, (0, 0, 0, 0, 0)),
+    ("umount2", 166, (0, 0)),
+    ("pivot_root", 155, (0, 0)),
+    ("chroot", 161, (0,)),
+    ("ptrace", 101, (16, 1, 0, 0)),
+    ("process_vm_readv", 310, (1, 0, 0, 0, 0, 0)),
+    ("kcmp", 312, (1, 1, 0, 0, 0)),
+    ("bpf", 321, (0, 0, 0)),
+    ("perf_event_open", 298, (0, 0, -1, -1, 0)),
+    ("userfaultfd", 323, (0,)),
+    ("io_uring_setup", 425, (1, 0)),
+    ("keyctl", 250, (0, 0, 0, 0, 0)),
+    ("add_key", 248, (0, 0, 0, 0, 0)),
+    ("request_key", 249, (0, 0, 0, 0)),
+    ("kexec_load", 246, (0, 0, 0, 0)),
+    ("init_module", 175, (0, 0, 0)),
+    ("finit_module", 313, (0, 0, 0)),
+    ("reboot", 169, (0, 0, 0, 0)),
+    ("swapon", 167, (0, 0)),
+    ("syslog", 103, (3, 0, 0)),
+    ("iopl", 172, (3,)),
+    ("ioperm", 173, (0, 1, 1)),
+    ("modify_ldt", 154, (0, 0, 0)),
+    ("open_by_handle_at", 304, (0, 0, 0)),
+    ("fanotify_init", 300, (0, 0)),
+    ("personality(READ_IMPLIES_EXEC)", 135, (0x0400000,)),
+    ("acct", 163, (0,)),
+    ("settimeofday", 164, (0, 0)),
+    ("clock_settime", 227, (0, 0)),
+    ("set_mempolicy", 238, (0, 0, 0)),
+    ("move_pages", 279, (0, 0, 0, 0, 0, 0)),
+    ("clone3", 435, (0, 0)),
+]
+for name, nr, args in calls:
+    ctypes.set_errno(0)
+    r = libc.syscall(nr, *args)
+    print(name, r, errno.errorcode.get(ctypes.get_errno(), "OK"))
+import os
+print("getpid", libc.syscall(39) == os.getpid(), "allowed")
+"#;
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let l = lines(&r);
+    for line in &l[..l.len() - 1] {
+        let expected = if line.starts_with("clone3") {
+            "-1 ENOSYS"
+        } else {
+            "-1 EPERM"
+        };
+        assert!(line.ends_with(expected), "not denied: {line}");
+    }
+    assert_eq!(l.last().unwrap(), "getpid True allowed", "positive control");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_is_loopback_only_and_names_do_not_resolve() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = r#"
+import socket
+print(sorted(name for _, name in socket.if_nameindex()))
+try:
+    socket.getaddrinfo("example.com", 80)
+    print("resolved")
+except OSError as e:
+    print("no resolution")
+for addr in [("1.1.1.1", 53), ("8.8.8.8", 443)]:
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(addr)
+        print("connected")
+    except OSError as e:
+        print("unreachable")
+"#;
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    assert_eq!(
+        lines(&r),
+        ["['lo']", "no resolution", "unreachable", "unreachable"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_filesystem_is_read_only_and_only_tmpfs_is_writable() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = r#"
+for p in /etc/passwd-x /usr/bin/x /usr/local/bin/x /x /var/tmp/x /home/x /etc/hostname; do
+  if ( echo x > "$p" ) 2>/dev/null; then echo "WROTE $p"; else echo "denied $p"; fi
+done
+echo ok > /work/f && cat /work/f
+echo ok > /tmp/f && cat /tmp/f
+echo ok > /dev/shm/f && cat /dev/shm/f
+"#;
+    let r = env.run("bash", &[("main.sh", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let text = out(&r);
+    assert!(!text.contains("WROTE"), "{text}");
+    assert_eq!(text.matches("denied").count(), 7, "{text}");
+    assert!(text.ends_with("ok\nok\nok"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_from_the_host_is_mounted() {
+    require_docker!();
+    let env = Env::new().await;
+    let r = env
+        .run(
+            "python",
+            &[("main.py", "print(open('/proc/self/mountinfo').read())")],
+        )
+        .await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    // Fields: id parent major:minor root mountpoint options ... - fstype source
+    let virtual_fs = [
+        "proc", "tmpfs", "devpts", "sysfs", "cgroup", "cgroup2", "mqueue",
+    ];
+    for line in out(&r).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let mountpoint = fields[4];
+        let options = fields[5];
+        let sep = fields.iter().position(|f| *f == "-").unwrap();
+        let fstype = fields[sep + 1];
+        if mountpoint == "/" {
+            assert!(options.starts_with("ro"), "root must be read-only: {line}");
+            continue;
+        }
+        if virtual_fs.contains(&fstype) {
+            continue;
+        }
+        // Docker writes the container's hostname file itself; with no
+        // network it mounts nothing else. It must be read-only.
+        assert_eq!(mountpoint, "/etc/hostname", "unexpected host mount: {line}");
+        assert!(options.starts_with("ro"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cgroup_limits_match_the_policy() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = r#"
+import os
+def read(*paths):
+    for p in paths:
+        if os.path.exists(p):
+            return open(p).read().strip()
+    return "missing"
+v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+print("pids", read("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"))
+print("mem", read("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+if v2:
+    print("swap", read("/sys/fs/cgroup/memory.swap.max"))
+    q, p = read("/sys/fs/cgroup/cpu.max").split()
+    print("cpu", int(q) / int(p))
+else:
+    print("swap", int(read("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")) - int(read("/sys/fs/cgroup/memory/memory.limit_in_bytes")))
+    print("cpu", int(read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")) / int(read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")))
+import resource
+print("nofile", resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+print("core", resource.getrlimit(resource.RLIMIT_CORE)[1])
+"#;
+    let limits = LimitsRequest {
+        run_memory_mb: Some(100),
+        ..Default::default()
+    };
+    let r = env
+        .run_with("python", &[("main.py", prog)], "", &[], limits)
+        .await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let p = env.sandbox.policy();
+    assert_eq!(
+        lines(&r),
+        [
+            format!("pids {}", p.run.pids),
+            format!("mem {}", 100 << 20),
+            "swap 0".to_owned(),
+            format!("cpu {:.1}", p.container.nano_cpus as f64 / 1e9),
+            format!("nofile {}", p.container.nofile),
+            "core 0".to_owned(),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filling_the_tmpfs_stops_at_its_size() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = r#"
+dd if=/dev/zero of=/work/fill bs=1M count=200 2>&1 | grep -o 'No space left on device'
+ls -l /work/fill | awk '{print $5}'
+truncate -s 1T /work/sparse; echo "truncate exit $?"
+"#;
+    let r = env.run("bash", &[("main.sh", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let text = out(&r);
+    assert!(text.contains("No space left on device"), "{text}");
+    let size: u64 = text.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(
+        size <= env.sandbox.policy().container.work_tmpfs_bytes,
+        "{size}"
+    );
+    // A 1 TiB sparse file is refused by the file-size limit (SIGXFSZ).
+    assert!(text.contains("truncate exit 153"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_bomb_is_contained_and_cleaned_up() {
+    require_docker!();
+    let env = Env::new().await;
+    let limits = LimitsRequest {
+        run_wall_time_ms: Some(3000),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let (job, r) = env
+        .run_job(
+            "bash",
+            &[("main.sh", ":(){ :|:& };:\nwait\n")],
+            "",
+            &[],
+            limits,
+        )
+        .await;
+    assert!(
+        matches!(
+            r.status,
+            Status::TimeLimit | Status::RuntimeError | Status::Ok
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.job_containers(&job).await, 0, "container left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_ends_with_the_memory_verdict() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = "#include <stdlib.h>\n#include <string.h>\nint main(void){ for(;;){ char *p = malloc(1<<20); if (!p) return 1; memset(p, 1, 1<<20);} }\n";
+    let (job, r) = env
+        .run_job("c", &[("main.c", prog)], "", &[], LimitsRequest::default())
+        .await;
+    assert_eq!(r.status, Status::MemoryLimit, "{}", show(&r));
+    assert_eq!(env.job_containers(&job).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_left_behind_are_invisible_to_the_next_run() {
+    require_docker!();
+    let env = Env::new().await;
+    let plant = "for d in /work /tmp /dev/shm; do echo secret > $d/planted; done; ls /work /tmp /dev/shm | grep -c planted";
+    let r = env.run("bash", &[("main.sh", plant)]).await;
+    assert_eq!(out(&r), "3", "{}", show(&r));
+    let look = "for d in /work /tmp /dev/shm /var/tmp; do ls -A $d; done | grep -c planted || true";
+    let r = env.run("bash", &[("main.sh", look)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    assert_eq!(out(&r), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_processes_do_not_outlive_the_job() {
+    require_docker!();
+    let env = Env::new().await;
+    let prog = r#"
+( sleep 2; echo "late output" ) &
+setsid sh -c 'sleep 60' &
+nohup sleep 60 >/dev/null 2>&1 &
+disown -a
+echo done
+"#;
+    let started = Instant::now();
+    let (job, r) = env
+        .run_job(
+            "bash",
+            &[("main.sh", prog)],
+            "",
+            &[],
+            LimitsRequest::default(),
+        )
+        .await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    assert_eq!(out(&r), "done", "{}", show(&r));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the job waited for its children"
+    );
+    assert_eq!(
+        env.job_containers(&job).await,
+        0,
+        "a container outlived the job"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submission_cannot_tamper_with_sandbox_init() {
+    require_docker!();
+    let env = Env::new().await;
+    // PID 1 reports the result. It ignores signals from inside its namespace
+    // and is not dumpable, so its descriptors and memory are closed.
+    let prog = r#"
+import os, signal
+for sig in [signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP]:
+    try:
+        os.kill(1, sig)
+        print("sent", sig.name)
+    except OSError as e:
+        print("refused", sig.name)
+for p in ["/proc/1/fd/1", "/proc/1/mem", "/proc/1/environ"]:
+    try:
+        open(p, "rb" if p.endswith("mem") else "wb").close()
+        print("OPENED", p)
+    except OSError:
+        print("closed", p)
+print(sorted(int(p) for p in os.listdir("/proc") if p.isdigit()) == [1, os.getpid()])
+"#;
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "the report still came: {}", show(&r));
+    let text = out(&r);
+    assert!(!text.contains("OPENED"), "{text}");
+    assert!(
+        text.ends_with("True"),
+        "only init and the program are visible: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_cannot_see_each_other() {
+    require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("bash").await;
+    let holder =
+        "echo mine > /work/secret-a; echo mine > /tmp/secret-a; sleep 4; cat /work/secret-a";
+    let looker = r#"
+sleep 1
+find / -xdev -name 'secret-*' 2>/dev/null | wc -l
+ls /proc | grep -c '^[0-9]'
+"#;
+    let limits = || LimitsRequest {
+        run_wall_time_ms: Some(10_000),
+        ..Default::default()
+    };
+    let (holder, looker) = ([("main.sh", holder)], [("main.sh", looker)]);
+    let (a, b) = tokio::join!(
+        env.run_with("bash", &holder, "", &[], limits()),
+        env.run_with("bash", &looker, "", &[], limits()),
+    );
+    assert_eq!(a.status, Status::Ok, "{}", show(&a));
+    assert_eq!(out(&a), "mine");
+    assert_eq!(b.status, Status::Ok, "{}", show(&b));
+    let l = lines(&b);
+    assert_eq!(l[0].trim(), "0", "saw the other job's files");
+    let procs: u32 = l[1].trim().parse().unwrap();
+    assert!(procs <= 5, "saw other processes: {procs}");
+}
