@@ -9,6 +9,7 @@
 //! - [`images`]: building the sandbox images.
 //! - [`verdict`]: results and the verdict mapping.
 //! - [`gc`]: collecting containers a crashed runner left behind.
+//! - [`service`]: `runner serve`, the HTTP API with tenants, queue and audit log.
 
 pub mod engine;
 pub mod gc;
@@ -17,5 +18,6 @@ pub mod language;
 pub mod limits;
 pub mod policy;
 pub mod sandbox;
+pub mod service;
 pub mod submission;
 pub mod verdict;

@@ -6,6 +6,7 @@
 //!   a limit over the policy's maximum, an invalid policy file);
 //! - 3: infrastructure error (Docker unreachable, an image build failed, the
 //!   sandbox itself failed: the `internal_error` verdict);
+//! - 1: `audit verify` found the audit log tampered with;
 //! - 130: interrupted (Ctrl-C or SIGTERM); containers of the job are removed.
 
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(&args.global);
+    cli::init_logging(&args);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

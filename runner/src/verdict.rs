@@ -57,6 +57,8 @@ pub enum LimitHit {
 pub struct StageResult {
     pub stdout: String,
     pub stderr: String,
+    /// stdout and stderr together, in the order the program wrote them.
+    pub output: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     /// Exit code, when the process exited (null when a signal ended it).
@@ -159,6 +161,7 @@ mod tests {
         StageResult {
             stdout: String::new(),
             stderr: String::new(),
+            output: String::new(),
             stdout_truncated: false,
             stderr_truncated: false,
             exit_code: exit,

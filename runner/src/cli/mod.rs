@@ -11,9 +11,12 @@ use runner::images::sources::ImageSources;
 use runner::language::Catalog;
 use runner::policy::SandboxPolicy;
 
+mod admin;
+mod audit;
 mod exec;
 mod gc;
 mod images;
+mod serve;
 mod summary;
 
 pub const EXIT_USAGE: u8 = 2;
@@ -61,6 +64,14 @@ pub enum Command {
     Images(images::ImagesCommand),
     /// Remove sandbox containers left behind by a runner that crashed or was killed.
     Gc(gc::GcArgs),
+    /// Serve the HTTP API (runs, Piston compatibility, metrics).
+    Serve(Box<serve::ServeArgs>),
+    /// Manage tenants and API keys.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// A failed command: its message and its exit code.
@@ -95,14 +106,32 @@ pub fn infra(e: impl Into<anyhow::Error>) -> Failure {
     Failure::Infra(e.into())
 }
 
-pub fn init_logging(global: &Global) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
+/// Commands log to stderr for people; `serve` logs JSON lines to stdout for
+/// collectors, at `info` unless `--log` says otherwise.
+pub fn init_logging(cli: &Cli) {
+    let serve = matches!(cli.command, Command::Serve(_));
+    let level = if serve && cli.global.log == "warn" {
+        "info"
+    } else {
+        cli.global.log.as_str()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    if serve {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stdout)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+    }
 }
 
 /// What most commands need: the policy, the image sources and languages, and
@@ -161,5 +190,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Exec(args) => exec::run(&cli.global, *args).await,
         Command::Images(cmd) => images::run(&cli.global, cmd).await,
         Command::Gc(args) => gc::run(args).await,
+        Command::Serve(args) => serve::run(&cli.global, *args).await,
+        Command::Admin(cmd) => admin::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }

@@ -2,6 +2,7 @@
 //! run stage, each in a fresh container that is removed afterwards.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,47 @@ use crate::verdict::{RunResult, StageResult, Status, verdict};
 use labels::Owner;
 use protocol::{Job, PROTOCOL_VERSION, ProtocolError};
 use stage::{COLLECT_GRACE, REPORT_GRACE, StageRun};
+
+/// What a run reports while it runs, for live views (server-sent events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxEvent {
+    StageStarted(StageKind),
+    Output {
+        stage: StageKind,
+        stream: OutputStream,
+        text: String,
+    },
+    StageFinished {
+        stage: StageKind,
+        result: StageResult,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where [`SandboxEvent`]s go.
+pub type EventSink = tokio::sync::mpsc::UnboundedSender<SandboxEvent>;
+
+/// Counters of engine operations, for metrics.
+#[derive(Debug, Default)]
+pub struct SandboxStats {
+    pub containers_created: AtomicU64,
+    pub create_failures: AtomicU64,
+    pub remove_failures: AtomicU64,
+}
 
 /// Label every sandbox image carries with the protocol its sandbox-init speaks.
 pub const PROTOCOL_LABEL: &str = "io.runner.sandbox.protocol";
@@ -143,6 +185,7 @@ pub struct Sandbox {
     owner: Owner,
     /// Images whose protocol label was checked in this process.
     checked_images: Mutex<HashSet<String>>,
+    stats: SandboxStats,
 }
 
 impl Sandbox {
@@ -157,6 +200,7 @@ impl Sandbox {
             catalog,
             owner: Owner::current(),
             checked_images: Mutex::new(HashSet::new()),
+            stats: SandboxStats::default(),
         }
     }
 
@@ -172,13 +216,23 @@ impl Sandbox {
         &self.engine
     }
 
+    pub fn stats(&self) -> &SandboxStats {
+        &self.stats
+    }
+
     /// Checks a request completely, without touching the engine.
     pub fn prepare(&self, req: RunRequest) -> Result<PreparedRun, RequestError> {
+        self.prepare_as(new_job_id(), req)
+    }
+
+    /// Like [`Sandbox::prepare`], under a job id of the caller's (the
+    /// service's run id, so its containers can be found by it).
+    pub fn prepare_as(&self, id: String, req: RunRequest) -> Result<PreparedRun, RequestError> {
         let language = self.catalog.find(&req.language, req.version.as_deref())?;
         submission::validate(&req.files, &req.stdin, &req.args, &self.policy.input)?;
         let limits = req.limits.resolve(&self.policy)?;
         Ok(PreparedRun {
-            id: new_job_id(),
+            id,
             language,
             files: req.files,
             stdin: req.stdin,
@@ -189,6 +243,15 @@ impl Sandbox {
 
     /// Runs a prepared submission to its verdict.
     pub async fn execute(&self, run: &PreparedRun) -> Result<RunResult, SandboxError> {
+        self.execute_observed(run, None).await
+    }
+
+    /// Like [`Sandbox::execute`], reporting progress and output to `events`.
+    pub async fn execute_observed(
+        &self,
+        run: &PreparedRun,
+        events: Option<&EventSink>,
+    ) -> Result<RunResult, SandboxError> {
         let span = info_span!("job", job.id = %run.id, language = %run.language.name, image = %run.language.image);
         async {
             self.check_image(&run.language.image).await?;
@@ -200,18 +263,16 @@ impl Sandbox {
                 Some(stage) => {
                     let argv = lang.command(stage, &run.files, &[]);
                     let env = spec::environment(&stage.env);
-                    let outcome = self
-                        .stage(
-                            run,
-                            StageKind::Compile,
-                            &argv,
-                            &env,
-                            &run.limits.compile,
-                            &archive,
-                            &[],
-                            true,
-                        )
-                        .await?;
+                    let plan = StagePlan {
+                        kind: StageKind::Compile,
+                        argv: &argv,
+                        env: &env,
+                        limits: &run.limits.compile,
+                        archive: &archive,
+                        stdin: &[],
+                        collect: true,
+                    };
+                    let outcome = self.stage(run, plan, events).await?;
                     match outcome.archive {
                         Some(a) if outcome.result.succeeded() => archive = a,
                         _ => return Ok(self.finish(run, Some(outcome.result), None)),
@@ -222,18 +283,16 @@ impl Sandbox {
             };
             let argv = lang.command(&lang.run, &run.files, &run.args);
             let env = spec::environment(&lang.run.env);
-            let outcome = self
-                .stage(
-                    run,
-                    StageKind::Run,
-                    &argv,
-                    &env,
-                    &run.limits.run,
-                    &archive,
-                    &run.stdin,
-                    false,
-                )
-                .await?;
+            let plan = StagePlan {
+                kind: StageKind::Run,
+                argv: &argv,
+                env: &env,
+                limits: &run.limits.run,
+                archive: &archive,
+                stdin: &run.stdin,
+                collect: false,
+            };
+            let outcome = self.stage(run, plan, events).await?;
             Ok(self.finish(run, compile, Some(outcome.result)))
         }
         .instrument(span)
@@ -261,18 +320,16 @@ impl Sandbox {
         let env = spec::environment(&language.run.env);
         let archive =
             submission::archive(&[], self.policy.container.uid, self.policy.container.gid);
-        let outcome = self
-            .stage(
-                &run,
-                StageKind::Run,
-                argv,
-                &env,
-                &run.limits.run,
-                &archive,
-                &[],
-                false,
-            )
-            .await?;
+        let plan = StagePlan {
+            kind: StageKind::Run,
+            argv,
+            env: &env,
+            limits: &run.limits.run,
+            archive: &archive,
+            stdin: &[],
+            collect: false,
+        };
+        let outcome = self.stage(&run, plan, None).await?;
         Ok(outcome.result)
     }
 
@@ -294,18 +351,21 @@ impl Sandbox {
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // one call site each; a struct would only rename them
     async fn stage(
         &self,
         run: &PreparedRun,
-        kind: StageKind,
-        argv: &[String],
-        env: &[String],
-        limits: &StageLimits,
-        archive: &[u8],
-        stdin: &[u8],
-        collect: bool,
+        plan: StagePlan<'_>,
+        events: Option<&EventSink>,
     ) -> Result<stage::StageOutcome, SandboxError> {
+        let StagePlan {
+            kind,
+            argv,
+            env,
+            limits,
+            archive,
+            stdin,
+            collect,
+        } = plan;
         let c = &self.policy.container;
         let lifetime = Duration::from_millis(limits.wall_time_ms)
             + REPORT_GRACE
@@ -320,6 +380,8 @@ impl Sandbox {
         );
         StageRun {
             engine: &self.engine,
+            stats: &self.stats,
+            events,
             job_id: &run.id,
             kind,
             spec: spec::stage_spec(&self.policy, &run.language.image, labels, limits),
@@ -394,6 +456,17 @@ pub fn internal_error(language: &Language, message: String) -> RunResult {
         run: None,
         message: Some(message),
     }
+}
+
+/// What one stage runs.
+struct StagePlan<'a> {
+    kind: StageKind,
+    argv: &'a [String],
+    env: &'a [String],
+    limits: &'a StageLimits,
+    archive: &'a [u8],
+    stdin: &'a [u8],
+    collect: bool,
 }
 
 /// A fresh job id: 128 random bits, hex.

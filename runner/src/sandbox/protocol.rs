@@ -97,6 +97,8 @@ pub struct Decoder {
     buf: Vec<u8>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// stdout and stderr in frame order.
+    pub combined: Vec<u8>,
     pub artifacts: Vec<u8>,
     stdout_max: u64,
     stderr_max: u64,
@@ -110,6 +112,7 @@ impl Decoder {
             buf: Vec::new(),
             stdout: Vec::new(),
             stderr: Vec::new(),
+            combined: Vec::new(),
             artifacts: Vec::new(),
             stdout_max,
             stderr_max,
@@ -151,8 +154,14 @@ impl Decoder {
                 Ok(())
             };
             match kind {
-                b'o' => push(&mut self.stdout, self.stdout_max, "stdout")?,
-                b'e' => push(&mut self.stderr, self.stderr_max, "stderr")?,
+                b'o' => {
+                    push(&mut self.stdout, self.stdout_max, "stdout")?;
+                    self.combined.extend_from_slice(payload);
+                }
+                b'e' => {
+                    push(&mut self.stderr, self.stderr_max, "stderr")?;
+                    self.combined.extend_from_slice(payload);
+                }
                 b'a' => push(&mut self.artifacts, self.collect_max, "archive")?,
                 b'r' => {
                     let text = String::from_utf8_lossy(payload);
@@ -260,6 +269,7 @@ impl Report {
         self,
         stdout: Vec<u8>,
         stderr: Vec<u8>,
+        combined: Vec<u8>,
         limits: &crate::limits::StageLimits,
         engine_oom: bool,
     ) -> StageResult {
@@ -317,6 +327,7 @@ impl Report {
         StageResult {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            output: String::from_utf8_lossy(&combined).into_owned(),
             stdout_truncated: self.stdout_truncated,
             stderr_truncated: self.stderr_truncated,
             exit_code: self.exit_code,
@@ -386,14 +397,16 @@ mod tests {
     fn frames_split_anywhere_are_reassembled() {
         let mut stream = frame(b'o', b"hello\n");
         stream.extend(frame(b'e', b"err"));
+        stream.extend(frame(b'o', b"!"));
         stream.extend(frame(b'r', REPORT.as_bytes()));
         for split in 0..stream.len() {
             let mut d = Decoder::new(10, 10, 0);
             assert!(d.feed(&stream[..split]).unwrap().is_none() || split == stream.len());
             let end = d.feed(&stream[split..]).unwrap().cloned();
             assert!(matches!(end, Some(Ending::Report(_))), "split at {split}");
-            assert_eq!(d.stdout, b"hello\n");
+            assert_eq!(d.stdout, b"hello\n!");
             assert_eq!(d.stderr, b"err");
+            assert_eq!(d.combined, b"hello\nerr!");
         }
     }
 
@@ -455,7 +468,7 @@ mod tests {
         assert_eq!(r.exit_code, Some(3));
         assert_eq!(r.signal, None);
         assert_eq!(r.oom_kills, Some(0));
-        let s = r.into_stage(b"out".to_vec(), vec![], &limits(), false);
+        let s = r.into_stage(b"out".to_vec(), vec![], b"out".to_vec(), &limits(), false);
         assert_eq!(s.exit_code, Some(3));
         assert_eq!(s.limit, None);
         assert_eq!(s.stdout, "out");
@@ -466,7 +479,7 @@ mod tests {
             .replace("oom_kills=0", "oom_kills=1");
         let s = Report::parse(&oom)
             .unwrap()
-            .into_stage(vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], vec![], &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::Memory));
         assert_eq!(s.signal.as_deref(), Some("SIGKILL"));
         assert_eq!(s.exit_code, None);
@@ -475,19 +488,20 @@ mod tests {
         let plain = REPORT.replace("exit_code=3", "exit_code=137");
         let s = Report::parse(&plain)
             .unwrap()
-            .into_stage(vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], vec![], &limits(), false);
         assert_eq!(s.limit, None);
         // ...but the engine's OOM state counts when the cgroup was unreadable.
         let unknown = REPORT.replace("oom_kills=0", "oom_kills=-1");
-        let s = Report::parse(&unknown)
-            .unwrap()
-            .into_stage(vec![], vec![], &limits(), true);
+        let s =
+            Report::parse(&unknown)
+                .unwrap()
+                .into_stage(vec![], vec![], vec![], &limits(), true);
         assert_eq!(s.limit, Some(LimitHit::Memory));
 
         let wall = REPORT.replace("limit=none", "limit=wall");
         let s = Report::parse(&wall)
             .unwrap()
-            .into_stage(vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], vec![], &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::WallTime));
         assert!(s.message.unwrap().contains("1000 ms"));
 
@@ -496,7 +510,7 @@ mod tests {
             .replace("stdout_truncated=0", "stdout_truncated=1");
         let s = Report::parse(&out)
             .unwrap()
-            .into_stage(vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], vec![], &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::Output));
         assert!(s.stdout_truncated);
     }

@@ -2,6 +2,7 @@
 //! `sandbox-init`, collect its frames, remove the container.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -9,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
 use super::protocol::{Decoder, Ending, Job};
-use super::{SandboxError, StageKind};
+use super::{EventSink, OutputStream, SandboxError, SandboxEvent, SandboxStats, StageKind};
 use crate::engine::{Attachment, ContainerEngine, EngineError, Output, SandboxSpec};
 use crate::limits::StageLimits;
 use crate::verdict::{LimitHit, StageResult};
@@ -59,6 +60,8 @@ impl Drop for RemoveOnDrop {
 
 pub struct StageRun<'a> {
     pub engine: &'a Arc<dyn ContainerEngine>,
+    pub stats: &'a SandboxStats,
+    pub events: Option<&'a EventSink>,
     pub job_id: &'a str,
     pub kind: StageKind,
     pub spec: SandboxSpec,
@@ -73,10 +76,16 @@ impl StageRun<'_> {
             stage: self.kind,
             source,
         };
-        let id = self.engine.create(&self.spec).await.map_err(|e| match e {
-            EngineError::ImageMissing { image } => SandboxError::ImageMissing { image },
-            other => err(other),
+        let id = self.engine.create(&self.spec).await.map_err(|e| {
+            self.stats.create_failures.fetch_add(1, Ordering::Relaxed);
+            match e {
+                EngineError::ImageMissing { image } => SandboxError::ImageMissing { image },
+                other => err(other),
+            }
         })?;
+        self.stats
+            .containers_created
+            .fetch_add(1, Ordering::Relaxed);
         let guard = RemoveOnDrop {
             engine: Arc::clone(self.engine),
             id: Some(id.clone()),
@@ -85,6 +94,15 @@ impl StageRun<'_> {
         let outcome = self.drive(&id).await;
         let cleanup = self.engine.remove(&id).await;
         guard.disarm();
+        if cleanup.is_err() {
+            self.stats.remove_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Ok(o), Some(events)) = (&outcome, self.events) {
+            let _ = events.send(SandboxEvent::StageFinished {
+                stage: self.kind,
+                result: o.result.clone(),
+            });
+        }
         match (outcome, cleanup) {
             (Ok(o), Ok(())) => Ok(o),
             (Ok(o), Err(e)) => {
@@ -111,6 +129,10 @@ impl StageRun<'_> {
         } = self.engine.attach(id).await.map_err(err)?;
         self.engine.start(id).await.map_err(err)?;
         let started = Instant::now();
+        if let Some(events) = self.events {
+            let _ = events.send(SandboxEvent::StageStarted(self.kind));
+        }
+        let mut live = LiveOutput::default();
 
         let collect = self.job.collect_max > 0;
         let mut decoder = Decoder::new(
@@ -129,16 +151,19 @@ impl StageRun<'_> {
             while let Some(item) = output.next().await {
                 match item.map_err(err)? {
                     Output::Stdout(bytes) => {
-                        if let Some(end) =
-                            decoder
-                                .feed(&bytes)
-                                .map_err(|source| SandboxError::Protocol {
-                                    job: self.job_id.to_owned(),
-                                    stage: self.kind,
-                                    source,
-                                })?
-                        {
-                            return Ok(Some(end.clone()));
+                        let end = decoder
+                            .feed(&bytes)
+                            .map_err(|source| SandboxError::Protocol {
+                                job: self.job_id.to_owned(),
+                                stage: self.kind,
+                                source,
+                            })?
+                            .cloned();
+                        if let Some(events) = self.events {
+                            live.forward(self.kind, &decoder, events);
+                        }
+                        if end.is_some() {
+                            return Ok(end);
                         }
                     }
                     Output::Stderr(bytes) => {
@@ -171,6 +196,7 @@ impl StageRun<'_> {
                     result: StageResult {
                         stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
                         stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
+                        output: String::from_utf8_lossy(&decoder.combined).into_owned(),
                         stdout_truncated: false,
                         stderr_truncated: false,
                         exit_code: None,
@@ -202,7 +228,9 @@ impl StageRun<'_> {
                 let collect_error = report.collect_error.clone();
                 let stdout = std::mem::take(&mut decoder.stdout);
                 let stderr = std::mem::take(&mut decoder.stderr);
-                let mut result = report.into_stage(stdout, stderr, self.limits, engine_oom);
+                let combined = std::mem::take(&mut decoder.combined);
+                let mut result =
+                    report.into_stage(stdout, stderr, combined, self.limits, engine_oom);
                 if let Some(why) = collect_error {
                     // The program succeeded, but what it left in /work
                     // cannot be carried to the next stage.
@@ -231,6 +259,7 @@ impl StageRun<'_> {
                         result: StageResult {
                             stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
                             stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
+                            output: String::from_utf8_lossy(&decoder.combined).into_owned(),
                             stdout_truncated: false,
                             stderr_truncated: false,
                             exit_code: None,
@@ -261,6 +290,42 @@ impl StageRun<'_> {
                     ),
                 })
             }
+        }
+    }
+}
+
+/// Forwards output as it arrives, cut at UTF-8 character boundaries so a
+/// character split across two frames is never mangled.
+#[derive(Debug, Default)]
+struct LiveOutput {
+    stdout_sent: usize,
+    stderr_sent: usize,
+}
+
+impl LiveOutput {
+    fn forward(&mut self, stage: StageKind, decoder: &Decoder, events: &EventSink) {
+        for (stream, buf, sent) in [
+            (OutputStream::Stdout, &decoder.stdout, &mut self.stdout_sent),
+            (OutputStream::Stderr, &decoder.stderr, &mut self.stderr_sent),
+        ] {
+            let pending = &buf[*sent..];
+            let complete = match std::str::from_utf8(pending) {
+                Ok(_) => pending.len(),
+                // An incomplete character at the end waits for the next frame;
+                // invalid bytes elsewhere go out (lossily) now.
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => pending.len(),
+            };
+            if complete == 0 {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&pending[..complete]).into_owned();
+            *sent += complete;
+            let _ = events.send(SandboxEvent::Output {
+                stage,
+                stream,
+                text,
+            });
         }
     }
 }

@@ -1,0 +1,192 @@
+//! `runner admin`: tenants and API keys, straight on the database (for the
+//! operator; tenant admins use `/v1/keys`). Every change is audited.
+
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use runner::service::auth::{Role, mint_key};
+use runner::service::store::{NewAuditEntry, NewKey, Store};
+
+use super::serve::DbArgs;
+use super::{Failure, infra, usage};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Tenants: create, list.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// API keys: create, revoke, list.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; prints it once on stdout (only its hash is stored).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// learner, developer, release-manager or admin.
+        #[arg(long)]
+        role: String,
+        /// A note for people (who or what uses the key).
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key by id; requests with it fail at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a tenant's keys (ids and roles; never secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+fn audit(
+    store: &Store,
+    tenant: Option<&str>,
+    action: &str,
+    target: String,
+    detail: Option<String>,
+) -> Result<(), Failure> {
+    store
+        .audit()
+        .append(&NewAuditEntry {
+            actor: actor(),
+            tenant: tenant.map(str::to_owned),
+            action: action.into(),
+            target: Some(target),
+            detail,
+        })
+        .map(|_| ())
+        .map_err(infra)
+}
+
+fn tenant(store: &Store, name: &str) -> Result<runner::service::store::Tenant, Failure> {
+    store.tenant_by_name(name).map_err(infra)?.ok_or_else(|| {
+        usage(anyhow!(
+            "no tenant named {name:?}; create it with `runner admin tenant create {name}`"
+        ))
+    })
+}
+
+pub fn run(cmd: AdminCommand) -> Result<ExitCode, Failure> {
+    match cmd {
+        AdminCommand::Tenant(TenantCommand::Create { name, db }) => {
+            let store = db.open()?;
+            let t = store.create_tenant(&name).map_err(|e| match e {
+                runner::service::store::StoreError::Conflict(_) => usage(e),
+                other => infra(other),
+            })?;
+            audit(
+                &store,
+                Some(&t.name),
+                "tenant.create",
+                format!("tenant:{}", t.id),
+                None,
+            )?;
+            println!("{}", t.id);
+            eprintln!("created tenant {name}");
+        }
+        AdminCommand::Tenant(TenantCommand::List { db }) => {
+            for t in db.open()?.tenants().map_err(infra)? {
+                println!("{}\t{}", t.id, t.name);
+            }
+        }
+        AdminCommand::Key(KeyCommand::Create {
+            tenant: name,
+            role,
+            label,
+            db,
+        }) => {
+            let role = Role::parse(&role).map_err(|m| usage(anyhow!(m)))?;
+            let store = db.open()?;
+            let t = tenant(&store, &name)?;
+            let minted = mint_key();
+            store
+                .insert_key(
+                    &t.id,
+                    &NewKey {
+                        id: &minted.id,
+                        role: role.as_str(),
+                        secret_hash: &minted.secret_hash,
+                        label: &label,
+                        created_by: &actor(),
+                    },
+                )
+                .map_err(infra)?;
+            audit(
+                &store,
+                Some(&t.name),
+                "key.create",
+                format!("key:{}", minted.id),
+                Some(format!("role {}", role.as_str())),
+            )?;
+            eprintln!(
+                "created key {} ({} of tenant {name}); it is shown once, below: store it now",
+                minted.id,
+                role.as_str()
+            );
+            println!("{}", minted.text);
+        }
+        AdminCommand::Key(KeyCommand::Revoke { id, db }) => {
+            let store = db.open()?;
+            let rec = store.revoke_key(None, &id).map_err(infra)?.ok_or_else(|| {
+                usage(anyhow!(
+                    "no key with id {id:?}; `runner admin key list --tenant T` lists them"
+                ))
+            })?;
+            audit(
+                &store,
+                Some(&rec.tenant_name),
+                "key.revoke",
+                format!("key:{id}"),
+                None,
+            )?;
+            eprintln!("revoked key {id} of tenant {}", rec.tenant_name);
+        }
+        AdminCommand::Key(KeyCommand::List { tenant: name, db }) => {
+            let store = db.open()?;
+            let t = tenant(&store, &name)?;
+            for k in store.keys(&t.id).map_err(infra)? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}\t{}\t{state}\t{}", k.id, k.role, k.label);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

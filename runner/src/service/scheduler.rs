@@ -1,0 +1,530 @@
+//! Turns queued runs into sandbox executions: oldest first, within the global
+//! concurrency bound and each tenant's quota; publishes progress; stops runs
+//! on cancellation; drains on shutdown.
+//!
+//! The queue lives in the store, so a run acknowledged to a client survives
+//! a crash. After a crash, runs that were executing are finished as
+//! `internal_error` (not re-run: a run that crashed the runner must not crash
+//! it again in a loop); after an orderly shutdown whose grace ran out, they are
+//! put back in the queue and run again on the next start.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast, oneshot};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::metrics::Metrics;
+use super::store::{RunRecord, Store, StoreError, TenantId};
+use crate::limits::LimitsRequest;
+use crate::sandbox::{RunRequest, Sandbox, SandboxEvent};
+use crate::submission::SubmissionFile;
+use crate::verdict::{RunResult, Status};
+
+/// A run as kept in the queue: the request, binary-safe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub language: String,
+    pub version: Option<String>,
+    /// (name, base64 content)
+    pub files: Vec<(String, String)>,
+    /// base64
+    pub stdin: String,
+    pub args: Vec<String>,
+    pub limits: LimitsRequest,
+}
+
+impl RunSpec {
+    pub fn from_request(r: &RunRequest) -> RunSpec {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        RunSpec {
+            language: r.language.clone(),
+            version: r.version.clone(),
+            files: r
+                .files
+                .iter()
+                .map(|f| (f.name.clone(), b64.encode(&f.content)))
+                .collect(),
+            stdin: b64.encode(&r.stdin),
+            args: r.args.clone(),
+            limits: r.limits.clone(),
+        }
+    }
+
+    pub fn into_request(self) -> Result<RunRequest, String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let files = self
+            .files
+            .into_iter()
+            .map(|(name, content)| {
+                Ok(SubmissionFile {
+                    content: b64
+                        .decode(content)
+                        .map_err(|e| format!("file {name}: {e}"))?,
+                    name,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(RunRequest {
+            language: self.language,
+            version: self.version,
+            files,
+            stdin: b64.decode(self.stdin).map_err(|e| format!("stdin: {e}"))?,
+            args: self.args,
+            limits: self.limits,
+        })
+    }
+}
+
+/// Progress of one run, for live views.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    Started,
+    Sandbox(SandboxEvent),
+    /// The run reached its final state; the record holds the result.
+    Done(Box<RunRecord>),
+}
+
+/// Why a running run is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Its client cancelled it.
+    Cancel,
+    /// The service is shutting down and the grace period is over.
+    Shutdown,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    total: usize,
+    per_tenant: HashMap<TenantId, usize>,
+    stops: HashMap<String, oneshot::Sender<Stop>>,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    store: Store,
+    sandbox: Arc<Sandbox>,
+    metrics: Arc<Metrics>,
+    global: usize,
+    per_tenant: usize,
+    running: Mutex<Running>,
+    wake: Notify,
+    idle: Notify,
+    draining: AtomicBool,
+    channels: Mutex<HashMap<String, broadcast::Sender<RunEvent>>>,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Store,
+        sandbox: Arc<Sandbox>,
+        metrics: Arc<Metrics>,
+        global: usize,
+        per_tenant: usize,
+    ) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            store,
+            sandbox,
+            metrics,
+            global,
+            per_tenant,
+            running: Mutex::new(Running::default()),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            draining: AtomicBool::new(false),
+            channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Finishes runs a previous process left executing, and removes their
+    /// containers and any other orphans. Call once, before [`Scheduler::start`].
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let interrupted = self.store.call(|s| s.queue().interrupted()).await?;
+        let engine = Arc::clone(self.sandbox.engine());
+        for (id, language, version) in &interrupted {
+            if let Err(e) = crate::gc::remove_job(engine.as_ref(), id).await {
+                warn!(run.id = %id, error = %e, "could not remove the containers of an interrupted run");
+            }
+            let result = RunResult {
+                status: Status::InternalError,
+                language: language.clone(),
+                version: version.clone(),
+                compile: None,
+                run: None,
+                message: Some(
+                    "the runner stopped while this run was executing (it crashed or was killed); the run was not retried"
+                        .into(),
+                ),
+            };
+            let id2 = id.clone();
+            self.store
+                .call(move |s| s.queue().finish(&id2, &result))
+                .await?;
+            warn!(run.id = %id, "finished a run interrupted by the previous process as internal_error");
+        }
+        match crate::gc::collect(engine.as_ref(), crate::gc::Scope::Orphans, false).await {
+            Ok(r) if !r.removed.is_empty() => info!(
+                removed = r.removed.len(),
+                "removed orphaned sandbox containers"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not look for orphaned sandbox containers"),
+        }
+        Ok(interrupted.len())
+    }
+
+    /// Starts the dispatch loop.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = me.wake.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if me.draining.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Err(e) = me.fill().await {
+                    error!(error = %e, "dispatching queued runs failed");
+                }
+                me.prune_channels();
+            }
+        })
+    }
+
+    /// A new run was queued.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts queued runs while the bounds allow.
+    async fn fill(self: &Arc<Self>) -> Result<(), StoreError> {
+        loop {
+            if self.draining.load(Ordering::SeqCst) || self.running_now() >= self.global {
+                return Ok(());
+            }
+            let waiting = self.store.call(|s| s.queue().waiting(256)).await?;
+            let mut started = false;
+            for (id, tenant) in waiting {
+                {
+                    let r = self.running.lock().expect("scheduler lock");
+                    if r.total >= self.global {
+                        return Ok(());
+                    }
+                    if r.per_tenant.get(&tenant).copied().unwrap_or(0) >= self.per_tenant {
+                        continue;
+                    }
+                }
+                let claim_id = id.clone();
+                let Some(request) = self.store.call(move |s| s.queue().claim(&claim_id)).await?
+                else {
+                    continue;
+                };
+                let (stop_tx, stop_rx) = oneshot::channel();
+                {
+                    let mut r = self.running.lock().expect("scheduler lock");
+                    r.total += 1;
+                    *r.per_tenant.entry(tenant.clone()).or_default() += 1;
+                    r.stops.insert(id.clone(), stop_tx);
+                }
+                started = true;
+                let me = Arc::clone(self);
+                let span = info_span!("run", run.id = %id, tenant = %tenant);
+                tokio::spawn(
+                    async move {
+                        me.execute(&id, request, stop_rx).await;
+                        me.release(&id, &tenant);
+                    }
+                    .instrument(span),
+                );
+            }
+            if !started {
+                return Ok(());
+            }
+        }
+    }
+
+    fn release(&self, id: &str, tenant: &TenantId) {
+        let mut r = self.running.lock().expect("scheduler lock");
+        r.total = r.total.saturating_sub(1);
+        if let Some(n) = r.per_tenant.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                r.per_tenant.remove(tenant);
+            }
+        }
+        r.stops.remove(id);
+        if r.total == 0 {
+            self.idle.notify_waiters();
+        }
+        drop(r);
+        self.wake.notify_one();
+    }
+
+    pub fn running_now(&self) -> usize {
+        self.running.lock().expect("scheduler lock").total
+    }
+
+    async fn execute(&self, id: &str, request: Vec<u8>, stop: oneshot::Receiver<Stop>) {
+        self.publish(id, RunEvent::Started);
+        let started = Instant::now();
+        let prepared = serde_json::from_slice::<RunSpec>(&request)
+            .map_err(|e| format!("the stored request cannot be read: {e}"))
+            .and_then(RunSpec::into_request)
+            .and_then(|req| {
+                self.sandbox
+                    .prepare_as(id.to_owned(), req)
+                    .map_err(|e| format!("the request no longer passes the sandbox policy: {e}"))
+            });
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(message) => {
+                error!(%message, "run cannot start");
+                let rec = self.lookup(id).await;
+                let (language, version) = rec
+                    .as_ref()
+                    .map(|r| (r.language.clone(), r.version.clone()))
+                    .unwrap_or_default();
+                let result = RunResult {
+                    status: Status::InternalError,
+                    language,
+                    version,
+                    compile: None,
+                    run: None,
+                    message: Some(message),
+                };
+                self.finish(id, result, started).await;
+                return;
+            }
+        };
+
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let forward = {
+            let channel = self.channel(id);
+            tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    let _ = channel.send(RunEvent::Sandbox(ev));
+                }
+            })
+        };
+        let outcome = tokio::select! {
+            r = self.sandbox.execute_observed(&prepared, Some(&tx)) => Ok(r),
+            stop = stop => Err(stop.unwrap_or(Stop::Shutdown)),
+        };
+        drop(tx);
+        let _ = forward.await;
+        match outcome {
+            Ok(Ok(result)) => self.finish(id, result, started).await,
+            Ok(Err(e)) => {
+                // The client sees a generic message; the details stay here.
+                error!(error = %e, "the sandbox failed");
+                let result = crate::sandbox::internal_error(
+                    &prepared.language,
+                    format!("the sandbox failed; the operator's log has the details (run {id})"),
+                );
+                self.finish(id, result, started).await;
+            }
+            Err(reason) => {
+                let engine = Arc::clone(self.sandbox.engine());
+                if let Err(e) = crate::gc::remove_job(engine.as_ref(), id).await {
+                    warn!(error = %e, "could not remove the containers of a stopped run; `runner gc` will");
+                }
+                let id2 = id.to_owned();
+                let stored = match reason {
+                    Stop::Cancel => self.store.call(move |s| s.queue().cancelled(&id2)).await,
+                    Stop::Shutdown => self.store.call(move |s| s.queue().requeue(&id2)).await,
+                };
+                if let Err(e) = stored {
+                    error!(error = %e, "recording a stopped run failed");
+                }
+                info!(reason = ?reason, "run stopped");
+                if let Some(rec) = self.lookup(id).await {
+                    self.publish(id, RunEvent::Done(Box::new(rec)));
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, id: &str, result: RunResult, started: Instant) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .run_finished(&result.language, result.status.as_str(), seconds);
+        info!(status = %result.status, seconds, "run finished");
+        let id2 = id.to_owned();
+        match self
+            .store
+            .call(move |s| s.queue().finish(&id2, &result))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => warn!("the run was no longer running when its result came (cancelled?)"),
+            Err(e) => error!(error = %e, "storing a result failed"),
+        }
+        if let Some(rec) = self.lookup(id).await {
+            self.publish(id, RunEvent::Done(Box::new(rec)));
+        }
+    }
+
+    async fn lookup(&self, id: &str) -> Option<RunRecord> {
+        let id = id.to_owned();
+        self.store
+            .call(move |s| s.queue().record(&id))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Stops a running run (its record already says cancel was requested).
+    pub fn cancel(&self, id: &str) -> bool {
+        let stop = self
+            .running
+            .lock()
+            .expect("scheduler lock")
+            .stops
+            .remove(id);
+        stop.is_some_and(|s| s.send(Stop::Cancel).is_ok())
+    }
+
+    /// Orderly shutdown: start nothing new, let running runs finish within
+    /// `grace`, then stop the rest and put them back in the queue.
+    pub async fn drain(&self, grace: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running_now() > 0 {
+            let idle = self.idle.notified();
+            if self.running_now() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                break;
+            }
+        }
+        let stops: Vec<_> = self
+            .running
+            .lock()
+            .expect("scheduler lock")
+            .stops
+            .drain()
+            .collect();
+        if !stops.is_empty() {
+            warn!(
+                runs = stops.len(),
+                "grace period over: stopping runs and putting them back in the queue"
+            );
+        }
+        for (_, s) in stops {
+            let _ = s.send(Stop::Shutdown);
+        }
+        // Stopped runs clean up (remove containers, requeue) quickly.
+        let cleanup = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.running_now() > 0 && tokio::time::Instant::now() < cleanup {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.idle.notified()).await;
+        }
+    }
+
+    fn channel(&self, id: &str) -> broadcast::Sender<RunEvent> {
+        self.channels
+            .lock()
+            .expect("channels lock")
+            .entry(id.to_owned())
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .clone()
+    }
+
+    fn publish(&self, id: &str, ev: RunEvent) {
+        let _ = self.channel(id).send(ev);
+    }
+
+    /// Tells followers of a run that it ended outside the scheduler (it was
+    /// cancelled while queued).
+    pub fn announce_final(&self, rec: RunRecord) {
+        let id = rec.id.clone();
+        self.publish(&id, RunEvent::Done(Box::new(rec)));
+    }
+
+    /// Subscribes to a run's events. Subscribe before reading the run's
+    /// state, so nothing between the two is missed.
+    pub fn subscribe(&self, id: &str) -> broadcast::Receiver<RunEvent> {
+        self.channel(id).subscribe()
+    }
+
+    fn prune_channels(&self) {
+        let running = self.running.lock().expect("scheduler lock");
+        self.channels
+            .lock()
+            .expect("channels lock")
+            .retain(|id, ch| running.stops.contains_key(id) || ch.receiver_count() > 0);
+    }
+
+    /// Waits until the run is final or `timeout` passes; returns its record
+    /// as it then is.
+    pub async fn wait_final(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        let mut rx = self.subscribe(id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (t, i) = (tenant.clone(), id.to_owned());
+            let rec = self.store.call(move |s| s.runs(&t).get(&i)).await?;
+            match rec {
+                Some(r) if !r.state.is_final() => {}
+                other => return Ok(other),
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => {
+                        let (t, i) = (tenant.clone(), id.to_owned());
+                        return self.store.call(move |s| s.runs(&t).get(&i)).await;
+                    }
+                    Ok(Ok(RunEvent::Done(rec))) => return Ok(Some(*rec)),
+                    Ok(Ok(_)) => {}
+                    // Missed events or a closed channel: read the state again.
+                    Ok(Err(_)) => break,
+                }
+            }
+            rx = self.subscribe(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_specs_round_trip_binary_content() {
+        let req = RunRequest {
+            language: "python".into(),
+            version: Some("3".into()),
+            files: vec![SubmissionFile {
+                name: "a.bin".into(),
+                content: vec![0, 159, 146, 150, 255],
+            }],
+            stdin: b"in\0put".to_vec(),
+            args: vec!["-x".into()],
+            limits: LimitsRequest {
+                run_memory_mb: Some(64),
+                ..Default::default()
+            },
+        };
+        let json = serde_json::to_vec(&RunSpec::from_request(&req)).unwrap();
+        let back = serde_json::from_slice::<RunSpec>(&json)
+            .unwrap()
+            .into_request()
+            .unwrap();
+        assert_eq!(back.files, req.files);
+        assert_eq!(back.stdin, req.stdin);
+        assert_eq!(back.limits, req.limits);
+        assert_eq!(back.version, req.version);
+    }
+}

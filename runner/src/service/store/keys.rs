@@ -1,0 +1,138 @@
+//! API key records. The secret itself is never stored: only its slow hash.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, TenantId, now_ms};
+
+/// A key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub tenant_name: String,
+    pub role: String,
+    pub secret_hash: String,
+    pub label: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    pub id: &'a str,
+    pub role: &'a str,
+    pub secret_hash: &'a str,
+    pub label: &'a str,
+    pub created_by: &'a str,
+}
+
+const SELECT: &str = "SELECT k.id, k.tenant_id, t.name, k.role, k.secret_hash, k.label, k.created_by, k.created_at, k.revoked_at
+     FROM api_keys k JOIN tenants t ON t.id = k.tenant_id";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: r.get(0)?,
+        tenant: TenantId(r.get(1)?),
+        tenant_name: r.get(2)?,
+        role: r.get(3)?,
+        secret_hash: r.get(4)?,
+        label: r.get(5)?,
+        created_by: r.get(6)?,
+        created_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+    })
+}
+
+impl Store {
+    pub fn insert_key(&self, tenant: &TenantId, key: &NewKey<'_>) -> Result<KeyRecord, StoreError> {
+        let at = now_ms();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (id, tenant_id, role, secret_hash, label, created_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.id, tenant.as_str(), key.role, key.secret_hash, key.label, key.created_by, at],
+            )?;
+            Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), [key.id], row)?)
+        })
+    }
+
+    /// Looks a key up by its public id, whatever its tenant: this is how a
+    /// request's tenant is found in the first place.
+    pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row)
+                .optional()?)
+        })
+    }
+
+    pub fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!(
+                "{SELECT} WHERE k.tenant_id = ?1 ORDER BY k.created_at, k.id"
+            ))?;
+            let rows = st.query_map([tenant.as_str()], row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Revokes a key of `tenant` (`None`: of any tenant, for the operator's
+    /// CLI). Returns the key, or `None` when no such key exists there.
+    pub fn revoke_key(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let at = now_ms();
+        self.with(|c| {
+            let changed = match tenant {
+                Some(t) => c.execute(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 AND tenant_id = ?3",
+                    params![at, id, t.as_str()],
+                )?,
+                None => c.execute(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2",
+                    params![at, id],
+                )?,
+            };
+            if changed == 0 {
+                return Ok(None);
+            }
+            Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row).optional()?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_belong_to_one_tenant() {
+        let s = Store::in_memory().unwrap();
+        let a = s.create_tenant("a").unwrap();
+        let b = s.create_tenant("b").unwrap();
+        let k = s
+            .insert_key(
+                &a.id,
+                &NewKey {
+                    id: "0123456789abcdef",
+                    role: "learner",
+                    secret_hash: "$argon2id$x",
+                    label: "lab",
+                    created_by: "cli",
+                },
+            )
+            .unwrap();
+        assert_eq!(k.tenant, a.id);
+        assert_eq!(s.keys(&a.id).unwrap().len(), 1);
+        assert!(s.keys(&b.id).unwrap().is_empty());
+        // Another tenant cannot revoke it.
+        assert!(s.revoke_key(Some(&b.id), &k.id).unwrap().is_none());
+        let revoked = s.revoke_key(Some(&a.id), &k.id).unwrap().unwrap();
+        assert!(revoked.revoked_at.is_some());
+        // Revoking twice keeps the first time.
+        let again = s.revoke_key(None, &k.id).unwrap().unwrap();
+        assert_eq!(again.revoked_at, revoked.revoked_at);
+    }
+}

@@ -1,0 +1,318 @@
+//! The service's durable state: one SQLite database in WAL mode.
+//!
+//! Tenant isolation is a property of this API, not of handlers: run queries
+//! hang off [`TenantRuns`], which only [`Store::runs`] makes, from a
+//! [`TenantId`], which only this module makes (from database rows). A query
+//! over another tenant's runs cannot be written against this API.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub mod audit;
+mod keys;
+mod runs;
+
+pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
+pub use keys::{KeyRecord, NewKey};
+pub use runs::{CancelOutcome, Queue, RunRecord, RunState, Submitted, TenantRuns};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "the database holds data this runner cannot read ({0}); was it written by a newer version?"
+    )]
+    Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the database task failed: {0}")]
+    Task(String),
+}
+
+/// A tenant's id. Only the store creates these, from rows it read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts them.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    role TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX api_keys_tenant ON api_keys(tenant_id);
+CREATE TABLE runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    key_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    version TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'finished', 'cancelled')),
+    request BLOB NOT NULL,
+    result TEXT,
+    status TEXT,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_tenant ON runs(tenant_id, seq);
+CREATE INDEX runs_state ON runs(state, seq);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    tenant TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#];
+
+/// The database. Cheap to clone; all clones share one connection.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        // FULL: an acknowledged run survives power loss too, not only a crash.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(open_err)?;
+        Self::migrate(&conn).map_err(open_err)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// A private database in memory, for tests.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        Self::migrate(&conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            conn.execute_batch(&format!(
+                "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with the connection (blocking).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Task("a database call panicked earlier".into()))?;
+        f(&mut conn)
+    }
+
+    /// Runs blocking store work off the async runtime's threads.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Answers a trivial query: the database is usable.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+    }
+
+    pub fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        validate_tenant_name(name).map_err(StoreError::Conflict)?;
+        let id = format!("t_{}", &crate::sandbox::new_job_id()[..16]);
+        let at = now_ms();
+        self.with(|c| {
+            match c.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
+                params![id, name, at],
+            ) {
+                Ok(_) => Ok(Tenant {
+                    id: TenantId(id.clone()),
+                    name: name.to_owned(),
+                    created_at: at,
+                }),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::Conflict(format!(
+                        "tenant {name:?} already exists"
+                    )))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    pub fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT id, name, created_at FROM tenants WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(Tenant {
+                        id: TenantId(r.get(0)?),
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id, name, created_at FROM tenants ORDER BY name")?;
+            let rows = st.query_map([], |r| {
+                Ok(Tenant {
+                    id: TenantId(r.get(0)?),
+                    name: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// The runs of one tenant: the only way to reach runs by id.
+    pub fn runs<'a>(&'a self, tenant: &'a TenantId) -> TenantRuns<'a> {
+        TenantRuns::new(self, tenant)
+    }
+
+    /// Cross-tenant operations of the scheduler (claiming, finishing,
+    /// recovery); never exposed to a request.
+    pub fn queue(&self) -> Queue<'_> {
+        Queue::new(self)
+    }
+
+    pub fn audit(&self) -> AuditLog<'_> {
+        AuditLog::new(self)
+    }
+}
+
+/// Tenant names: short, printable, no surprises in logs or URLs.
+pub fn validate_tenant_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant name {name:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_are_unique_by_name() {
+        let s = Store::in_memory().unwrap();
+        let a = s.create_tenant("school-a").unwrap();
+        assert!(a.id.as_str().starts_with("t_"));
+        let err = s.create_tenant("school-a").unwrap_err();
+        assert!(err.to_string().contains("already exists"));
+        assert_eq!(s.tenant_by_name("school-a").unwrap().unwrap().id, a.id);
+        assert!(s.tenant_by_name("nope").unwrap().is_none());
+        assert!(s.create_tenant("bad name").is_err());
+    }
+
+    #[test]
+    fn the_database_survives_reopening() {
+        let dir =
+            std::env::temp_dir().join(format!("runner-store-{}", crate::sandbox::new_job_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.create_tenant("t1").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert!(s.tenant_by_name("t1").unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
