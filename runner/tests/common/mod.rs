@@ -2,6 +2,9 @@
 //! the language images built on first use.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod server;
+pub mod service;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 

@@ -1,0 +1,172 @@
+//! An in-process service on the real engine and a fresh database, with a
+//! key per (tenant, role), for router tests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response};
+use runner::engine::ContainerEngine;
+use runner::engine::docker::DockerEngine;
+use runner::images::sources::ImageSources;
+use runner::language::Catalog;
+use runner::policy::SandboxPolicy;
+use runner::sandbox::Sandbox;
+use runner::service::api::{AppState, Shared, router};
+use runner::service::auth::{Principal, Role, mint_key};
+use runner::service::config::{ConfigFile, ServiceConfig};
+use runner::service::metrics::Metrics;
+use runner::service::scheduler::Scheduler;
+use runner::service::store::{NewKey, Store};
+use runner::service::tls::ClientAddr;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+pub struct Service {
+    pub app: Router,
+    pub state: AppState,
+    pub store: Store,
+    pub scheduler: Arc<Scheduler>,
+    /// (tenant, role) → key text
+    pub keys: HashMap<(String, Role), String>,
+}
+
+pub const TENANTS: [&str; 2] = ["alpha", "beta"];
+
+pub fn config(extra: &str) -> ServiceConfig {
+    toml::from_str::<ConfigFile>(extra)
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+impl Service {
+    /// `start`: run the scheduler (runs execute in real sandboxes); without
+    /// it, runs stay queued, which API-layer tests want.
+    pub async fn new(config: ServiceConfig, start: bool) -> Service {
+        let store = Store::in_memory().unwrap();
+        let docker = DockerEngine::connect().await.expect("connecting to Docker");
+        let engine: Arc<dyn ContainerEngine> = Arc::new(docker);
+        let sources = ImageSources::embedded();
+        let sandbox = Arc::new(Sandbox::new(
+            engine,
+            Arc::new(SandboxPolicy::embedded().unwrap()),
+            Arc::new(Catalog::load(&sources).unwrap()),
+        ));
+        let metrics = Arc::new(Metrics::default());
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Arc::clone(&sandbox),
+            Arc::clone(&metrics),
+            config.global_concurrency,
+            config.tenant_concurrency,
+        );
+        if start {
+            scheduler.start();
+        }
+        let mut keys = HashMap::new();
+        for t in TENANTS {
+            let tenant = store.create_tenant(t).unwrap();
+            for role in Role::ALL {
+                let k = mint_key();
+                store
+                    .insert_key(
+                        &tenant.id,
+                        &NewKey {
+                            id: &k.id,
+                            role: role.as_str(),
+                            secret_hash: &k.secret_hash,
+                            label: "test",
+                            created_by: "test",
+                        },
+                    )
+                    .unwrap();
+                keys.insert((t.to_owned(), role), k.text);
+            }
+        }
+        let anonymous = config.anonymous_tenant.as_ref().map(|name| {
+            let t = store.tenant_by_name(name).unwrap().unwrap();
+            Principal {
+                tenant: t.id,
+                tenant_name: t.name,
+                key_id: "anonymous".into(),
+                role: Role::Learner,
+            }
+        });
+        let state = AppState(Arc::new(Shared::new(
+            config,
+            store.clone(),
+            sandbox,
+            Arc::clone(&scheduler),
+            metrics,
+            anonymous,
+        )));
+        Service {
+            app: router(state.clone()),
+            state,
+            store,
+            scheduler,
+            keys,
+        }
+    }
+
+    pub fn key(&self, tenant: &str, role: Role) -> &str {
+        &self.keys[&(tenant.to_owned(), role)]
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Response<Body> {
+        self.app.clone().oneshot(req).await.unwrap()
+    }
+
+    /// A JSON request with a key (or none) from 192.0.2.1.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value, Response<()>) {
+        self.call_from(method, path, key, body, "192.0.2.1").await
+    }
+
+    pub async fn call_from(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        ip: &str,
+    ) -> (u16, Value, Response<()>) {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        let body = match body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let mut req = b.body(body).unwrap();
+        req.extensions_mut().insert(ConnectInfo(ClientAddr(
+            format!("{ip}:5000").parse().unwrap(),
+        )));
+        let resp = self.send(req).await;
+        split(resp).await
+    }
+}
+
+/// Status, JSON body (Null when not JSON) and the head of a response.
+pub async fn split(resp: Response<Body>) -> (u16, Value, Response<()>) {
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status.as_u16(), json, Response::from_parts(parts, ()))
+}
+
+pub fn python(code: &str) -> Value {
+    serde_json::json!({ "language": "python", "files": [{ "name": "main.py", "content": code }] })
+}
