@@ -377,6 +377,112 @@ async fn sigterm_lets_running_jobs_finish_and_leaves_queued_ones_queued() {
     );
 }
 
+async fn metrics_text(s: &Service) -> String {
+    let req = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let body = s.send(req).await.into_body();
+    String::from_utf8(axum::body::to_bytes(body, 1 << 20).await.unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_pool_serves_jobs_and_shows_in_metrics() {
+    require_docker!();
+    let s = started("[pool]\ndefault_size = 0\nsizes = { python = 1 }\n").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !metrics_text(&s)
+        .await
+        .contains("runner_pool_ready{pool=\"python/run\"} 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the pool did not fill: {}",
+            metrics_text(&s).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let key = s.key("alpha", Role::Learner);
+    let (status, b, _) = s
+        .call(
+            "POST",
+            "/v1/runs?wait=true",
+            Some(key),
+            Some(python("print('hi')")),
+        )
+        .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["result"]["run"]["stdout"], "hi\n");
+    let text = metrics_text(&s).await;
+    assert!(text.contains("runner_pool_hits_total 1"), "{text}");
+    // A job with its own memory limit cannot use a pre-made container.
+    let custom = json!({"language": "python", "files": [{"name": "m.py", "content": "print(2)"}], "limits": {"run_memory_mb": 100}});
+    let (_, b, _) = s
+        .call("POST", "/v1/runs?wait=true", Some(key), Some(custom))
+        .await;
+    assert_eq!(b["result"]["status"], "ok", "{b}");
+    assert!(metrics_text(&s).await.contains("runner_pool_hits_total 1"));
+    s.state.sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_containers_are_labelled_and_collected_after_a_crash() {
+    require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("python").await;
+    let dir = TempDir::new("svc-pool");
+    let db = dir.path().join("runner.db");
+    let key = tenant_key(&db, "school", "learner");
+    let mut server = Server::start(
+        dir.path(),
+        "[pool]\ndefault_size = 0\nsizes = { python = 2 }\n",
+    );
+    let pid = server.child.id();
+    let of_server = |env: &Env| {
+        let env_docker = env.docker.clone();
+        async move {
+            use runner::engine::ContainerEngine;
+            env_docker
+                .list(runner::sandbox::labels::POOL, "python/run")
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|c| {
+                    c.labels
+                        .get(runner::sandbox::labels::OWNER)
+                        .and_then(|o| runner::sandbox::labels::Owner::parse(o))
+                        .is_some_and(|o| o.pid == pid)
+                })
+                .count()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while of_server(&env).await < 2 {
+        assert!(Instant::now() < deadline, "the pool did not fill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A job takes a warm container; the pool makes another.
+    let (status, r) = server.call(
+        "POST",
+        "/v1/runs?wait=true",
+        Some(&key),
+        Some(&python("print('warm')")),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["run"]["stdout"], "warm\n");
+    server.signal("-KILL");
+    server
+        .wait(Duration::from_secs(10))
+        .expect("the server died");
+    assert!(
+        of_server(&env).await >= 1,
+        "the killed server's warm containers remain"
+    );
+    let (code, out, err) = runner(&["gc"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(of_server(&env).await, 0, "gc collected the warm containers");
+}
+
 #[test]
 fn audit_verify_names_each_kind_of_tampering() {
     let dir = TempDir::new("audit-cli");

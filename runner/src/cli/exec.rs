@@ -166,6 +166,8 @@ pub async fn run(global: &Global, args: ExecArgs) -> Result<ExitCode, Failure> {
             return Ok(ExitCode::from(EXIT_INTERRUPTED));
         }
     };
+    // Used containers are removed in the background; wait for that before
+    // exiting, after the result is out.
     let result = match outcome {
         Ok(r) => r,
         Err(e @ SandboxError::ImageMissing { .. }) => return Err(usage(e)),
@@ -174,6 +176,7 @@ pub async fn run(global: &Global, args: ExecArgs) -> Result<ExitCode, Failure> {
             if args.json {
                 summary::print_json(&result).map_err(infra)?;
             }
+            sandbox.shutdown().await;
             return Err(infra(e));
         }
     };
@@ -182,6 +185,7 @@ pub async fn run(global: &Global, args: ExecArgs) -> Result<ExitCode, Failure> {
     } else {
         summary::print_human(&result);
     }
+    sandbox.shutdown().await;
     Ok(if result.status == Status::InternalError {
         ExitCode::from(super::EXIT_INFRA)
     } else {

@@ -95,6 +95,7 @@ pub async fn run(global: &Global, cmd: ImagesCommand) -> Result<ExitCode, Failur
                 };
                 println!("{:<12} {:<48} {state:<8} {verdict}", lang.name, lang.image);
             }
+            sandbox.shutdown().await;
             if failed.is_empty() {
                 Ok(ExitCode::SUCCESS)
             } else {

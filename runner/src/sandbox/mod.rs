@@ -3,13 +3,15 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing::{Instrument, info, info_span};
 
 pub mod labels;
+pub mod pool;
 pub mod protocol;
+mod reaper;
 pub mod spec;
 mod stage;
 
@@ -20,7 +22,7 @@ use crate::policy::SandboxPolicy;
 use crate::submission::{self, SubmissionError, SubmissionFile};
 use crate::verdict::{RunResult, StageResult, Status, verdict};
 use labels::Owner;
-use protocol::{Job, PROTOCOL_VERSION, ProtocolError};
+use protocol::{ArchiveKind, Job, PROTOCOL_VERSION, ProtocolError};
 use stage::{COLLECT_GRACE, REPORT_GRACE, StageRun};
 
 /// What a run reports while it runs, for live views (server-sent events).
@@ -185,7 +187,11 @@ pub struct Sandbox {
     owner: Owner,
     /// Images whose protocol label was checked in this process.
     checked_images: Mutex<HashSet<String>>,
-    stats: SandboxStats,
+    stats: Arc<SandboxStats>,
+    reaper: Arc<reaper::Reaper>,
+    pool: OnceLock<Arc<pool::WarmPool>>,
+    /// Labels every container this sandbox makes.
+    instance: String,
 }
 
 impl Sandbox {
@@ -194,13 +200,20 @@ impl Sandbox {
         policy: Arc<SandboxPolicy>,
         catalog: Arc<Catalog>,
     ) -> Self {
+        let stats = Arc::new(SandboxStats::default());
         Sandbox {
+            reaper: Arc::new(reaper::Reaper::start(
+                Arc::clone(&engine),
+                Arc::clone(&stats),
+            )),
             engine,
             policy,
             catalog,
             owner: Owner::current(),
             checked_images: Mutex::new(HashSet::new()),
-            stats: SandboxStats::default(),
+            stats,
+            pool: OnceLock::new(),
+            instance: new_job_id(),
         }
     }
 
@@ -218,6 +231,77 @@ impl Sandbox {
 
     pub fn stats(&self) -> &SandboxStats {
         &self.stats
+    }
+
+    /// Keeps warm containers ready for jobs under the policy's default
+    /// limits (see [`pool`]). `permits` is the global concurrency bound the
+    /// refill shares with running jobs.
+    pub fn start_pool(
+        &self,
+        config: &pool::PoolConfig,
+        permits: Arc<tokio::sync::Semaphore>,
+    ) -> Arc<pool::WarmPool> {
+        let defaults = LimitsRequest::default()
+            .resolve(&self.policy)
+            .expect("the policy's defaults are within its maxima");
+        let mut targets = Vec::new();
+        for lang in self.catalog.languages() {
+            let size = config
+                .sizes
+                .get(&lang.name)
+                .copied()
+                .unwrap_or(config.default_size);
+            let mut stages = vec![(StageKind::Run, &defaults.run)];
+            if lang.compile.is_some() {
+                stages.push((StageKind::Compile, &defaults.compile));
+            }
+            for (stage, limits) in stages {
+                targets.push(pool::Target {
+                    language: lang.name.clone(),
+                    stage,
+                    size,
+                    spec: spec::stage_spec(&self.policy, &lang.image, Default::default(), limits),
+                });
+            }
+        }
+        let pool = self.pool.get_or_init(|| {
+            pool::WarmPool::new(
+                Arc::clone(&self.engine),
+                self.reaper_handle(),
+                self.instance.clone(),
+                targets,
+                config.idle_lifetime,
+                permits,
+            )
+        });
+        pool.start();
+        Arc::clone(pool)
+    }
+
+    pub fn pool(&self) -> Option<&Arc<pool::WarmPool>> {
+        self.pool.get()
+    }
+
+    fn reaper_handle(&self) -> Arc<reaper::Reaper> {
+        Arc::clone(&self.reaper)
+    }
+
+    /// The value of the `io.runner.instance` label on this sandbox's containers.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Waits until the used containers queued for removal are gone.
+    pub async fn flush_removals(&self) {
+        self.reaper.flush().await;
+    }
+
+    /// Stops the warm pool and waits until every used container is removed.
+    pub async fn shutdown(&self) {
+        if let Some(p) = self.pool.get() {
+            p.close();
+        }
+        self.reaper.flush().await;
     }
 
     /// Checks a request completely, without touching the engine.
@@ -258,6 +342,7 @@ impl Sandbox {
             let lang = &run.language;
             let c = &self.policy.container;
             let mut archive = submission::archive(&run.files, c.uid, c.gid);
+            let mut archive_kind = ArchiveKind::Files;
 
             let compile = match &lang.compile {
                 Some(stage) => {
@@ -269,12 +354,16 @@ impl Sandbox {
                         env: &env,
                         limits: &run.limits.compile,
                         archive: &archive,
+                        archive_kind,
                         stdin: &[],
                         collect: true,
                     };
                     let outcome = self.stage(run, plan, events).await?;
                     match outcome.archive {
-                        Some(a) if outcome.result.succeeded() => archive = a,
+                        Some(a) if outcome.result.succeeded() => {
+                            archive = a;
+                            archive_kind = ArchiveKind::Tar;
+                        }
                         _ => return Ok(self.finish(run, Some(outcome.result), None)),
                     }
                     Some(outcome.result)
@@ -289,6 +378,7 @@ impl Sandbox {
                 env: &env,
                 limits: &run.limits.run,
                 archive: &archive,
+                archive_kind,
                 stdin: &run.stdin,
                 collect: false,
             };
@@ -326,6 +416,7 @@ impl Sandbox {
             env: &env,
             limits: &run.limits.run,
             archive: &archive,
+            archive_kind: ArchiveKind::Files,
             stdin: &[],
             collect: false,
         };
@@ -363,6 +454,7 @@ impl Sandbox {
             env,
             limits,
             archive,
+            archive_kind,
             stdin,
             collect,
         } = plan;
@@ -373,18 +465,25 @@ impl Sandbox {
             + Duration::from_secs(60);
         let labels = labels::for_stage(
             &self.owner,
+            &self.instance,
             &run.id,
             kind.as_str(),
             &run.language.name,
             lifetime,
         );
+        let container = spec::stage_spec(&self.policy, &run.language.image, labels, limits);
+        let warm = self
+            .pool
+            .get()
+            .and_then(|p| p.take(&run.language.name, kind, &container));
         StageRun {
             engine: &self.engine,
+            reaper: &self.reaper,
             stats: &self.stats,
             events,
             job_id: &run.id,
             kind,
-            spec: spec::stage_spec(&self.policy, &run.language.image, labels, limits),
+            spec: container,
             job: Job {
                 argv,
                 env,
@@ -402,11 +501,12 @@ impl Sandbox {
                     0
                 },
                 archive,
+                archive_kind,
                 stdin,
             },
             limits,
         }
-        .run()
+        .run(warm)
         .await
     }
 
@@ -465,6 +565,7 @@ struct StagePlan<'a> {
     env: &'a [String],
     limits: &'a StageLimits,
     archive: &'a [u8],
+    archive_kind: ArchiveKind,
     stdin: &'a [u8],
     collect: bool,
 }

@@ -8,7 +8,17 @@
 use crate::verdict::{LimitHit, StageResult, signal_name};
 
 /// Version of the protocol; images carry it in the `io.runner.sandbox.protocol` label.
-pub const PROTOCOL_VERSION: &str = "1";
+pub const PROTOCOL_VERSION: &str = "2";
+
+/// How the archive of a job is to be unpacked in `/work`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// Plain files only (a submission, built by the runner): sandbox-init
+    /// writes them itself.
+    Files,
+    /// Any tar archive (a compile stage's `/work`): extracted by tar(1).
+    Tar,
+}
 /// Largest frame `sandbox-init` writes (one pipe read).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -28,6 +38,7 @@ pub struct Job<'a> {
     /// bytes after a successful run.
     pub collect_max: u64,
     pub archive: &'a [u8],
+    pub archive_kind: ArchiveKind,
     pub stdin: &'a [u8],
 }
 
@@ -39,7 +50,7 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 impl Job<'_> {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.archive.len() + self.stdin.len() + 1024);
-        out.extend_from_slice(b"SBX 1\n");
+        out.extend_from_slice(format!("SBX {PROTOCOL_VERSION}\n").as_bytes());
         for a in self.argv {
             field(&mut out, "arg", a.as_bytes());
         }
@@ -58,7 +69,11 @@ impl Job<'_> {
         ] {
             field(&mut out, name, v.to_string().as_bytes());
         }
-        field(&mut out, "tar", self.archive);
+        let kind = match self.archive_kind {
+            ArchiveKind::Files => "files",
+            ArchiveKind::Tar => "tar",
+        };
+        field(&mut out, kind, self.archive);
         if !self.stdin.is_empty() {
             field(&mut out, "stdin", self.stdin);
         }
@@ -382,15 +397,23 @@ mod tests {
             nofile: 6,
             collect_max: 0,
             archive: b"TAR",
+            archive_kind: ArchiveKind::Tar,
             stdin: b"",
         };
         let text = String::from_utf8(job.encode()).unwrap();
         assert!(
-            text.starts_with("SBX 1\narg 7\npython3arg 7\nmain.pyenv 9\nPATH=/bincwd 5\n/work")
+            text.starts_with("SBX 2\narg 7\npython3arg 7\nmain.pyenv 9\nPATH=/bincwd 5\n/work")
         );
         assert!(text.contains("wall_ms 1\n1cpu_ms 1\n2"));
         assert!(text.ends_with("tar 3\nTARrun 0\n"));
         assert!(!text.contains("stdin"));
+        let files = Job {
+            archive_kind: ArchiveKind::Files,
+            stdin: b"in",
+            ..job
+        };
+        let text = String::from_utf8(files.encode()).unwrap();
+        assert!(text.ends_with("files 3\nTARstdin 2\ninrun 0\n"), "{text}");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, warn};
 
+use super::pool::Warm;
 use super::protocol::{Decoder, Ending, Job};
+use super::reaper::Reaper;
 use super::{EventSink, OutputStream, SandboxError, SandboxEvent, SandboxStats, StageKind};
 use crate::engine::{Attachment, ContainerEngine, EngineError, Output, SandboxSpec};
 use crate::limits::StageLimits;
@@ -60,6 +62,7 @@ impl Drop for RemoveOnDrop {
 
 pub struct StageRun<'a> {
     pub engine: &'a Arc<dyn ContainerEngine>,
+    pub reaper: &'a Reaper,
     pub stats: &'a SandboxStats,
     pub events: Option<&'a EventSink>,
     pub job_id: &'a str,
@@ -70,54 +73,82 @@ pub struct StageRun<'a> {
 }
 
 impl StageRun<'_> {
-    pub async fn run(self) -> Result<StageOutcome, SandboxError> {
+    /// Runs the stage in `warm` (a started container from the pool) or, when
+    /// none was ready, in a container created now.
+    pub async fn run(self, warm: Option<Warm>) -> Result<StageOutcome, SandboxError> {
         let err = |source: EngineError| SandboxError::Engine {
             job: self.job_id.to_owned(),
             stage: self.kind,
             source,
         };
-        let id = self.engine.create(&self.spec).await.map_err(|e| {
-            self.stats.create_failures.fetch_add(1, Ordering::Relaxed);
-            match e {
-                EngineError::ImageMissing { image } => SandboxError::ImageMissing { image },
-                other => err(other),
+        let (id, attachment) = match warm {
+            Some(w) => (w.id, Ok(w.attachment)),
+            None => {
+                let id = self.engine.create(&self.spec).await.map_err(|e| {
+                    self.stats.create_failures.fetch_add(1, Ordering::Relaxed);
+                    match e {
+                        EngineError::ImageMissing { image } => SandboxError::ImageMissing { image },
+                        other => err(other),
+                    }
+                })?;
+                self.stats
+                    .containers_created
+                    .fetch_add(1, Ordering::Relaxed);
+                // Attaching and starting are independent: one round trip
+                // instead of two. Nothing is lost: sandbox-init writes only
+                // after it has read its job.
+                let (attached, started) =
+                    tokio::join!(self.engine.attach(&id), self.engine.start(&id));
+                let ready = match (attached, started) {
+                    (Ok(a), Ok(())) => Ok(a),
+                    (Err(e), _) | (_, Err(e)) => Err(err(e)),
+                };
+                (id, ready)
             }
-        })?;
-        self.stats
-            .containers_created
-            .fetch_add(1, Ordering::Relaxed);
+        };
         let guard = RemoveOnDrop {
             engine: Arc::clone(self.engine),
             id: Some(id.clone()),
         };
-        debug!(container = %id, stage = %self.kind, "created");
-        let outcome = self.drive(&id).await;
-        let cleanup = self.engine.remove(&id).await;
-        guard.disarm();
-        if cleanup.is_err() {
-            self.stats.remove_failures.fetch_add(1, Ordering::Relaxed);
-        }
-        if let (Ok(o), Some(events)) = (&outcome, self.events) {
-            let _ = events.send(SandboxEvent::StageFinished {
-                stage: self.kind,
-                result: o.result.clone(),
-            });
-        }
-        match (outcome, cleanup) {
-            (Ok(o), Ok(())) => Ok(o),
-            (Ok(o), Err(e)) => {
-                warn!(container = %id, error = %e, "the stage finished but its container could not be removed; `runner gc` will collect it");
+        debug!(container = %id, stage = %self.kind, "ready");
+        let outcome = match attachment {
+            Ok(a) => self.drive(&id, a).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(o) => {
+                guard.disarm();
+                // Off the critical path: the result does not wait for the
+                // engine to remove the container.
+                self.reaper.remove(id);
+                if let Some(events) = self.events {
+                    let _ = events.send(SandboxEvent::StageFinished {
+                        stage: self.kind,
+                        result: o.result.clone(),
+                    });
+                }
                 Ok(o)
             }
-            (Err(cause), Ok(())) => Err(cause),
-            (Err(cause), Err(cleanup)) => Err(SandboxError::Cleanup {
-                cause: Box::new(cause),
-                cleanup,
-            }),
+            Err(cause) => {
+                // On failure, remove now, so a failed removal is reported
+                // together with what went wrong first.
+                let cleanup = self.engine.remove(&id).await;
+                guard.disarm();
+                match cleanup {
+                    Ok(()) => Err(cause),
+                    Err(cleanup) => {
+                        self.stats.remove_failures.fetch_add(1, Ordering::Relaxed);
+                        Err(SandboxError::Cleanup {
+                            cause: Box::new(cause),
+                            cleanup,
+                        })
+                    }
+                }
+            }
         }
     }
 
-    async fn drive(&self, id: &str) -> Result<StageOutcome, SandboxError> {
+    async fn drive(&self, id: &str, attachment: Attachment) -> Result<StageOutcome, SandboxError> {
         let err = |source: EngineError| SandboxError::Engine {
             job: self.job_id.to_owned(),
             stage: self.kind,
@@ -126,8 +157,7 @@ impl StageRun<'_> {
         let Attachment {
             mut input,
             mut output,
-        } = self.engine.attach(id).await.map_err(err)?;
-        self.engine.start(id).await.map_err(err)?;
+        } = attachment;
         let started = Instant::now();
         if let Some(events) = self.events {
             let _ = events.send(SandboxEvent::StageStarted(self.kind));

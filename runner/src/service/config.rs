@@ -54,7 +54,20 @@ pub struct ConfigFile {
     pub security_contact: Option<String>,
     pub rate_limit: Option<RateLimitFile>,
     pub lockout: Option<LockoutFile>,
+    pub pool: Option<PoolFile>,
     pub tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolFile {
+    /// Warm containers kept per language and stage. Default 1; 0 turns the
+    /// pool off.
+    pub default_size: Option<usize>,
+    /// Per-language sizes, by language name, e.g. `{ python = 4 }`.
+    pub sizes: Option<std::collections::BTreeMap<String, usize>>,
+    /// A warm container idle longer than this is replaced. Default 600.
+    pub idle_lifetime_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -109,6 +122,7 @@ pub struct ServiceConfig {
     pub lockout_window: Duration,
     pub lockout_duration: Duration,
     pub security_contact: String,
+    pub pool: crate::sandbox::pool::PoolConfig,
     pub tls: Option<TlsFile>,
 }
 
@@ -138,6 +152,7 @@ impl ConfigFile {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let rate = self.rate_limit.unwrap_or_default();
         let lock = self.lockout.unwrap_or_default();
+        let pool = self.pool.unwrap_or_default();
         let c = ServiceConfig {
             listen,
             database: self.database.unwrap_or_else(|| "runner.db".into()),
@@ -158,6 +173,11 @@ impl ConfigFile {
             security_contact: self
                 .security_contact
                 .unwrap_or_else(|| "mailto:security@localhost".into()),
+            pool: crate::sandbox::pool::PoolConfig {
+                default_size: pool.default_size.unwrap_or(1),
+                sizes: pool.sizes.unwrap_or_default(),
+                idle_lifetime: Duration::from_secs(pool.idle_lifetime_secs.unwrap_or(600)),
+            },
             tls: self.tls,
         };
         let positive: [(&'static str, u64); 11] = [
@@ -197,6 +217,27 @@ impl ConfigFile {
             return Err(invalid(
                 "security_contact",
                 format!("{:?} must be a mailto: or https:// URI", c.security_contact),
+            ));
+        }
+        if c.pool.idle_lifetime < Duration::from_secs(10) {
+            return Err(invalid(
+                "pool.idle_lifetime_secs",
+                "must be at least 10".into(),
+            ));
+        }
+        if let Some((lang, n)) = c
+            .pool
+            .sizes
+            .iter()
+            .chain(std::iter::once((
+                &"default_size".to_owned(),
+                &c.pool.default_size,
+            )))
+            .find(|(_, n)| **n > 64)
+        {
+            return Err(invalid(
+                "pool",
+                format!("{lang} = {n}: at most 64 warm containers per language and stage"),
             ));
         }
         if let Some(tls) = &c.tls {

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sandbox::SandboxStats;
+use crate::sandbox::pool::WarmPool;
 
 /// Upper bounds (seconds) of the run duration histogram.
 const BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
@@ -57,7 +58,13 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn render(&self, queued: usize, running: usize, sandbox: &SandboxStats) -> String {
+    pub fn render(
+        &self,
+        queued: usize,
+        running: usize,
+        sandbox: &SandboxStats,
+        pool: Option<&WarmPool>,
+    ) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -153,6 +160,48 @@ impl Metrics {
             self.queue_full.load(Ordering::Relaxed),
         );
 
+        if let Some(pool) = pool {
+            let _ = writeln!(
+                out,
+                "# HELP runner_pool_ready Warm sandbox containers ready, by language and stage.\n# TYPE runner_pool_ready gauge"
+            );
+            for (key, n) in pool.ready() {
+                let _ = writeln!(out, "runner_pool_ready{{pool=\"{}\"}} {n}", escape(&key));
+            }
+            let s = &pool.stats;
+            let mut counter = |name: &str, help: &str, v: u64| {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+                );
+            };
+            counter(
+                "runner_pool_hits_total",
+                "Stages that started in a warm container.",
+                s.hits.load(Ordering::Relaxed),
+            );
+            counter(
+                "runner_pool_misses_total",
+                "Stages under default limits that found their pool empty (cold start).",
+                s.misses.load(Ordering::Relaxed),
+            );
+            counter(
+                "runner_pool_created_total",
+                "Warm containers prepared.",
+                s.created.load(Ordering::Relaxed),
+            );
+            counter(
+                "runner_pool_expired_total",
+                "Warm containers replaced after their idle lifetime.",
+                s.expired.load(Ordering::Relaxed),
+            );
+            counter(
+                "runner_pool_create_failures_total",
+                "Warm containers the engine failed to prepare.",
+                s.create_failures.load(Ordering::Relaxed),
+            );
+        }
+
         let _ = writeln!(
             out,
             "# HELP runner_http_responses_total HTTP responses by status code.\n# TYPE runner_http_responses_total counter"
@@ -180,7 +229,7 @@ mod tests {
         m.run_finished("python", "ok", 0.3);
         m.run_finished("python", "ok", 3.0);
         m.response(200);
-        let text = m.render(4, 1, &SandboxStats::default());
+        let text = m.render(4, 1, &SandboxStats::default(), None);
         assert!(text.contains("runner_queue_depth 4"));
         assert!(text.contains("runner_runs_total{status=\"ok\",language=\"python\"} 2"));
         assert!(

@@ -76,11 +76,12 @@ pub async fn serve(
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.global_concurrency));
     let scheduler = Scheduler::new(
         store.clone(),
         Arc::clone(&sandbox),
         Arc::clone(&metrics),
-        config.global_concurrency,
+        Arc::clone(&permits),
         config.tenant_concurrency,
     );
     let recovered = scheduler.recover().await?;
@@ -96,13 +97,16 @@ pub async fn serve(
         }
     }
     let dispatcher = scheduler.start();
+    if config.pool.default_size > 0 || config.pool.sizes.values().any(|n| *n > 0) {
+        sandbox.start_pool(&config.pool, Arc::clone(&permits));
+    }
     let grace = config.shutdown_grace;
     let listen = config.listen;
     let tls = config.tls.clone();
     let state = AppState(Arc::new(Shared::new(
         config,
         store,
-        sandbox,
+        Arc::clone(&sandbox),
         Arc::clone(&scheduler),
         metrics,
         anonymous,
@@ -145,6 +149,7 @@ pub async fn serve(
         () = shutdown => {}
         r = &mut server => {
             dispatcher.abort();
+            sandbox.shutdown().await;
             return match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(ServeError::Server(e)),
@@ -159,6 +164,8 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     scheduler.drain(grace).await;
     dispatcher.abort();
+    // Warm containers and used ones still being removed: leave nothing.
+    sandbox.shutdown().await;
     // Open streams (events, waits) end with their runs; give them a moment.
     if tokio::time::timeout(Duration::from_secs(5), &mut server)
         .await

@@ -111,7 +111,9 @@ pub struct Scheduler {
     store: Store,
     sandbox: Arc<Sandbox>,
     metrics: Arc<Metrics>,
-    global: usize,
+    /// The global concurrency bound: a permit per running job (and per
+    /// warm container being prepared, see the pool).
+    permits: Arc<tokio::sync::Semaphore>,
     per_tenant: usize,
     running: Mutex<Running>,
     wake: Notify,
@@ -125,14 +127,14 @@ impl Scheduler {
         store: Store,
         sandbox: Arc<Sandbox>,
         metrics: Arc<Metrics>,
-        global: usize,
+        permits: Arc<tokio::sync::Semaphore>,
         per_tenant: usize,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
             store,
             sandbox,
             metrics,
-            global,
+            permits,
             per_tenant,
             running: Mutex::new(Running::default()),
             wake: Notify::new(),
@@ -207,21 +209,26 @@ impl Scheduler {
     /// Starts queued runs while the bounds allow.
     async fn fill(self: &Arc<Self>) -> Result<(), StoreError> {
         loop {
-            if self.draining.load(Ordering::SeqCst) || self.running_now() >= self.global {
+            if self.draining.load(Ordering::SeqCst) || self.permits.available_permits() == 0 {
                 return Ok(());
             }
             let waiting = self.store.call(|s| s.queue().waiting(256)).await?;
             let mut started = false;
             for (id, tenant) in waiting {
-                {
-                    let r = self.running.lock().expect("scheduler lock");
-                    if r.total >= self.global {
-                        return Ok(());
-                    }
-                    if r.per_tenant.get(&tenant).copied().unwrap_or(0) >= self.per_tenant {
-                        continue;
-                    }
+                let tenant_running = self
+                    .running
+                    .lock()
+                    .expect("scheduler lock")
+                    .per_tenant
+                    .get(&tenant)
+                    .copied()
+                    .unwrap_or(0);
+                if tenant_running >= self.per_tenant {
+                    continue;
                 }
+                let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                    return Ok(());
+                };
                 let claim_id = id.clone();
                 let Some(request) = self.store.call(move |s| s.queue().claim(&claim_id)).await?
                 else {
@@ -240,6 +247,7 @@ impl Scheduler {
                 tokio::spawn(
                     async move {
                         me.execute(&id, request, stop_rx).await;
+                        drop(permit);
                         me.release(&id, &tenant);
                     }
                     .instrument(span),

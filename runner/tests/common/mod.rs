@@ -26,6 +26,52 @@ pub struct Env {
 }
 
 impl Env {
+    /// A sandbox whose stages start in warm containers: a pool of `size` per
+    /// stage of each language named, filled before this returns.
+    pub async fn warm(languages: &[&str], size: usize) -> Env {
+        let env = Env::new().await;
+        for l in languages {
+            env.ensure_image(l).await;
+        }
+        let catalog = env.sandbox.catalog();
+        let names: Vec<String> = languages
+            .iter()
+            .map(|l| catalog.find(l, None).unwrap().name.clone())
+            .collect();
+        let config = runner::sandbox::pool::PoolConfig {
+            sizes: names.iter().map(|n| (n.clone(), size)).collect(),
+            default_size: 0,
+            idle_lifetime: std::time::Duration::from_secs(600),
+        };
+        let pool = env
+            .sandbox
+            .start_pool(&config, Arc::new(tokio::sync::Semaphore::new(4)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let ready = pool.ready();
+            let full = ready
+                .iter()
+                .filter(|(k, _)| names.iter().any(|n| k.starts_with(&format!("{n}/"))))
+                .all(|(_, n)| *n >= size);
+            if full {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the warm pool did not fill: {ready:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        env
+    }
+
+    /// Stages that started in a warm container so far.
+    pub fn pool_hits(&self) -> u64 {
+        self.sandbox.pool().map_or(0, |p| {
+            p.stats.hits.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
     pub async fn new() -> Env {
         let docker = DockerEngine::connect().await.expect("connecting to Docker");
         let sources = ImageSources::embedded();
@@ -108,6 +154,33 @@ impl Env {
             .await
             .unwrap()
             .len()
+    }
+
+    /// Containers this sandbox made that are neither gone nor waiting in its
+    /// warm pool, once queued removals are done: what a job left behind.
+    pub async fn leftovers(&self) -> Vec<String> {
+        // Let the pool finish refilling, so a container being prepared is
+        // not mistaken for one left behind.
+        if let Some(pool) = self.sandbox.pool() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !pool.is_full() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        self.sandbox.flush_removals().await;
+        let ready = self
+            .sandbox
+            .pool()
+            .map(|p| p.ready_ids())
+            .unwrap_or_default();
+        self.docker
+            .list(runner::sandbox::labels::INSTANCE, self.sandbox.instance())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| !ready.contains(id))
+            .collect()
     }
 
     /// Sandbox containers currently present, of any job.

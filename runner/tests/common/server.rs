@@ -49,13 +49,20 @@ pub struct Server {
 
 impl Server {
     /// Starts `runner serve` with `config` (TOML) on a free port and waits
-    /// until it listens.
+    /// until it listens. The warm pool is off unless `config` has `[pool]`.
     pub fn start(dir: &Path, config: &str) -> Server {
         let cfg = dir.join("runner.toml");
+        // The warm pool is off unless the test asks for it: jobs then get
+        // containers labelled with their run id, which tests look for.
+        let pool = if config.contains("[pool]") {
+            ""
+        } else {
+            "\n[pool]\ndefault_size = 0\n"
+        };
         std::fs::write(
             &cfg,
             format!(
-                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{config}",
+                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{config}{pool}",
                 dir.join("runner.db").display()
             ),
         )

@@ -56,15 +56,20 @@ impl Service {
             Arc::new(Catalog::load(&sources).unwrap()),
         ));
         let metrics = Arc::new(Metrics::default());
+        let permits = Arc::new(tokio::sync::Semaphore::new(config.global_concurrency));
         let scheduler = Scheduler::new(
             store.clone(),
             Arc::clone(&sandbox),
             Arc::clone(&metrics),
-            config.global_concurrency,
+            Arc::clone(&permits),
             config.tenant_concurrency,
         );
         if start {
             scheduler.start();
+            let pool = &config.pool;
+            if pool.default_size > 0 || pool.sizes.values().any(|n| *n > 0) {
+                sandbox.start_pool(pool, permits);
+            }
         }
         let mut keys = HashMap::new();
         for t in TENANTS {

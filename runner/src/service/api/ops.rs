@@ -46,9 +46,12 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
 
 pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (queued, _) = st.store.call(|s| s.queue().depth()).await?;
-    let text = st
-        .metrics
-        .render(queued, st.scheduler.running_now(), st.sandbox.stats());
+    let text = st.metrics.render(
+        queued,
+        st.scheduler.running_now(),
+        st.sandbox.stats(),
+        st.sandbox.pool().map(|p| p.as_ref()),
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 

@@ -21,7 +21,7 @@ use super::model::{RunSummary, RunView, SubmitRun, request_error};
 use crate::sandbox::{SandboxEvent, new_job_id};
 use crate::service::auth::{Action, Principal};
 use crate::service::scheduler::{RunEvent, RunSpec};
-use crate::service::store::{CancelOutcome, NewAuditEntry, RunRecord, Submitted};
+use crate::service::store::{CancelOutcome, NewAuditEntry, NewRun, RunRecord, Submitted};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,13 +102,14 @@ pub async fn enqueue(
     let submitted = st
         .store
         .call(move |s| {
-            let r = s
-                .runs(&tenant)
-                .submit(&id2, &key, &lang, &ver, &bytes, capacity)?;
-            if matches!(r, Submitted::Queued(_)) {
-                s.audit().append(&audit)?;
-            }
-            Ok(r)
+            let run = NewRun {
+                id: &id2,
+                key_id: &key,
+                language: &lang,
+                version: &ver,
+                request: &bytes,
+            };
+            s.runs(&tenant).submit(&run, capacity, Some(&audit))
         })
         .await?;
     match submitted {

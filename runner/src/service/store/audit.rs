@@ -251,54 +251,9 @@ impl<'a> AuditLog<'a> {
 
     /// Appends an entry, chained to the current head, in one transaction.
     pub fn append(&self, e: &NewAuditEntry) -> Result<AuditEntry, StoreError> {
-        let at = now_ms();
         self.store.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (seq, prev): (i64, String) = tx
-                .query_row(
-                    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok((0, GENESIS.to_owned())),
-                    other => Err(other),
-                })?;
-            let hash = entry_hash(
-                &prev,
-                at,
-                &e.actor,
-                e.tenant.as_deref(),
-                &e.action,
-                e.target.as_deref(),
-                e.detail.as_deref(),
-            );
-            let entry = AuditEntry {
-                seq: seq + 1,
-                at,
-                actor: e.actor.clone(),
-                tenant: e.tenant.clone(),
-                action: e.action.clone(),
-                target: e.target.clone(),
-                detail: e.detail.clone(),
-                prev_hash: prev,
-                hash,
-            };
-            tx.execute(
-                "INSERT INTO audit (seq, at, actor, tenant, action, target, detail, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    entry.seq,
-                    entry.at,
-                    entry.actor,
-                    entry.tenant,
-                    entry.action,
-                    entry.target,
-                    entry.detail,
-                    entry.prev_hash,
-                    entry.hash
-                ],
-            )?;
+            let entry = append_in(&tx, e)?;
             tx.commit()?;
             Ok(entry)
         })
@@ -314,6 +269,61 @@ impl<'a> AuditLog<'a> {
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
+}
+
+/// Appends an entry inside the caller's transaction, so an action and its
+/// audit entry commit together, or not at all.
+pub fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    e: &NewAuditEntry,
+) -> Result<AuditEntry, StoreError> {
+    let at = now_ms();
+    let (seq, prev): (i64, String) = tx
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok((0, GENESIS.to_owned())),
+            other => Err(other),
+        })?;
+    let hash = entry_hash(
+        &prev,
+        at,
+        &e.actor,
+        e.tenant.as_deref(),
+        &e.action,
+        e.target.as_deref(),
+        e.detail.as_deref(),
+    );
+    let entry = AuditEntry {
+        seq: seq + 1,
+        at,
+        actor: e.actor.clone(),
+        tenant: e.tenant.clone(),
+        action: e.action.clone(),
+        target: e.target.clone(),
+        detail: e.detail.clone(),
+        prev_hash: prev,
+        hash,
+    };
+    tx.execute(
+        "INSERT INTO audit (seq, at, actor, tenant, action, target, detail, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            entry.seq,
+            entry.at,
+            entry.actor,
+            entry.tenant,
+            entry.action,
+            entry.target,
+            entry.detail,
+            entry.prev_hash,
+            entry.hash
+        ],
+    )?;
+    Ok(entry)
 }
 
 #[cfg(test)]

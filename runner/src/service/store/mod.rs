@@ -16,7 +16,7 @@ mod runs;
 
 pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
 pub use keys::{KeyRecord, NewKey};
-pub use runs::{CancelOutcome, Queue, RunRecord, RunState, Submitted, TenantRuns};
+pub use runs::{CancelOutcome, NewRun, Queue, RunRecord, RunState, Submitted, TenantRuns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

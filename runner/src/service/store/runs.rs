@@ -93,6 +93,18 @@ fn finish_row(
     Ok(rec)
 }
 
+/// A run to queue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    /// The submitting key.
+    pub key_id: &'a str,
+    pub language: &'a str,
+    pub version: &'a str,
+    /// The request, as the scheduler reads it back.
+    pub request: &'a [u8],
+}
+
 /// Outcome of a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
@@ -131,12 +143,9 @@ impl<'a> TenantRuns<'a> {
     /// inserting happen in one transaction, so the bound holds under load.
     pub fn submit(
         &self,
-        id: &str,
-        key_id: &str,
-        language: &str,
-        version: &str,
-        request: &[u8],
+        run: &NewRun<'_>,
         capacity: usize,
+        audit: Option<&super::NewAuditEntry>,
     ) -> Result<Submitted, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
@@ -149,9 +158,12 @@ impl<'a> TenantRuns<'a> {
             tx.execute(
                 "INSERT INTO runs (id, tenant_id, key_id, language, version, state, request, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
-                params![id, self.tenant.as_str(), key_id, language, version, request, at],
+                params![run.id, self.tenant.as_str(), run.key_id, run.language, run.version, run.request, at],
             )?;
-            let rec = tx.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)?;
+            let rec = tx.query_row(&format!("{SELECT} WHERE id = ?1"), [run.id], row)?;
+            if let Some(a) = audit {
+                super::audit::append_in(&tx, a)?;
+            }
             tx.commit()?;
             Ok(Submitted::Queued(Box::new(finish_row(rec)?)))
         })
@@ -382,7 +394,17 @@ mod tests {
         let a = s.create_tenant("a").unwrap().id;
         let b = s.create_tenant("b").unwrap().id;
         s.runs(&a)
-            .submit("r1", "k1", "python", "3", b"{}", 10)
+            .submit(
+                &NewRun {
+                    id: "r1",
+                    key_id: "k1",
+                    language: "python",
+                    version: "3",
+                    request: b"{}",
+                },
+                10,
+                None,
+            )
             .unwrap();
         assert!(s.runs(&a).get("r1").unwrap().is_some());
         assert!(s.runs(&b).get("r1").unwrap().is_none());
@@ -395,21 +417,69 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
         assert!(matches!(
-            s.runs(&a).submit("r1", "k", "py", "3", b"{}", 2).unwrap(),
+            s.runs(&a)
+                .submit(
+                    &NewRun {
+                        id: "r1",
+                        key_id: "k",
+                        language: "py",
+                        version: "3",
+                        request: b"{}"
+                    },
+                    2,
+                    None
+                )
+                .unwrap(),
             Submitted::Queued(_)
         ));
         assert!(matches!(
-            s.runs(&a).submit("r2", "k", "py", "3", b"{}", 2).unwrap(),
+            s.runs(&a)
+                .submit(
+                    &NewRun {
+                        id: "r2",
+                        key_id: "k",
+                        language: "py",
+                        version: "3",
+                        request: b"{}"
+                    },
+                    2,
+                    None
+                )
+                .unwrap(),
             Submitted::Queued(_)
         ));
         assert_eq!(
-            s.runs(&a).submit("r3", "k", "py", "3", b"{}", 2).unwrap(),
+            s.runs(&a)
+                .submit(
+                    &NewRun {
+                        id: "r3",
+                        key_id: "k",
+                        language: "py",
+                        version: "3",
+                        request: b"{}"
+                    },
+                    2,
+                    None
+                )
+                .unwrap(),
             Submitted::QueueFull { capacity: 2 }
         );
         // A claimed run leaves the queue.
         assert!(s.queue().claim("r1").unwrap().is_some());
         assert!(matches!(
-            s.runs(&a).submit("r3", "k", "py", "3", b"{}", 2).unwrap(),
+            s.runs(&a)
+                .submit(
+                    &NewRun {
+                        id: "r3",
+                        key_id: "k",
+                        language: "py",
+                        version: "3",
+                        request: b"{}"
+                    },
+                    2,
+                    None
+                )
+                .unwrap(),
             Submitted::Queued(_)
         ));
     }
@@ -418,7 +488,19 @@ mod tests {
     fn a_run_is_claimed_and_finished_exactly_once() {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
-        s.runs(&a).submit("r1", "k", "py", "3", b"REQ", 10).unwrap();
+        s.runs(&a)
+            .submit(
+                &NewRun {
+                    id: "r1",
+                    key_id: "k",
+                    language: "py",
+                    version: "3",
+                    request: b"REQ",
+                },
+                10,
+                None,
+            )
+            .unwrap();
         assert_eq!(
             s.queue().waiting(10).unwrap(),
             vec![("r1".to_string(), a.clone())]
@@ -436,8 +518,32 @@ mod tests {
     fn cancelling_depends_on_the_state() {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
-        s.runs(&a).submit("q", "k", "py", "3", b"{}", 10).unwrap();
-        s.runs(&a).submit("r", "k", "py", "3", b"{}", 10).unwrap();
+        s.runs(&a)
+            .submit(
+                &NewRun {
+                    id: "q",
+                    key_id: "k",
+                    language: "py",
+                    version: "3",
+                    request: b"{}",
+                },
+                10,
+                None,
+            )
+            .unwrap();
+        s.runs(&a)
+            .submit(
+                &NewRun {
+                    id: "r",
+                    key_id: "k",
+                    language: "py",
+                    version: "3",
+                    request: b"{}",
+                },
+                10,
+                None,
+            )
+            .unwrap();
         s.queue().claim("r").unwrap();
         assert!(
             matches!(s.runs(&a).cancel("q").unwrap(), CancelOutcome::Cancelled(r) if r.state == RunState::Cancelled)
@@ -463,16 +569,15 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
         for i in 0..5 {
-            s.runs(&a)
-                .submit(
-                    &format!("r{i}"),
-                    if i % 2 == 0 { "k0" } else { "k1" },
-                    "py",
-                    "3",
-                    b"{}",
-                    10,
-                )
-                .unwrap();
+            let id = format!("r{i}");
+            let run = NewRun {
+                id: &id,
+                key_id: if i % 2 == 0 { "k0" } else { "k1" },
+                language: "py",
+                version: "3",
+                request: b"{}",
+            };
+            s.runs(&a).submit(&run, 10, None).unwrap();
         }
         let page = s.runs(&a).list(None, 2, None).unwrap();
         assert_eq!(
