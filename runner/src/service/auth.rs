@@ -89,6 +89,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Who requests without a key act as, when the operator names a tenant
+    /// for anonymous Piston access: that tenant's learner.
+    pub fn anonymous(tenant: super::store::Tenant) -> Principal {
+        Principal {
+            tenant: tenant.id,
+            tenant_name: tenant.name,
+            key_id: "anonymous".into(),
+            role: Role::Learner,
+        }
+    }
+
     pub fn actor(&self) -> String {
         if self.key_id == "anonymous" {
             "anonymous".to_owned()

@@ -1,7 +1,6 @@
 //! Prometheus metrics, in the text exposition format.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,151 +64,180 @@ impl Metrics {
         sandbox: &SandboxStats,
         pool: Option<&WarmPool>,
     ) -> String {
-        let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        gauge(
+        let mut out = Exposition::default();
+        out.single(
+            "gauge",
             "runner_queue_depth",
             "Runs waiting to start.",
             queued as u64,
         );
-        gauge("runner_runs_running", "Runs executing now.", running as u64);
+        out.single(
+            "gauge",
+            "runner_runs_running",
+            "Runs executing now.",
+            running as u64,
+        );
 
-        let _ = writeln!(
-            out,
-            "# HELP runner_runs_total Runs that reached a verdict, by status and language.\n# TYPE runner_runs_total counter"
+        out.header(
+            "counter",
+            "runner_runs_total",
+            "Runs that reached a verdict, by status and language.",
         );
         for ((status, lang), n) in self.runs.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "runner_runs_total{{status=\"{status}\",language=\"{}\"}} {n}",
-                escape(lang)
+            out.sample(
+                "runner_runs_total",
+                &format!("status=\"{status}\",language=\"{}\"", escape(lang)),
+                *n,
             );
         }
 
-        let _ = writeln!(
-            out,
-            "# HELP runner_run_duration_seconds Time from start to verdict of a run.\n# TYPE runner_run_duration_seconds histogram"
-        );
+        let name = "runner_run_duration_seconds";
+        out.header("histogram", name, "Time from start to verdict of a run.");
         for (lang, h) in self.durations.lock().expect("metrics lock").iter() {
             let lang = escape(lang);
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "runner_run_duration_seconds_bucket{{language=\"{lang}\",le=\"{b}\"}} {}",
-                    h.counts[i]
+                out.sample(
+                    &format!("{name}_bucket"),
+                    &format!("language=\"{lang}\",le=\"{b}\""),
+                    h.counts[i],
                 );
             }
-            let _ = writeln!(
-                out,
-                "runner_run_duration_seconds_bucket{{language=\"{lang}\",le=\"+Inf\"}} {}",
-                h.count
+            out.sample(
+                &format!("{name}_bucket"),
+                &format!("language=\"{lang}\",le=\"+Inf\""),
+                h.count,
             );
-            let _ = writeln!(
-                out,
-                "runner_run_duration_seconds_sum{{language=\"{lang}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "runner_run_duration_seconds_count{{language=\"{lang}\"}} {}",
-                h.count
+            out.line(&format!("{name}_sum{{language=\"{lang}\"}} {}", h.sum));
+            out.sample(
+                &format!("{name}_count"),
+                &format!("language=\"{lang}\""),
+                h.count,
             );
         }
 
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        counter(
-            "runner_containers_created_total",
-            "Sandbox containers created.",
-            sandbox.containers_created.load(Ordering::Relaxed),
-        );
-        counter(
-            "runner_container_create_failures_total",
-            "Sandbox containers the engine failed to create.",
-            sandbox.create_failures.load(Ordering::Relaxed),
-        );
-        counter(
-            "runner_container_remove_failures_total",
-            "Sandbox containers the engine failed to remove.",
-            sandbox.remove_failures.load(Ordering::Relaxed),
-        );
-        counter(
-            "runner_auth_failures_total",
-            "Requests refused for a missing or invalid API key.",
-            self.auth_failures.load(Ordering::Relaxed),
-        );
-        counter(
-            "runner_lockouts_total",
-            "Clients locked out after repeated failed authentications.",
-            self.lockouts.load(Ordering::Relaxed),
-        );
-        counter(
-            "runner_rate_limited_total",
-            "Requests refused by a rate limit.",
-            self.rate_limited.load(Ordering::Relaxed),
-        );
-        counter(
-            "runner_queue_full_total",
-            "Submissions refused because the queue was full.",
-            self.queue_full.load(Ordering::Relaxed),
-        );
-
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut counters = vec![
+            (
+                "runner_containers_created_total",
+                "Sandbox containers created.",
+                load(&sandbox.containers_created),
+            ),
+            (
+                "runner_container_create_failures_total",
+                "Sandbox containers the engine failed to create.",
+                load(&sandbox.create_failures),
+            ),
+            (
+                "runner_container_remove_failures_total",
+                "Sandbox containers the engine failed to remove.",
+                load(&sandbox.remove_failures),
+            ),
+            (
+                "runner_auth_failures_total",
+                "Requests refused for a missing or invalid API key.",
+                load(&self.auth_failures),
+            ),
+            (
+                "runner_lockouts_total",
+                "Clients locked out after repeated failed authentications.",
+                load(&self.lockouts),
+            ),
+            (
+                "runner_rate_limited_total",
+                "Requests refused by a rate limit.",
+                load(&self.rate_limited),
+            ),
+            (
+                "runner_queue_full_total",
+                "Submissions refused because the queue was full.",
+                load(&self.queue_full),
+            ),
+        ];
         if let Some(pool) = pool {
-            let _ = writeln!(
-                out,
-                "# HELP runner_pool_ready Warm sandbox containers ready, by language and stage.\n# TYPE runner_pool_ready gauge"
+            out.header(
+                "gauge",
+                "runner_pool_ready",
+                "Warm sandbox containers ready, by language and stage.",
             );
             for (key, n) in pool.ready() {
-                let _ = writeln!(out, "runner_pool_ready{{pool=\"{}\"}} {n}", escape(&key));
+                out.sample(
+                    "runner_pool_ready",
+                    &format!("pool=\"{}\"", escape(&key)),
+                    n as u64,
+                );
             }
             let s = &pool.stats;
-            let mut counter = |name: &str, help: &str, v: u64| {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-                );
-            };
-            counter(
-                "runner_pool_hits_total",
-                "Stages that started in a warm container.",
-                s.hits.load(Ordering::Relaxed),
-            );
-            counter(
-                "runner_pool_misses_total",
-                "Stages under default limits that found their pool empty (cold start).",
-                s.misses.load(Ordering::Relaxed),
-            );
-            counter(
-                "runner_pool_created_total",
-                "Warm containers prepared.",
-                s.created.load(Ordering::Relaxed),
-            );
-            counter(
-                "runner_pool_expired_total",
-                "Warm containers replaced after their idle lifetime.",
-                s.expired.load(Ordering::Relaxed),
-            );
-            counter(
-                "runner_pool_create_failures_total",
-                "Warm containers the engine failed to prepare.",
-                s.create_failures.load(Ordering::Relaxed),
-            );
+            counters.extend([
+                (
+                    "runner_pool_hits_total",
+                    "Stages that started in a warm container.",
+                    load(&s.hits),
+                ),
+                (
+                    "runner_pool_misses_total",
+                    "Stages under default limits that found their pool empty (cold start).",
+                    load(&s.misses),
+                ),
+                (
+                    "runner_pool_created_total",
+                    "Warm containers prepared.",
+                    load(&s.created),
+                ),
+                (
+                    "runner_pool_expired_total",
+                    "Warm containers replaced after their idle lifetime.",
+                    load(&s.expired),
+                ),
+                (
+                    "runner_pool_create_failures_total",
+                    "Warm containers the engine failed to prepare.",
+                    load(&s.create_failures),
+                ),
+            ]);
+        }
+        for (name, help, v) in counters {
+            out.single("counter", name, help, v);
         }
 
-        let _ = writeln!(
-            out,
-            "# HELP runner_http_responses_total HTTP responses by status code.\n# TYPE runner_http_responses_total counter"
+        out.header(
+            "counter",
+            "runner_http_responses_total",
+            "HTTP responses by status code.",
         );
         for (code, n) in self.responses.lock().expect("metrics lock").iter() {
-            let _ = writeln!(out, "runner_http_responses_total{{code=\"{code}\"}} {n}");
+            out.sample(
+                "runner_http_responses_total",
+                &format!("code=\"{code}\""),
+                *n,
+            );
         }
-        out
+        out.text
+    }
+}
+
+/// The text exposition format, line by line.
+#[derive(Debug, Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn line(&mut self, l: &str) {
+        self.text.push_str(l);
+        self.text.push('\n');
+    }
+
+    fn header(&mut self, kind: &str, name: &str, help: &str) {
+        self.line(&format!("# HELP {name} {help}\n# TYPE {name} {kind}"));
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, v: u64) {
+        self.line(&format!("{name}{{{labels}}} {v}"));
+    }
+
+    fn single(&mut self, kind: &str, name: &str, help: &str, v: u64) {
+        self.header(kind, name, help);
+        self.line(&format!("{name} {v}"));
     }
 }
 

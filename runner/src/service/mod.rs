@@ -23,7 +23,7 @@ pub mod scheduler;
 pub mod store;
 
 use api::{AppState, Shared};
-use auth::{Principal, Role};
+use auth::Principal;
 use config::ServiceConfig;
 use metrics::Metrics;
 use scheduler::Scheduler;
@@ -66,12 +66,7 @@ pub async fn serve(
                 .tenant_by_name(name)?
                 .ok_or_else(|| ServeError::AnonymousTenant(name.clone()))?;
             warn!(tenant = %name, "anonymous access is on: requests without a key run as this tenant's learner");
-            Some(Principal {
-                tenant: t.id,
-                tenant_name: t.name,
-                key_id: "anonymous".into(),
-                role: Role::Learner,
-            })
+            Some(Principal::anonymous(t))
         }
         None => None,
     };

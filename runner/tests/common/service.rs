@@ -91,15 +91,10 @@ impl Service {
                 keys.insert((t.to_owned(), role), k.text);
             }
         }
-        let anonymous = config.anonymous_tenant.as_ref().map(|name| {
-            let t = store.tenant_by_name(name).unwrap().unwrap();
-            Principal {
-                tenant: t.id,
-                tenant_name: t.name,
-                key_id: "anonymous".into(),
-                role: Role::Learner,
-            }
-        });
+        let anonymous = config
+            .anonymous_tenant
+            .as_ref()
+            .map(|name| Principal::anonymous(store.tenant_by_name(name).unwrap().unwrap()));
         let state = AppState(Arc::new(Shared::new(
             config,
             store.clone(),
