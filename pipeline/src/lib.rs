@@ -2,3 +2,12 @@
 //! CycloneDX SBOMs, scans them, signs and verifies them, and rolls them out.
 //!
 //! Its commands arrive in stages; this crate holds their shared library code.
+
+pub mod build;
+pub mod credentials;
+pub mod digest;
+pub mod engine;
+pub mod push;
+pub mod reference;
+pub mod registry;
+pub mod sbom;

@@ -1,16 +1,36 @@
 //! `pipeline`: supply-chain steps for container images. See `pipeline --help`.
+//!
+//! Exit codes:
+//! - 0: done (an SBOM with warnings is still a success: they are on stderr
+//!   and in the SBOM);
+//! - 2: usage or input error (bad arguments, a dirty work tree, no such
+//!   image, unreadable input, credentials refused by the registry);
+//! - 3: infrastructure error (Docker or the registry unreachable or failing);
+//! - 4: the build itself failed (a Dockerfile step failed).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Builds, describes, scans, signs, verifies and rolls out container images.
-#[derive(Debug, Parser)]
-#[command(name = "pipeline", version)]
-struct Cli {}
+mod cli;
 
 fn main() -> ExitCode {
-    let Cli {} = Cli::parse();
-    eprintln!("pipeline: no command yet; see `pipeline --help`");
-    ExitCode::from(2)
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pipeline: cannot start the async runtime: {e}");
+            return ExitCode::from(cli::EXIT_INFRA);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("pipeline: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
 }

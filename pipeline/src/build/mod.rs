@@ -1,0 +1,371 @@
+//! `pipeline build`: an image built by the Docker engine (legacy builder)
+//! from a git work tree, tagged with the commit SHA and labelled with OCI
+//! annotations that tie it to its source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use crate::engine::{describe, is_not_found};
+use crate::reference::Reference;
+
+pub mod context;
+pub mod dockerignore;
+pub mod git;
+
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
+pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
+
+/// Lines of build output kept to explain a failure.
+const TAIL_LINES: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    /// Default: `Dockerfile` in the context.
+    pub dockerfile: Option<PathBuf>,
+    /// Repository to tag (`127.0.0.1:5000/app`), without tag.
+    pub repository: String,
+    pub build_args: Vec<(String, String)>,
+    pub allow_dirty: bool,
+    /// `SOURCE_DATE_EPOCH`, for the `created` label.
+    pub source_date_epoch: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub repository: String,
+    /// `REPO:TAG`.
+    pub tag: String,
+    /// `sha256:...` image id.
+    pub id: String,
+    pub revision: String,
+    pub dirty: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid --image {input:?}: {reason}")]
+    Repository { input: String, reason: String },
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Git(#[from] git::GitError),
+    #[error(
+        "the work tree at {root} has {count} uncommitted change(s), so the commit SHA would not describe the image:\n{paths}\ncommit or stash them, or pass --allow-dirty (the tag then ends in -dirty)"
+    )]
+    Dirty {
+        root: PathBuf,
+        count: usize,
+        paths: String,
+    },
+    #[error(transparent)]
+    Context(#[from] context::ContextError),
+    #[error("cannot reach the Docker engine to build {image}: {message}")]
+    Engine { image: String, message: String },
+    #[error("building {image} failed: {message}")]
+    Failed { image: String, message: String },
+}
+
+/// How a failure should be reported (exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Usage,
+    Infra,
+    BuildFailed,
+}
+
+impl BuildError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            BuildError::Repository { .. }
+            | BuildError::Input(_)
+            | BuildError::Git(
+                git::GitError::NotARepository { .. } | git::GitError::NoCommit { .. },
+            )
+            | BuildError::Dirty { .. }
+            | BuildError::Context(_) => FailureKind::Usage,
+            BuildError::Git(_) | BuildError::Engine { .. } => FailureKind::Infra,
+            BuildError::Failed { .. } => FailureKind::BuildFailed,
+        }
+    }
+}
+
+/// RFC 3339 UTC time of a Unix timestamp.
+pub fn rfc3339(unix: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// Checks `--image`: a repository, without tag or digest.
+pub fn check_repository(input: &str) -> Result<(), BuildError> {
+    let fail = |reason: String| BuildError::Repository {
+        input: input.to_owned(),
+        reason,
+    };
+    let r = Reference::parse(input).map_err(|e| fail(e.reason))?;
+    if r.tag.is_some() || r.digest.is_some() {
+        return Err(fail(
+            "give the repository only; the tag is the commit SHA".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What the build will do, before the engine is involved: the git state,
+/// the tag and the labels.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub git: git::GitInfo,
+    pub tag: String,
+    pub labels: BTreeMap<String, String>,
+    pub dockerfile: PathBuf,
+}
+
+pub fn plan(req: &BuildRequest) -> Result<Plan, BuildError> {
+    check_repository(&req.repository)?;
+    if !req.context.is_dir() {
+        return Err(BuildError::Input(format!(
+            "the context {} is not a directory",
+            req.context.display()
+        )));
+    }
+    let dockerfile = req
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| req.context.join("Dockerfile"));
+    if !dockerfile.is_file() {
+        return Err(BuildError::Input(format!(
+            "no Dockerfile at {}; pass --file PATH",
+            dockerfile.display()
+        )));
+    }
+    let git = git::inspect(&req.context)?;
+    let dirty = git.dirty_count > 0;
+    if dirty && !req.allow_dirty {
+        let mut paths = git
+            .dirty
+            .iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if git.dirty_count > git.dirty.len() {
+            paths.push_str(&format!(
+                "\n  ... and {} more",
+                git.dirty_count - git.dirty.len()
+            ));
+        }
+        return Err(BuildError::Dirty {
+            root: git.root.clone(),
+            count: git.dirty_count,
+            paths,
+        });
+    }
+    let tag = if dirty {
+        format!("{}:{}-dirty", req.repository, git.sha)
+    } else {
+        format!("{}:{}", req.repository, git.sha)
+    };
+    let created_unix = req.source_date_epoch.unwrap_or(git.commit_time);
+    let created = rfc3339(created_unix)
+        .ok_or_else(|| BuildError::Input(format!("{created_unix} is not a usable Unix time")))?;
+    let labels = BTreeMap::from([
+        (REVISION_LABEL.to_owned(), git.sha.clone()),
+        (SOURCE_LABEL.to_owned(), git.source.clone()),
+        (CREATED_LABEL.to_owned(), created),
+    ]);
+    Ok(Plan {
+        git,
+        tag,
+        labels,
+        dockerfile,
+    })
+}
+
+/// Builds the image, reporting build output lines to `progress`.
+pub async fn build(
+    docker: &Docker,
+    req: &BuildRequest,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Built, BuildError> {
+    let plan = plan(req)?;
+    let image = plan.tag.clone();
+    // The context is spooled to an unnamed temporary file and streamed, so a
+    // large context does not sit in memory.
+    let mut spool = tempfile::tempfile().map_err(|e| BuildError::Engine {
+        image: image.clone(),
+        message: format!("cannot create a temporary file: {e}"),
+    })?;
+    let info = context::write(
+        &req.context,
+        &plan.dockerfile,
+        std::io::BufWriter::new(&mut spool),
+    )?;
+    for s in &info.skipped {
+        progress(&format!(
+            "left out of the context (not a file, directory or symlink): {s}"
+        ));
+    }
+    use std::io::Seek as _;
+    spool.rewind().map_err(|e| BuildError::Engine {
+        image: image.clone(),
+        message: format!("cannot read the temporary file: {e}"),
+    })?;
+    progress(&format!(
+        "building {image} from {} ({} files in the context)",
+        req.context.display(),
+        info.files
+    ));
+    let body =
+        futures_util::stream::unfold(Some(tokio::fs::File::from_std(spool)), |file| async move {
+            let mut file = file?;
+            let mut buf = vec![0u8; 256 << 10];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+    let buildargs: HashMap<String, String> = req.build_args.iter().cloned().collect();
+    let opts = BuildImageOptions {
+        dockerfile: info.dockerfile.clone(),
+        t: Some(image.clone()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(buildargs),
+        labels: Some(plan.labels.clone().into_iter().collect()),
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(opts, None, Some(bollard::body_try_stream(body)));
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let tail_text = |tail: &std::collections::VecDeque<String>| {
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\nlast lines of the build output:\n{}",
+                tail.iter()
+                    .map(|l| format!("  {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        }
+    };
+    while let Some(item) = stream.next().await {
+        let info = match item {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Err(BuildError::Failed {
+                    image: image.clone(),
+                    message: format!("{error}{}", tail_text(&tail)),
+                });
+            }
+            Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
+                return Err(BuildError::Failed {
+                    image: image.clone(),
+                    message: format!("{}{}", describe(&e), tail_text(&tail)),
+                });
+            }
+            Err(e) => {
+                return Err(BuildError::Engine {
+                    image: image.clone(),
+                    message: describe(&e),
+                });
+            }
+        };
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(BuildError::Failed {
+                image: image.clone(),
+                message: format!("{err}{}", tail_text(&tail)),
+            });
+        }
+        let text = info.stream.or(info.status);
+        if let Some(s) = text {
+            for line in s.lines().filter(|l| !l.trim().is_empty()) {
+                progress(line);
+                tail.push_back(line.to_owned());
+                if tail.len() > TAIL_LINES {
+                    tail.pop_front();
+                }
+            }
+        }
+    }
+    let inspect = docker.inspect_image(&image).await.map_err(|e| {
+        if is_not_found(&e) {
+            BuildError::Failed {
+                image: image.clone(),
+                message: format!("the build ended without the image{}", tail_text(&tail)),
+            }
+        } else {
+            BuildError::Engine {
+                image: image.clone(),
+                message: describe(&e),
+            }
+        }
+    })?;
+    Ok(Built {
+        repository: req.repository.clone(),
+        tag: image,
+        id: inspect.id.unwrap_or_default(),
+        revision: plan.git.sha.clone(),
+        dirty: plan.git.dirty_count > 0,
+        labels: plan.labels,
+    })
+}
+
+/// `K=V` (or `K`, taking the value from the environment, as Docker does).
+pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
+    let (k, v) = match s.split_once('=') {
+        Some((k, v)) => (k, v.to_owned()),
+        None => match std::env::var(s) {
+            Ok(v) => (s, v),
+            Err(_) => {
+                return Err(format!(
+                    "--build-arg {s:?}: expected KEY=VALUE (or KEY set in the environment)"
+                ));
+            }
+        },
+    };
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "--build-arg {s:?}: the name must be letters, digits and `_`"
+        ));
+    }
+    Ok((k.to_owned(), v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_and_repositories() {
+        assert_eq!(
+            parse_build_arg("A=b=c").unwrap(),
+            ("A".into(), "b=c".into())
+        );
+        assert!(parse_build_arg("=x").is_err());
+        assert!(parse_build_arg("PIPELINE_TEST_SURELY_UNSET_VAR").is_err());
+        assert!(check_repository("127.0.0.1:5000/app").is_ok());
+        assert!(
+            check_repository("app:1")
+                .unwrap_err()
+                .to_string()
+                .contains("commit SHA")
+        );
+        assert!(check_repository("App").is_err());
+        assert_eq!(rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000).unwrap(), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,70 @@
+//! `pipeline build`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use pipeline::build::{self, BuildRequest, FailureKind};
+
+use super::{EXIT_BUILD_FAILED, Failure, infra, usage};
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The build context: a directory inside a git work tree.
+    #[arg(long, value_name = "DIR")]
+    pub context: PathBuf,
+    /// The Dockerfile (default: DIR/Dockerfile).
+    #[arg(long, short = 'f', value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Repository to tag, without tag: the tag is the commit SHA.
+    #[arg(long, value_name = "REPO")]
+    pub image: String,
+    /// A build argument, KEY=VALUE (or KEY, taken from the environment).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = build::parse_build_arg)]
+    pub build_args: Vec<(String, String)>,
+    /// Build a work tree with uncommitted changes; the tag ends in -dirty.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: BuildArgs) -> Result<ExitCode, Failure> {
+    let req = BuildRequest {
+        context: args.context,
+        dockerfile: args.file,
+        repository: args.image,
+        build_args: args.build_args,
+        allow_dirty: args.allow_dirty,
+        source_date_epoch: super::source_date_epoch()?,
+    };
+    // Problems the user can fix are reported before the engine is needed.
+    build::plan(&req).map_err(usage)?;
+    let docker = super::connect().await?;
+    let progress = |line: &str| eprintln!("{line}");
+    let built = build::build(&docker, &req, &progress)
+        .await
+        .map_err(|e| match e.kind() {
+            FailureKind::Usage => usage(e),
+            FailureKind::Infra => infra(e),
+            FailureKind::BuildFailed => Failure {
+                code: EXIT_BUILD_FAILED,
+                error: e.into(),
+            },
+        })?;
+    if args.json {
+        let tag = built.tag.rsplit_once(':').map_or("", |(_, t)| t);
+        let out = serde_json::json!({
+            "image": built.tag,
+            "tag": tag,
+            "id": built.id,
+            "revision": built.revision,
+            "dirty": built.dirty,
+        });
+        println!("{out}");
+    } else {
+        println!("{}", built.tag);
+        println!("{}", built.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}

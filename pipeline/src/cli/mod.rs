@@ -1,0 +1,81 @@
+//! Command-line interface: arguments, exit codes, and one small file per
+//! subcommand.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod build;
+mod push;
+mod sbom;
+
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INFRA: u8 = 3;
+pub const EXIT_BUILD_FAILED: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipeline",
+    version,
+    about = "Builds container images tagged with the commit SHA, pushes them, and describes them with CycloneDX SBOMs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a git work tree, tagged REPO:<commit sha>.
+    Build(build::BuildArgs),
+    /// Push a built image and print its manifest digest.
+    Push(push::PushArgs),
+    /// Describe an image or a root file system as a CycloneDX 1.5 SBOM.
+    Sbom(sbom::SbomArgs),
+}
+
+/// A failed command: its message and its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+pub fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_USAGE,
+        error: e.into(),
+    }
+}
+
+pub fn infra(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_INFRA,
+        error: e.into(),
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible-builds.org), when set.
+pub fn source_date_epoch() -> Result<Option<i64>, Failure> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+            usage(anyhow::anyhow!(
+                "SOURCE_DATE_EPOCH={v:?} is not a Unix time in seconds"
+            ))
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+pub async fn connect() -> Result<bollard::Docker, Failure> {
+    pipeline::engine::connect().await.map_err(infra)
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Build(args) => build::run(args).await,
+        Command::Push(args) => push::run(args).await,
+        Command::Sbom(args) => sbom::run(args).await,
+    }
+}
