@@ -4,6 +4,7 @@
 //! Its commands arrive in stages; this crate holds their shared library code.
 
 pub mod build;
+pub mod cosign;
 pub mod credentials;
 pub mod digest;
 pub mod engine;
@@ -11,3 +12,4 @@ pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod sbom;
+pub mod scan;

@@ -6,7 +6,12 @@
 //! - 2: usage or input error (bad arguments, a dirty work tree, no such
 //!   image, unreadable input, credentials refused by the registry);
 //! - 3: infrastructure error (Docker or the registry unreachable or failing);
-//! - 4: the build itself failed (a Dockerfile step failed).
+//! - 4: the build itself failed (a Dockerfile step failed);
+//! - 5: `scan` (or `run`): the scan fails the policy;
+//! - 6: `scan` (or `run`): grype is not installed;
+//! - 10-15: `verify`: unsigned (10), another key (11), tampered signature,
+//!   payload or attestation (12), signed for another digest (13), a required
+//!   attestation missing (14), the scan attestation fails the policy (15).
 
 use std::process::ExitCode;
 

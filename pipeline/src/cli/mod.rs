@@ -1,13 +1,24 @@
 //! Command-line interface: arguments, exit codes, and one small file per
 //! subcommand.
 
+use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
 
 use clap::{Parser, Subcommand};
 
+mod attest;
 mod build;
+mod keygen;
 mod push;
+mod registry;
+mod run;
 mod sbom;
+mod scan;
+mod sign;
+mod verify;
 
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INFRA: u8 = 3;
@@ -32,6 +43,18 @@ pub enum Command {
     Push(push::PushArgs),
     /// Describe an image or a root file system as a CycloneDX 1.5 SBOM.
     Sbom(sbom::SbomArgs),
+    /// Scan an SBOM with Grype (or read a Grype report) and apply the policy gate.
+    Scan(scan::ScanArgs),
+    /// Make an ECDSA P-256 key pair in cosign's format.
+    Keygen(keygen::KeygenArgs),
+    /// Sign an image digest, stored as cosign stores signatures.
+    Sign(sign::SignArgs),
+    /// Attach a signed attestation (SBOM, scan, provenance) to an image digest.
+    Attest(attest::AttestArgs),
+    /// Check an image's signature, claimed digest, attestations and scan.
+    Verify(verify::VerifyArgs),
+    /// build → push → sbom → scan → sign → attest, with a summary of each step.
+    Run(Box<run::RunArgs>),
 }
 
 /// A failed command: its message and its exit code.
@@ -77,5 +100,39 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Build(args) => build::run(args).await,
         Command::Push(args) => push::run(args).await,
         Command::Sbom(args) => sbom::run(args).await,
+        Command::Scan(args) => scan::run(args).await,
+        Command::Keygen(args) => keygen::run(args).await,
+        Command::Sign(args) => sign::run(args).await,
+        Command::Attest(args) => attest::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
+        Command::Run(args) => run::run(*args).await,
     }
+}
+
+/// Writes next to the destination and renames, so a reader (an upload step)
+/// never sees half a file. Devices and pipes are written in place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    // Devices and pipes (`-o /dev/null`, `-o /dev/stdout`) are written in
+    // place: renaming over them would replace them.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        return f
+            .write_all(bytes)
+            .with_context(|| format!("cannot write {}", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! `pipeline sbom`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -9,9 +9,6 @@ use pipeline::registry::manifest::Platform;
 use pipeline::sbom::{self, Options, Source};
 
 use super::{Failure, infra, usage};
-
-/// Extra registries reached over plain HTTP, comma-separated.
-const INSECURE_ENV: &str = "PIPELINE_INSECURE_REGISTRIES";
 
 #[derive(Debug, clap::Args)]
 pub struct SbomArgs {
@@ -24,28 +21,17 @@ pub struct SbomArgs {
     /// With -o: print a JSON summary (components, warnings) on standard output.
     #[arg(long, requires = "output")]
     pub json: bool,
-    /// A registry (HOST:PORT) to reach over plain HTTP; loopback ones always are.
-    /// Repeatable; also PIPELINE_INSECURE_REGISTRIES=HOST:PORT,...
-    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
     /// The image to pick from a multi-platform index (default: this machine's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = Platform::parse)]
     pub platform: Option<Platform>,
 }
 
 pub async fn run(args: SbomArgs) -> Result<ExitCode, Failure> {
-    let mut insecure = args.insecure_registries;
-    if let Ok(list) = std::env::var(INSECURE_ENV) {
-        insecure.extend(
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned),
-        );
-    }
     let options = Options {
         source_date_epoch: super::source_date_epoch()?,
-        insecure_registries: insecure,
+        insecure_registries: args.registry.insecure(),
         platform: args.platform.unwrap_or_else(Platform::host),
     };
     let report = sbom::generate(&args.source, &options)
@@ -55,7 +41,7 @@ pub async fn run(args: SbomArgs) -> Result<ExitCode, Failure> {
         eprintln!("warning: {w}");
     }
     match &args.output {
-        Some(path) => write_atomically(path, &report.json).map_err(usage)?,
+        Some(path) => super::write_atomically(path, &report.json).map_err(usage)?,
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(&report.json)
@@ -76,32 +62,4 @@ pub async fn run(args: SbomArgs) -> Result<ExitCode, Failure> {
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes next to the destination and renames, so a reader never sees half
-/// an SBOM.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    // Devices and pipes (`-o /dev/null`, `-o /dev/stdout`) are written in
-    // place: renaming over them would replace them.
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        return f
-            .write_all(bytes)
-            .with_context(|| format!("cannot write {}", path.display()));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -23,6 +23,9 @@ pub struct Descriptor {
     #[serde(default)]
     pub size: u64,
     pub platform: Option<Platform>,
+    /// Annotations (signatures keep theirs here).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -214,6 +217,7 @@ mod tests {
                 os: "linux".into(),
                 variant: variant.map(str::to_owned),
             }),
+            annotations: BTreeMap::new(),
         }
     }
 

@@ -1,6 +1,7 @@
-//! A small client of the OCI distribution API: manifests and blobs, read
-//! only, with anonymous, Basic and Bearer-token authentication (answering
-//! the registry's `WWW-Authenticate` challenge).
+//! A small client of the OCI distribution API: manifests and blobs, read and
+//! (for signatures and attestations) written, with anonymous, Basic and
+//! Bearer-token authentication (answering the registry's `WWW-Authenticate`
+//! challenge).
 //!
 //! Plain HTTP is used for loopback registries (`localhost`, `127.0.0.0/8`,
 //! `[::1]`) and for hosts listed as insecure; HTTPS otherwise.
@@ -80,6 +81,9 @@ impl RegistryError {
         )
     }
 }
+
+/// A fetched manifest: its bytes, its content type, its digest.
+pub type Fetched = (Vec<u8>, Option<String>, String);
 
 #[derive(Debug)]
 pub struct Client {
@@ -191,12 +195,33 @@ impl Client {
         accept: &str,
     ) -> Result<ureq::http::Response<ureq::Body>, RegistryError> {
         let url = format!("{}/v2/{}/{path}", self.base, self.repository);
+        self.send("GET", &url, &[("Accept", accept)], None)
+    }
+
+    /// Sends a request to `url`, answering one auth challenge. Writes ask
+    /// for a token with push rights.
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, RegistryError> {
+        let push = !matches!(method, "GET" | "HEAD");
         for attempt in 0..2 {
-            let mut req = self.agent.get(&url).header("Accept", accept);
-            if let Some(a) = self.authorization() {
-                req = req.header("Authorization", &a);
+            let mut b = ureq::http::Request::builder().method(method).uri(url);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
             }
-            let resp = req.call().map_err(|e| self.unreachable(&url, &e))?;
+            if let Some(a) = self.authorization() {
+                b = b.header("Authorization", a);
+            }
+            let bad = |e: ureq::http::Error| self.invalid("a request", e.to_string());
+            let resp = match body {
+                Some(bytes) => self.agent.run(b.body(bytes).map_err(bad)?),
+                None => self.agent.run(b.body(ureq::SendBody::none()).map_err(bad)?),
+            }
+            .map_err(|e| self.unreachable(url, &e))?;
             let status = resp.status().as_u16();
             if status != 401 {
                 return Ok(resp);
@@ -210,7 +235,7 @@ impl Client {
                 break;
             }
             match challenge {
-                Some(c) => self.authenticate(&c)?,
+                Some(c) => self.authenticate(&c, push)?,
                 None => {
                     return Err(
                         self.denied("HTTP 401 without a usable WWW-Authenticate challenge".into())
@@ -227,7 +252,7 @@ impl Client {
         )))
     }
 
-    fn authenticate(&self, challenge: &Challenge) -> Result<(), RegistryError> {
+    fn authenticate(&self, challenge: &Challenge, push: bool) -> Result<(), RegistryError> {
         match challenge {
             Challenge::Basic => match self.basic() {
                 Some(b) => {
@@ -246,9 +271,10 @@ impl Client {
                 service,
                 scope,
             } => {
+                let rights = if push { "pull,push" } else { "pull" };
                 let scope = scope
                     .clone()
-                    .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
+                    .unwrap_or_else(|| format!("repository:{}:{rights}", self.repository));
                 let mut req = self.agent.get(realm).query("scope", &scope);
                 if let Some(s) = service {
                     req = req.query("service", s);
@@ -417,6 +443,110 @@ impl Client {
         let resp = self.check_status(resp, what)?;
         let reader: Box<dyn Read + Send> = Box::new(resp.into_body().into_reader());
         Ok(HashingReader::new(reader))
+    }
+
+    /// A manifest by tag, or `None` when the tag does not exist.
+    pub fn manifest_if_exists(&self, tag: &str) -> Result<Option<Fetched>, RegistryError> {
+        match self.manifest(tag) {
+            Ok(m) => Ok(Some(m)),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the repository holds a blob.
+    pub fn blob_exists(&self, digest: &str) -> Result<bool, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
+        let resp = self.send("HEAD", &url, &[], None)?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => self
+                .check_status(resp, &format!("blob {digest}"))
+                .map(|_| true),
+        }
+    }
+
+    /// Uploads a blob (monolithically: ours are small) unless present;
+    /// returns its digest.
+    pub fn push_blob(&self, bytes: &[u8], what: &str) -> Result<String, RegistryError> {
+        let digest = crate::digest::sha256_digest(bytes);
+        if self.blob_exists(&digest)? {
+            return Ok(digest);
+        }
+        let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
+        let resp = self.send("POST", &url, &[("Content-Length", "0")], Some(&[]))?;
+        let status = resp.status().as_u16();
+        if status != 202 {
+            return Err(self.written(resp, what, status));
+        }
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.invalid(what, "the upload answer has no Location".into()))?;
+        let location = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.base)
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={digest}");
+        let len = bytes.len().to_string();
+        let headers = [
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", len.as_str()),
+        ];
+        let resp = self.send("PUT", &url, &headers, Some(bytes))?;
+        let status = resp.status().as_u16();
+        if status != 201 {
+            return Err(self.written(resp, what, status));
+        }
+        Ok(digest)
+    }
+
+    /// Stores a manifest under `tag`; returns its digest.
+    pub fn put_manifest(
+        &self,
+        tag: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<String, RegistryError> {
+        let what = format!("manifest {tag}");
+        let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
+        let resp = self.send("PUT", &url, &[("Content-Type", media_type)], Some(bytes))?;
+        let status = resp.status().as_u16();
+        if status != 201 && status != 200 {
+            return Err(self.written(resp, &what, status));
+        }
+        Ok(crate::digest::sha256_digest(bytes))
+    }
+
+    /// The error for a refused write.
+    fn written(
+        &self,
+        resp: ureq::http::Response<ureq::Body>,
+        what: &str,
+        status: u16,
+    ) -> RegistryError {
+        if status == 403 {
+            return self.denied(format!(
+                "HTTP 403 writing {what} with {}: these credentials may not push",
+                self.who()
+            ));
+        }
+        let body = resp
+            .into_body()
+            .with_config()
+            .limit(4096)
+            .read_to_string()
+            .unwrap_or_default();
+        RegistryError::Status {
+            host: self.host.clone(),
+            status,
+            what: format!("writing {what}"),
+            body: self.redact(body.trim()),
+        }
     }
 
     pub fn host(&self) -> &str {

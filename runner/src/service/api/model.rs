@@ -65,7 +65,7 @@ impl FileIn {
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd number of digits".into());
     }
     (0..s.len())
