@@ -27,6 +27,17 @@ fn project(dir: &Path) {
     git(dir, &["commit", "-q", "-m", "init"]);
 }
 
+/// A key pair at DIR/out/k.{key,pub}.
+fn keygen(dir: &Path) {
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let prefix = dir.join("out/k");
+    let out = pipeline(
+        &["keygen", "--output-key-prefix", prefix.to_str().unwrap()],
+        &[("COSIGN_PASSWORD", PASSWORD)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 fn run_with_stand_in(
     dir: &Path,
     registry: &str,
@@ -68,16 +79,7 @@ fn run_builds_pushes_describes_scans_signs_and_attests() {
     let reg = require_registry!(Auth::None);
     let dir = TempDir::new("pipeline-run");
     project(dir.path());
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let out = pipeline(
-        &[
-            "keygen",
-            "--output-key-prefix",
-            dir.path().join("out/k").to_str().unwrap(),
-        ],
-        &[("COSIGN_PASSWORD", PASSWORD)],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    keygen(dir.path());
 
     let out = run_with_stand_in(
         dir.path(),
@@ -150,16 +152,7 @@ fn a_scan_failing_the_policy_stops_the_run_before_signing() {
     let reg = require_registry!(Auth::None);
     let dir = TempDir::new("pipeline-run-fail");
     project(dir.path());
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let out = pipeline(
-        &[
-            "keygen",
-            "--output-key-prefix",
-            dir.path().join("out/k").to_str().unwrap(),
-        ],
-        &[("COSIGN_PASSWORD", PASSWORD)],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    keygen(dir.path());
     let out = run_with_stand_in(
         dir.path(),
         &reg.addr,
