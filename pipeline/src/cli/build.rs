@@ -7,8 +7,9 @@ use pipeline::build::{self, BuildRequest, FailureKind};
 
 use super::{EXIT_BUILD_FAILED, Failure, infra, usage};
 
+/// What to build: shared by `build` and `run`.
 #[derive(Debug, clap::Args)]
-pub struct BuildArgs {
+pub struct BuildFlags {
     /// The build context: a directory inside a git work tree.
     #[arg(long, value_name = "DIR")]
     pub context: PathBuf,
@@ -24,34 +25,51 @@ pub struct BuildArgs {
     /// Build a work tree with uncommitted changes; the tag ends in -dirty.
     #[arg(long)]
     pub allow_dirty: bool,
+}
+
+impl BuildFlags {
+    pub fn request(&self) -> Result<BuildRequest, Failure> {
+        Ok(BuildRequest {
+            context: self.context.clone(),
+            dockerfile: self.file.clone(),
+            repository: self.image.clone(),
+            build_args: self.build_args.clone(),
+            allow_dirty: self.allow_dirty,
+            source_date_epoch: super::source_date_epoch()?,
+        })
+    }
+}
+
+/// A build error as the command's failure: the exit code says whose it is.
+pub fn failure(e: build::BuildError) -> Failure {
+    match e.kind() {
+        FailureKind::Usage => usage(e),
+        FailureKind::Infra => infra(e),
+        FailureKind::BuildFailed => Failure {
+            code: EXIT_BUILD_FAILED,
+            error: e.into(),
+        },
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub what: BuildFlags,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: BuildArgs) -> Result<ExitCode, Failure> {
-    let req = BuildRequest {
-        context: args.context,
-        dockerfile: args.file,
-        repository: args.image,
-        build_args: args.build_args,
-        allow_dirty: args.allow_dirty,
-        source_date_epoch: super::source_date_epoch()?,
-    };
+    let req = args.what.request()?;
     // Problems the user can fix are reported before the engine is needed.
     build::plan(&req).map_err(usage)?;
     let docker = super::connect().await?;
     let progress = |line: &str| eprintln!("{line}");
     let built = build::build(&docker, &req, &progress)
         .await
-        .map_err(|e| match e.kind() {
-            FailureKind::Usage => usage(e),
-            FailureKind::Infra => infra(e),
-            FailureKind::BuildFailed => Failure {
-                code: EXIT_BUILD_FAILED,
-                error: e.into(),
-            },
-        })?;
+        .map_err(failure)?;
     if args.json {
         let tag = built.tag.rsplit_once(':').map_or("", |(_, t)| t);
         let out = serde_json::json!({

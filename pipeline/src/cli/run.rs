@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
-use pipeline::build::{self, BuildRequest, FailureKind};
+use pipeline::build;
 use pipeline::cosign::{PredicateKind, provenance, publish};
 use pipeline::reference::Reference;
 use pipeline::sbom::{self, Options, Source};
@@ -16,24 +16,12 @@ use pipeline::sbom::{self, Options, Source};
 use super::attest::vuln_predicate;
 use super::registry::RegistryArgs;
 use super::sign::load_signer;
-use super::{EXIT_BUILD_FAILED, Failure, infra, usage};
+use super::{Failure, infra, usage};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The build context (inside a git work tree).
-    #[arg(long, value_name = "DIR")]
-    pub context: PathBuf,
-    /// The Dockerfile (default: DIR/Dockerfile).
-    #[arg(long, short = 'f', value_name = "PATH")]
-    pub file: Option<PathBuf>,
-    /// Repository to build and push, e.g. 127.0.0.1:5000/app (the tag is the commit SHA).
-    #[arg(long, value_name = "REPO")]
-    pub image: String,
-    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = build::parse_build_arg)]
-    pub build_args: Vec<(String, String)>,
-    /// Build a work tree with uncommitted changes (the tag then ends in -dirty).
-    #[arg(long)]
-    pub allow_dirty: bool,
+    #[command(flatten)]
+    pub what: super::build::BuildFlags,
     /// Private key to sign and attest with (password from COSIGN_PASSWORD).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
@@ -166,14 +154,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("cannot create {}", args.output_dir.display()))
         .map_err(usage)?;
-    let req = BuildRequest {
-        context: args.context.clone(),
-        dockerfile: args.file.clone(),
-        repository: args.image.clone(),
-        build_args: args.build_args.clone(),
-        allow_dirty: args.allow_dirty,
-        source_date_epoch: super::source_date_epoch()?,
-    };
+    let req = args.what.request()?;
     let plan = build::plan(&req).map_err(usage)?;
     let docker = super::connect().await?;
     let progress = |line: &str| eprintln!("{line}");
@@ -212,14 +193,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
                 let outcome = format!("{} ({})", b.tag, &b.id[..19.min(b.id.len())]);
                 (b, outcome)
             })
-            .map_err(|e| match e.kind() {
-                FailureKind::Usage => usage(e),
-                FailureKind::Infra => infra(e),
-                FailureKind::BuildFailed => Failure {
-                    code: EXIT_BUILD_FAILED,
-                    error: e.into()
-                },
-            })
+            .map_err(super::build::failure)
     );
 
     let pushed = step!(
@@ -345,7 +319,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let scan_json: serde_json::Value = serde_json::from_slice(&grype_report).map_err(infra)?;
     let base_digests: Vec<(String, Option<String>)> = {
         let mut out = Vec::new();
-        for b in base_images(&plan.dockerfile, &args.build_args) {
+        for b in base_images(&plan.dockerfile, &args.what.build_args) {
             let id = docker.inspect_image(&b).await.ok().and_then(|i| {
                 i.repo_digests
                     .and_then(|d| {
@@ -363,9 +337,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         source: plan.git.source.clone(),
         commit: built.revision.clone(),
         dirty: built.dirty,
-        context: args.context.display().to_string(),
+        context: args.what.context.display().to_string(),
         dockerfile: plan.dockerfile.display().to_string(),
-        build_args: args.build_args.iter().cloned().collect(),
+        build_args: args.what.build_args.iter().cloned().collect(),
         image: pushed.reference.clone(),
         base_images: base_digests,
         invocation_id: std::env::var("GITHUB_RUN_ID")
