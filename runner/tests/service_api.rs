@@ -442,18 +442,14 @@ async fn rate_limits_per_key_and_per_address() {
     // Another key from the first address still has room, until the
     // address's own limit (5) is reached.
     let d = s.key("alpha", Role::Developer);
-    assert_eq!(
-        s.call_from("GET", "/v1/languages", Some(d), None, "198.51.100.1")
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        s.call_from("GET", "/v1/languages", Some(d), None, "198.51.100.1")
-            .await
-            .0,
-        200
-    );
+    for _ in 0..2 {
+        assert_eq!(
+            s.call_from("GET", "/v1/languages", Some(d), None, "198.51.100.1")
+                .await
+                .0,
+            200
+        );
+    }
     let (status, b, _) = s
         .call_from("GET", "/v1/languages", Some(d), None, "198.51.100.1")
         .await;

@@ -388,24 +388,23 @@ mod tests {
         }
     }
 
+    /// A run submitted with key "k" and the given request body.
+    fn queued<'a>(id: &'a str, request: &'a [u8]) -> NewRun<'a> {
+        NewRun {
+            id,
+            key_id: "k",
+            language: "python",
+            version: "3",
+            request,
+        }
+    }
+
     #[test]
     fn runs_are_invisible_across_tenants() {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
         let b = s.create_tenant("b").unwrap().id;
-        s.runs(&a)
-            .submit(
-                &NewRun {
-                    id: "r1",
-                    key_id: "k1",
-                    language: "python",
-                    version: "3",
-                    request: b"{}",
-                },
-                10,
-                None,
-            )
-            .unwrap();
+        s.runs(&a).submit(&queued("r1", b"{}"), 10, None).unwrap();
         assert!(s.runs(&a).get("r1").unwrap().is_some());
         assert!(s.runs(&b).get("r1").unwrap().is_none());
         assert!(s.runs(&b).list(None, 10, None).unwrap().is_empty());
@@ -417,69 +416,21 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
         assert!(matches!(
-            s.runs(&a)
-                .submit(
-                    &NewRun {
-                        id: "r1",
-                        key_id: "k",
-                        language: "py",
-                        version: "3",
-                        request: b"{}"
-                    },
-                    2,
-                    None
-                )
-                .unwrap(),
+            s.runs(&a).submit(&queued("r1", b"{}"), 2, None).unwrap(),
             Submitted::Queued(_)
         ));
         assert!(matches!(
-            s.runs(&a)
-                .submit(
-                    &NewRun {
-                        id: "r2",
-                        key_id: "k",
-                        language: "py",
-                        version: "3",
-                        request: b"{}"
-                    },
-                    2,
-                    None
-                )
-                .unwrap(),
+            s.runs(&a).submit(&queued("r2", b"{}"), 2, None).unwrap(),
             Submitted::Queued(_)
         ));
         assert_eq!(
-            s.runs(&a)
-                .submit(
-                    &NewRun {
-                        id: "r3",
-                        key_id: "k",
-                        language: "py",
-                        version: "3",
-                        request: b"{}"
-                    },
-                    2,
-                    None
-                )
-                .unwrap(),
+            s.runs(&a).submit(&queued("r3", b"{}"), 2, None).unwrap(),
             Submitted::QueueFull { capacity: 2 }
         );
         // A claimed run leaves the queue.
         assert!(s.queue().claim("r1").unwrap().is_some());
         assert!(matches!(
-            s.runs(&a)
-                .submit(
-                    &NewRun {
-                        id: "r3",
-                        key_id: "k",
-                        language: "py",
-                        version: "3",
-                        request: b"{}"
-                    },
-                    2,
-                    None
-                )
-                .unwrap(),
+            s.runs(&a).submit(&queued("r3", b"{}"), 2, None).unwrap(),
             Submitted::Queued(_)
         ));
     }
@@ -488,19 +439,7 @@ mod tests {
     fn a_run_is_claimed_and_finished_exactly_once() {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
-        s.runs(&a)
-            .submit(
-                &NewRun {
-                    id: "r1",
-                    key_id: "k",
-                    language: "py",
-                    version: "3",
-                    request: b"REQ",
-                },
-                10,
-                None,
-            )
-            .unwrap();
+        s.runs(&a).submit(&queued("r1", b"REQ"), 10, None).unwrap();
         assert_eq!(
             s.queue().waiting(10).unwrap(),
             vec![("r1".to_string(), a.clone())]
@@ -518,32 +457,8 @@ mod tests {
     fn cancelling_depends_on_the_state() {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
-        s.runs(&a)
-            .submit(
-                &NewRun {
-                    id: "q",
-                    key_id: "k",
-                    language: "py",
-                    version: "3",
-                    request: b"{}",
-                },
-                10,
-                None,
-            )
-            .unwrap();
-        s.runs(&a)
-            .submit(
-                &NewRun {
-                    id: "r",
-                    key_id: "k",
-                    language: "py",
-                    version: "3",
-                    request: b"{}",
-                },
-                10,
-                None,
-            )
-            .unwrap();
+        s.runs(&a).submit(&queued("q", b"{}"), 10, None).unwrap();
+        s.runs(&a).submit(&queued("r", b"{}"), 10, None).unwrap();
         s.queue().claim("r").unwrap();
         assert!(
             matches!(s.runs(&a).cancel("q").unwrap(), CancelOutcome::Cancelled(r) if r.state == RunState::Cancelled)
