@@ -11,6 +11,7 @@
 //! - [`gc`]: collecting containers a crashed runner left behind.
 //! - [`service`]: `runner serve`, the HTTP API with tenants, queue and audit log.
 
+pub mod backend;
 pub mod engine;
 pub mod gc;
 pub mod images;
