@@ -23,6 +23,7 @@ use futures_util::stream::BoxStream;
 use tokio::io::AsyncWrite;
 
 pub mod driver;
+pub mod fake;
 pub mod kubernetes;
 pub mod spec;
 
