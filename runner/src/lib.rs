@@ -21,3 +21,4 @@ pub mod sandbox;
 pub mod service;
 pub mod submission;
 pub mod verdict;
+pub mod workflow;

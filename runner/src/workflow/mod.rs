@@ -1,0 +1,4 @@
+//! Workflow jobs from commits: the engine-independent parts.
+
+pub mod error;
+pub mod yaml;
