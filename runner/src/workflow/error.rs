@@ -171,6 +171,10 @@ impl Errors {
         self.list.is_empty()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
     /// `Ok(value)` when nothing was reported, else every error sorted by
     /// position.
     pub(crate) fn finish<T>(mut self, value: T) -> Result<T, WorkflowErrors> {

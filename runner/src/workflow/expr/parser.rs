@@ -354,7 +354,7 @@ fn resolve_matrix(
     let keys = match scope.matrix {
         MatrixScope::Keys(k) => k,
         MatrixScope::Any => {
-            let mut out: Vec<String> = path.iter().map(|(f, _)| f.clone()).collect();
+            let out: Vec<String> = path.iter().map(|(f, _)| f.clone()).collect();
             if out.is_empty() {
                 return Err(ExprError::new(
                     offset,
