@@ -161,16 +161,6 @@ impl Errors {
         }
     }
 
-    pub(crate) fn add(&mut self, e: WorkflowError) {
-        if self.list.len() < MAX_ERRORS {
-            self.list.push(e);
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
