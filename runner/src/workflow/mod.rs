@@ -22,4 +22,5 @@ pub mod policy;
 pub mod render;
 pub mod suggest;
 pub mod trigger;
+pub mod webhook;
 pub mod yaml;
