@@ -20,6 +20,7 @@ pub mod parse;
 pub mod plan;
 pub mod policy;
 pub mod render;
+pub mod source;
 pub mod suggest;
 pub mod trigger;
 pub mod webhook;
