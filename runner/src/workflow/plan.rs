@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dag;
 use super::error::{ErrorClass, Errors, Pos, WorkflowErrors};
-use super::expr::{Condition, EvalContext, GithubContext, Template};
+use super::expr::{Condition, EvalContext, GithubContext, Ref, Template};
 use super::matrix::Cell;
 use super::model::{EnvVar, Flag, Job, Step, Workflow};
 use super::policy::{JobLimits, WorkflowPolicy};
@@ -113,6 +113,12 @@ pub fn plan(
     }))
 }
 
+fn render(errs: &mut Errors, cx: &EvalContext<'_>, t: &Template, pos: Pos) -> Option<String> {
+    t.render(cx)
+        .map_err(|e| errs.push(pos, ErrorClass::Expression, e.message))
+        .ok()
+}
+
 fn plan_job(
     errs: &mut Errors,
     job: &Job,
@@ -122,54 +128,8 @@ fn plan_job(
 ) -> Option<PlannedJob> {
     let mut cx = EvalContext::new(github);
     cx.matrix = cell.map(|c| c.0.as_slice());
-    let render = |errs: &mut Errors, t: &Template, pos: Pos| -> Option<String> {
-        t.render(&cx)
-            .map_err(|e| errs.push(pos, ErrorClass::Expression, e.message))
-            .ok()
-    };
-    let label = render(errs, &job.runs_on.value, job.runs_on.pos)?;
-    let mut image = match policy.image_for_label(&label) {
-        Ok(image) => image.to_owned(),
-        Err(message) => {
-            errs.push(
-                job.runs_on.pos,
-                ErrorClass::Policy,
-                format!("{message}; change `runs-on`"),
-            );
-            return None;
-        }
-    };
-    if let Some(c) = &job.container_image {
-        let wanted = render(errs, &c.value, c.pos)?;
-        if !policy.image_allowed(&wanted) {
-            errs.push(
-                c.pos,
-                ErrorClass::Policy,
-                format!(
-                    "image `{wanted}` is not allowed by this server's workflow policy (allowed: {}): name an allowed image or remove `container`",
-                    policy.allowed_images_text()
-                ),
-            );
-            return None;
-        }
-        image = wanted;
-    }
-    let mut limits = policy.defaults;
-    if let Some(t) = &job.timeout {
-        if t.value > policy.max.wall_time {
-            errs.push(
-                t.pos,
-                ErrorClass::Policy,
-                format!(
-                    "`timeout-minutes` is {}; this server allows at most {} minutes: lower it",
-                    t.value.as_secs_f64() / 60.0,
-                    policy.max.wall_time.as_secs() / 60
-                ),
-            );
-            return None;
-        }
-        limits.wall_time = t.value;
-    }
+    let image = image(errs, &cx, job, policy)?;
+    let limits = limits(errs, job, policy)?;
     let continue_on_error = match &job.continue_on_error {
         Flag::Fixed(b) => *b,
         Flag::Expr(t) => t
@@ -178,19 +138,21 @@ fn plan_job(
             .ok()?
             .truthy(),
     };
-    let label_suffix = cell.map(|c| format!(" ({})", c.label()));
-    let id = format!("{}{}", job.id, label_suffix.clone().unwrap_or_default());
+    let label_suffix = cell
+        .map(|c| format!(" ({})", c.label()))
+        .unwrap_or_default();
+    let id = format!("{}{label_suffix}", job.id);
     let name = match &job.name {
         Some(t) => {
-            let rendered = render(errs, t, job.pos)?;
+            let rendered = render(errs, &cx, t, job.pos)?;
             let mut reads_matrix = false;
-            t.visit_refs(&mut |r| reads_matrix |= matches!(r, super::expr::Ref::Matrix(_)));
+            t.visit_refs(&mut |r| reads_matrix |= matches!(r, Ref::Matrix(_)));
             // As on GitHub: a name that does not show the matrix values
             // gets them appended.
             if reads_matrix {
                 rendered
             } else {
-                format!("{rendered}{}", label_suffix.unwrap_or_default())
+                format!("{rendered}{label_suffix}")
             }
         }
         None => id.clone(),
@@ -210,6 +172,65 @@ fn plan_job(
         env: job.env.clone(),
         steps: job.steps.clone(),
     })
+}
+
+/// The `runs-on` label's image, or `container.image` if the policy allows it.
+fn image(
+    errs: &mut Errors,
+    cx: &EvalContext<'_>,
+    job: &Job,
+    policy: &WorkflowPolicy,
+) -> Option<String> {
+    let label = render(errs, cx, &job.runs_on.value, job.runs_on.pos)?;
+    let labelled = match policy.image_for_label(&label) {
+        Ok(image) => image.to_owned(),
+        Err(e) => {
+            errs.push(
+                job.runs_on.pos,
+                ErrorClass::Policy,
+                format!("{e}; change `runs-on`"),
+            );
+            return None;
+        }
+    };
+    let Some(c) = &job.container_image else {
+        return Some(labelled);
+    };
+    let wanted = render(errs, cx, &c.value, c.pos)?;
+    if !policy.image_allowed(&wanted) {
+        errs.push(
+            c.pos,
+            ErrorClass::Policy,
+            format!(
+                "image `{wanted}` is not allowed by this server's workflow policy (allowed: {}): name an allowed image or remove `container`",
+                policy.allowed_images_text()
+            ),
+        );
+        return None;
+    }
+    Some(wanted)
+}
+
+/// The policy's defaults, with the job's `timeout-minutes` up to the
+/// policy's maximum.
+fn limits(errs: &mut Errors, job: &Job, policy: &WorkflowPolicy) -> Option<JobLimits> {
+    let mut limits = policy.defaults;
+    if let Some(t) = &job.timeout {
+        if t.value > policy.max.wall_time {
+            errs.push(
+                t.pos,
+                ErrorClass::Policy,
+                format!(
+                    "`timeout-minutes` is {}; this server allows at most {} minutes: lower it",
+                    t.value.as_secs_f64() / 60.0,
+                    policy.max.wall_time.as_secs() / 60
+                ),
+            );
+            return None;
+        }
+        limits.wall_time = t.value;
+    }
+    Some(limits)
 }
 
 impl Plan {

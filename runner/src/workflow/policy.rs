@@ -31,6 +31,30 @@ pub enum WorkflowPolicyError {
     },
 }
 
+/// A `runs-on` label the policy does not map to an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown `runs-on` label `{label}`{}: this server knows {}",
+    crate::workflow::suggest::did_you_mean(label, known.iter().map(String::as_str)),
+    known.join(", ")
+)]
+pub struct UnknownLabel {
+    pub label: String,
+    pub known: Vec<String>,
+}
+
+/// Not an image reference Docker accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an image reference (like `runner-job/debian` or `name:tag`)")]
+pub struct BadImageRef(pub String);
+
+/// A workflow directory that is not a plain relative path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "is {0:?}; give a path relative to the repository root, without `.` or `..` parts (like \".github/workflows\")"
+)]
+pub struct BadDirectory(pub String);
+
 /// A limit given as a decimal (CPUs).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -135,7 +159,7 @@ pub enum ImageRule {
 }
 
 impl ImageRule {
-    fn parse(entry: &str) -> Result<ImageRule, String> {
+    fn parse(entry: &str) -> Result<ImageRule, BadImageRef> {
         if let Some(prefix) = entry.strip_suffix("/*") {
             check_image_ref(prefix)?;
             return Ok(ImageRule::Prefix(format!("{prefix}/")));
@@ -173,7 +197,7 @@ fn has_tag_or_digest(image: &str) -> bool {
 
 /// Lower-case names, then an optional tag (letters, digits, `._-`) and
 /// digest, as Docker accepts them.
-fn check_image_ref(r: &str) -> Result<(), String> {
+fn check_image_ref(r: &str) -> Result<(), BadImageRef> {
     let name = image_name(r);
     let tail = &r[name.len()..];
     let name_ok = !name.is_empty()
@@ -189,9 +213,7 @@ fn check_image_ref(r: &str) -> Result<(), String> {
     if name_ok && tail_ok {
         Ok(())
     } else {
-        Err(format!(
-            "{r:?} is not an image reference (like `runner-job/debian` or `name:tag`)"
-        ))
+        Err(BadImageRef(r.to_owned()))
     }
 }
 
@@ -237,7 +259,8 @@ impl WorkflowPolicy {
             key: key.to_owned(),
             problem,
         };
-        let directory = check_directory(&file.directory).map_err(|p| invalid("directory", p))?;
+        let directory =
+            check_directory(&file.directory).map_err(|p| invalid("directory", p.to_string()))?;
         if file.labels.is_empty() {
             return Err(invalid(
                 "labels",
@@ -251,13 +274,14 @@ impl WorkflowPolicy {
                     format!("{label:?} is not a label: use text without spaces"),
                 ));
             }
-            check_image_ref(image).map_err(|p| invalid(&format!("labels.{label}"), p))?;
+            check_image_ref(image)
+                .map_err(|p| invalid(&format!("labels.{label}"), p.to_string()))?;
         }
         let allowed_images = file
             .images
             .allowed
             .iter()
-            .map(|e| ImageRule::parse(e).map_err(|p| invalid("images.allowed", p)))
+            .map(|e| ImageRule::parse(e).map_err(|p| invalid("images.allowed", p.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let (defaults, max) =
             limits(&file.limits).map_err(|(k, p)| invalid(&format!("limits.{k}"), p))?;
@@ -274,15 +298,14 @@ impl WorkflowPolicy {
     }
 
     /// The job image for a `runs-on` label; the error lists the known labels.
-    pub fn image_for_label(&self, label: &str) -> Result<&str, String> {
-        self.labels.get(label).map(String::as_str).ok_or_else(|| {
-            let known: Vec<&str> = self.labels.keys().map(String::as_str).collect();
-            format!(
-                "unknown `runs-on` label `{label}`{}: this server knows {}",
-                crate::workflow::suggest::did_you_mean(label, known.iter().copied()),
-                known.join(", ")
-            )
-        })
+    pub fn image_for_label(&self, label: &str) -> Result<&str, UnknownLabel> {
+        self.labels
+            .get(label)
+            .map(String::as_str)
+            .ok_or_else(|| UnknownLabel {
+                label: label.to_owned(),
+                known: self.labels.keys().cloned().collect(),
+            })
     }
 
     /// Whether `container.image` may name `image`.
@@ -306,7 +329,7 @@ impl WorkflowPolicy {
     }
 }
 
-fn check_directory(d: &str) -> Result<String, String> {
+fn check_directory(d: &str) -> Result<String, BadDirectory> {
     let d = d.trim_end_matches('/');
     let bad = d.is_empty()
         || d.starts_with('/')
@@ -314,9 +337,7 @@ fn check_directory(d: &str) -> Result<String, String> {
         || d.split('/').any(|c| c.is_empty() || c == "." || c == "..")
         || d.chars().any(|c| c.is_control() || c == '\\');
     if bad {
-        return Err(format!(
-            "is {d:?}; give a path relative to the repository root, without `.` or `..` parts (like \".github/workflows\")"
-        ));
+        return Err(BadDirectory(d.to_owned()));
     }
     Ok(d.to_owned())
 }
@@ -453,7 +474,7 @@ mod tests {
     #[test]
     fn unknown_labels_name_the_known_ones() {
         let p = WorkflowPolicy::embedded().unwrap();
-        let e = p.image_for_label("debain").unwrap_err();
+        let e = p.image_for_label("debain").unwrap_err().to_string();
         assert_eq!(
             e,
             "unknown `runs-on` label `debain`; did you mean `debian`?: this server knows debian, debian-12, ubuntu-latest"
@@ -461,6 +482,7 @@ mod tests {
         assert!(
             p.image_for_label("windows-latest")
                 .unwrap_err()
+                .to_string()
                 .contains("this server knows debian")
         );
     }

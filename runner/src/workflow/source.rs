@@ -166,9 +166,10 @@ impl GitSource {
     }
 
     fn check_url(&self, url: &str) -> Result<RepoUrl, SourceError> {
-        let parsed = url::classify(url).map_err(|reason| SourceError::UrlNotAllowed {
-            url: url::classify(url).map_or_else(|_| "(unreadable)".into(), |u| u.redacted),
-            reason,
+        let parsed = url::classify(url).map_err(|e| SourceError::UrlNotAllowed {
+            // Unreadable, so it cannot be redacted: not shown at all.
+            url: "(as given)".into(),
+            reason: e.to_string(),
         })?;
         if !self.policy.protocols.contains(&parsed.protocol) {
             let allowed: Vec<&str> = self.policy.protocols.iter().map(|p| p.git_name()).collect();

@@ -28,99 +28,89 @@ pub struct Token {
     pub offset: usize,
 }
 
+/// The operator or punctuation at `c` (followed by `next`), and its length.
+fn operator(c: char, next: Option<char>) -> Option<(Tok, usize)> {
+    Some(match (c, next) {
+        ('(', _) => (Tok::LParen, 1),
+        (')', _) => (Tok::RParen, 1),
+        ('[', _) => (Tok::LBracket, 1),
+        (']', _) => (Tok::RBracket, 1),
+        ('.', _) => (Tok::Dot, 1),
+        (',', _) => (Tok::Comma, 1),
+        ('=', Some('=')) => (Tok::Eq, 2),
+        ('!', Some('=')) => (Tok::Ne, 2),
+        ('!', _) => (Tok::Not, 1),
+        ('&', Some('&')) => (Tok::And, 2),
+        ('|', Some('|')) => (Tok::Or, 2),
+        _ => return None,
+    })
+}
+
+/// Whether a number starts at `c`: a digit, or `-`/`.` before a digit.
+fn starts_number(c: char, next: Option<char>) -> bool {
+    c.is_ascii_digit()
+        || (c == '-' && next.is_some_and(|n| n.is_ascii_digit() || n == '.'))
+        || (c == '.' && next.is_some_and(|n| n.is_ascii_digit()))
+}
+
 /// Splits `src` into tokens; `base` is the offset of `src` in its scalar.
 pub fn tokenize(src: &str, base: usize) -> Result<Vec<Token>, ExprError> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
+        let (c, next) = (chars[i], chars.get(i + 1).copied());
         let offset = base + i;
-        let at = |tok| Token { tok, offset };
-        let next = chars.get(i + 1).copied();
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '(' | ')' | '[' | ']' | '.' | ',' => {
-                out.push(at(match c {
-                    '(' => Tok::LParen,
-                    ')' => Tok::RParen,
-                    '[' => Tok::LBracket,
-                    ']' => Tok::RBracket,
-                    ',' => Tok::Comma,
-                    _ => Tok::Dot,
-                }));
-                i += 1;
-            }
-            '=' if next == Some('=') => {
-                out.push(at(Tok::Eq));
-                i += 2;
-            }
-            '!' if next == Some('=') => {
-                out.push(at(Tok::Ne));
-                i += 2;
-            }
-            '!' => {
-                out.push(at(Tok::Not));
-                i += 1;
-            }
-            '&' if next == Some('&') => {
-                out.push(at(Tok::And));
-                i += 2;
-            }
-            '|' if next == Some('|') => {
-                out.push(at(Tok::Or));
-                i += 2;
-            }
-            '<' | '>' => {
-                let op = if next == Some('=') {
-                    format!("{c}=")
-                } else {
-                    c.to_string()
-                };
-                return Err(ExprError::new(
-                    offset,
-                    format!(
-                        "the operator `{op}` is not supported: use `==`, `!=`, `&&`, `||` or `!`"
-                    ),
-                ));
-            }
-            '\'' => {
-                let (s, end) = string(&chars, i, base)?;
-                out.push(at(Tok::Str(s)));
-                i = end;
-            }
-            '"' => {
-                return Err(ExprError::new(
-                    offset,
-                    "strings in expressions take single quotes: write 'text' (double a quote inside: 'it''s')",
-                ));
-            }
-            c if c.is_ascii_digit()
-                || (c == '-' && next.is_some_and(|n| n.is_ascii_digit() || n == '.'))
-                || (c == '.' && next.is_some_and(|n| n.is_ascii_digit())) =>
+        let (tok, end) = if c.is_whitespace() {
+            i += 1;
+            continue;
+        } else if starts_number(c, next) {
+            let (n, end) = number(&chars, i, base)?;
+            (Tok::Num(n), end)
+        } else if let Some((tok, len)) = operator(c, next) {
+            (tok, i + len)
+        } else if c == '\'' {
+            let (s, end) = string(&chars, i, base)?;
+            (Tok::Str(s), end)
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = i;
+            while end < chars.len()
+                && (chars[end].is_ascii_alphanumeric() || matches!(chars[end], '_' | '-'))
             {
-                let (n, end) = number(&chars, i, base)?;
-                out.push(at(Tok::Num(n)));
-                i = end;
+                end += 1;
             }
-            c if c.is_ascii_alphabetic() || c == '_' => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '-')
-                {
-                    i += 1;
-                }
-                out.push(at(Tok::Ident(chars[start..i].iter().collect())));
-            }
-            c => {
-                return Err(ExprError::new(
-                    offset,
-                    format!("unexpected character `{c}` in the expression"),
-                ));
-            }
-        }
+            (Tok::Ident(chars[i..end].iter().collect()), end)
+        } else {
+            return Err(unexpected(c, next, offset));
+        };
+        out.push(Token { tok, offset });
+        i = end;
     }
     Ok(out)
+}
+
+fn unexpected(c: char, next: Option<char>, offset: usize) -> ExprError {
+    match c {
+        '<' | '>' => {
+            let op = if next == Some('=') {
+                format!("{c}=")
+            } else {
+                c.to_string()
+            };
+            ExprError::new(
+                offset,
+                format!("the operator `{op}` is not supported: use `==`, `!=`, `&&`, `||` or `!`"),
+            )
+        }
+        '"' => ExprError::new(
+            offset,
+            "strings in expressions take single quotes: write 'text' (double a quote inside: 'it''s')",
+        ),
+        c => ExprError::new(
+            offset,
+            format!("unexpected character `{c}` in the expression"),
+        ),
+    }
 }
 
 /// A single-quoted string starting at `start`; `''` is a quote.

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::read::{boolean, check_keys, get, map, number};
-use crate::workflow::error::{ErrorClass, Errors};
+use crate::workflow::error::{ErrorClass, Errors, Pos};
 use crate::workflow::expr::Value;
-use crate::workflow::matrix::{Entry, Strategy, expand};
-use crate::workflow::yaml::{Node, NodeKind, Resolved};
+use crate::workflow::matrix::{Cell, Entry, ExpandError, Strategy, expand};
+use crate::workflow::yaml::{Node, NodeKind, Resolved, Scalar};
 
 const STRATEGY_KEYS: &[&str] = &["matrix", "fail-fast", "max-parallel"];
 
@@ -55,12 +55,7 @@ pub(super) fn read(errs: &mut Errors, node: &Node, job: &str) -> Option<Strategy
     })
 }
 
-fn matrix(
-    errs: &mut Errors,
-    key_pos: crate::workflow::error::Pos,
-    node: &Node,
-    job: &str,
-) -> Option<Vec<crate::workflow::matrix::Cell>> {
+fn matrix(errs: &mut Errors, key_pos: Pos, node: &Node, job: &str) -> Option<Vec<Cell>> {
     if node.as_scalar().is_some_and(|s| s.text.contains("${{")) {
         errs.push(
             node.pos,
@@ -71,7 +66,54 @@ fn matrix(
     }
     let entries = map(errs, node, &format!("`matrix` of job `{job}`"))?;
     let before = errs.len();
-    let mut dims: Vec<(String, Vec<Value>)> = Vec::new();
+    let (dims, include, exclude) = read_matrix(errs, entries);
+    check_exclude(errs, entries, &dims, &exclude, node.pos);
+    if errs.len() > before {
+        return None;
+    }
+    if dims.is_empty() && include.is_empty() {
+        errs.push(
+            node.pos,
+            ErrorClass::InvalidValue,
+            format!("the matrix of job `{job}` has no keys: add `key: [values]` or `include`"),
+        );
+        return None;
+    }
+    let cells = match expand(&dims, &include, &exclude) {
+        Ok(cells) => cells,
+        Err(e) => {
+            let class = match e {
+                ExpandError::Empty => ErrorClass::InvalidValue,
+                ExpandError::TooManyCells(_) | ExpandError::TooManyCombinations(_) => {
+                    ErrorClass::Limit
+                }
+            };
+            errs.push(key_pos, class, e.to_string());
+            return None;
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for c in &cells {
+        if !seen.insert(c.label()) {
+            errs.push(
+                key_pos,
+                ErrorClass::InvalidValue,
+                format!(
+                    "the matrix holds the combination ({}) twice: remove one",
+                    c.label()
+                ),
+            );
+            return None;
+        }
+    }
+    Some(cells)
+}
+
+type Dims = Vec<(String, Vec<Value>)>;
+
+/// The keys with their values, and the `include` and `exclude` entries.
+fn read_matrix(errs: &mut Errors, entries: &[(Scalar, Node)]) -> (Dims, Vec<Entry>, Vec<Entry>) {
+    let mut dims = Vec::new();
     let mut include = Vec::new();
     let mut exclude = Vec::new();
     for (k, v) in entries {
@@ -99,10 +141,21 @@ fn matrix(
             },
         }
     }
+    (dims, include, exclude)
+}
+
+/// GitHub refuses `exclude` entries naming keys the matrix does not have.
+fn check_exclude(
+    errs: &mut Errors,
+    entries: &[(Scalar, Node)],
+    dims: &Dims,
+    exclude: &[Entry],
+    fallback: Pos,
+) {
     for (i, e) in exclude.iter().enumerate() {
         for (k, _) in e {
             if !dims.iter().any(|(d, _)| d == k) {
-                let pos = exclude_pos(entries, i).unwrap_or(node.pos);
+                let pos = exclude_pos(entries, i).unwrap_or(fallback);
                 let keys: Vec<&str> = dims.iter().map(|(d, _)| d.as_str()).collect();
                 errs.push(
                     pos,
@@ -115,45 +168,9 @@ fn matrix(
             }
         }
     }
-    if errs.len() > before {
-        return None;
-    }
-    if dims.is_empty() && include.is_empty() {
-        errs.push(
-            node.pos,
-            ErrorClass::InvalidValue,
-            format!("the matrix of job `{job}` has no keys: add `key: [values]` or `include`"),
-        );
-        return None;
-    }
-    let cells = match expand(&dims, &include, &exclude) {
-        Ok(cells) => cells,
-        Err(e) => {
-            errs.push(key_pos, ErrorClass::Limit, e.to_string());
-            return None;
-        }
-    };
-    let mut seen = BTreeSet::new();
-    for c in &cells {
-        if !seen.insert(c.label()) {
-            errs.push(
-                key_pos,
-                ErrorClass::InvalidValue,
-                format!(
-                    "the matrix holds the combination ({}) twice: remove one",
-                    c.label()
-                ),
-            );
-            return None;
-        }
-    }
-    Some(cells)
 }
 
-fn exclude_pos(
-    entries: &[(crate::workflow::yaml::Scalar, Node)],
-    i: usize,
-) -> Option<crate::workflow::error::Pos> {
+fn exclude_pos(entries: &[(Scalar, Node)], i: usize) -> Option<Pos> {
     let (_, n) = get(entries, "exclude")?;
     n.as_seq()?.get(i).map(|e| e.pos)
 }

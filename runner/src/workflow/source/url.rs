@@ -16,17 +16,32 @@ pub struct RepoUrl {
     pub(super) key: String,
 }
 
+/// Why a repository location is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("is empty, too long, or holds spaces or control characters")]
+    Malformed,
+    #[error("starts with `-`")]
+    LooksLikeAnOption,
+    #[error("uses the transport `{0}`, which is never allowed")]
+    Transport(String),
+    #[error("names a remote helper (`transport::address`), which is never allowed")]
+    RemoteHelper,
+    #[error("is neither a URL (https://, ssh://, file://) nor an absolute path")]
+    NotAUrl,
+}
+
 /// Reads `url`: `https://`, `http://`, `ssh://`, `git://`, `file://`,
 /// `user@host:path` (ssh) or an absolute local path (file).
-pub fn classify(url: &str) -> Result<RepoUrl, String> {
+pub fn classify(url: &str) -> Result<RepoUrl, UrlError> {
     if url.is_empty()
         || url.len() > 4096
         || url.chars().any(|c| c.is_control() || c.is_whitespace())
     {
-        return Err("is empty, too long, or holds spaces or control characters".into());
+        return Err(UrlError::Malformed);
     }
     if url.starts_with('-') {
-        return Err("starts with `-`".into());
+        return Err(UrlError::LooksLikeAnOption);
     }
     let (protocol, rest) = if let Some((scheme, rest)) = url.split_once("://") {
         let p = match scheme.to_ascii_lowercase().as_str() {
@@ -36,20 +51,18 @@ pub fn classify(url: &str) -> Result<RepoUrl, String> {
             "git" => Protocol::Git,
             "file" => Protocol::File,
             other => {
-                return Err(format!(
-                    "uses the transport `{other}`, which is never allowed"
-                ));
+                return Err(UrlError::Transport(other.chars().take(32).collect()));
             }
         };
         (p, Some((scheme, rest)))
     } else if url.starts_with('/') {
         (Protocol::File, None)
     } else if url.contains("::") {
-        return Err("names a remote helper (`transport::address`), which is never allowed".into());
+        return Err(UrlError::RemoteHelper);
     } else if scp_like(url) {
         (Protocol::Ssh, None)
     } else {
-        return Err("is neither a URL (https://, ssh://, file://) nor an absolute path".into());
+        return Err(UrlError::NotAUrl);
     };
     let (redacted, key) = match rest {
         Some((scheme, rest)) => {
