@@ -560,6 +560,15 @@ fn yaml_level_errors() {
 }
 
 #[test]
+fn an_unquoted_leading_bang_is_a_yaml_tag() {
+    let e = error(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - if: !cancelled()\n        run: a\n",
+    );
+    assert!(e.starts_with("ci.yml:6:13: `!cancelled()` is read as a YAML tag, which workflows do not use: remove it, or quote the value if the `!` belongs to it ('!cancelled()')"), "{e}");
+    parse_workflow("ci.yml", "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - if: '!cancelled()'\n        run: a\n").unwrap();
+}
+
+#[test]
 fn all_errors_of_a_file_are_reported_in_order() {
     let e = errors(
         "on: push\njobs:\n  a:\n    runs_on: x\n    steps:\n      - run: a\n        shel: sh\n  b:\n    runs-on: x\n    neds: a\n    steps: [{run: a}]\n",

@@ -339,10 +339,17 @@ impl Builder {
     }
 
     fn tag_error(&self, pos: Pos, handle: &str, suffix: &str) -> YamlError {
+        // The parser resolves `!!x` to the core schema's long form.
+        let shown = match handle.strip_prefix("tag:yaml.org,2002:") {
+            Some(_) => format!("!!{suffix}"),
+            None => format!("{handle}{suffix}"),
+        };
         self.error(
             pos,
             ErrorClass::Syntax,
-            format!("YAML tags such as `{handle}{suffix}` are not supported: remove the tag (quote the value to make it text)"),
+            format!(
+                "`{shown}` is read as a YAML tag, which workflows do not use: remove it, or quote the value if the `!` belongs to it ('{shown}')"
+            ),
         )
     }
 
@@ -618,7 +625,11 @@ mod tests {
     #[test]
     fn tags_are_refused() {
         let e = err("a: !!str 1\n");
-        assert!(e.message.contains("tags"), "{}", e.message);
+        assert!(
+            e.message.starts_with("`!!str` is read as a YAML tag"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
