@@ -259,6 +259,15 @@ fn missing_keys_are_named() {
         error("on: push\njobs: {}\n"),
         "ci.yml:2:1: `jobs` is empty: add at least one job"
     );
+    for on in ["on: {}", "on: []", "on:"] {
+        let e = error(&format!(
+            "{on}\njobs:\n  a:\n    runs-on: x\n    steps: [{{run: a}}]\n"
+        ));
+        assert!(
+            e.ends_with("`on` names no event: write `on: push`"),
+            "{on}: {e}"
+        );
+    }
 }
 
 #[test]
@@ -538,6 +547,16 @@ fn yaml_level_errors() {
         "{e}"
     );
     assert_eq!(class("on: push\n---\njobs: {}\n"), ErrorClass::Syntax);
+    let mut laughs = String::from("x0: &a0 [a, a, a, a, a, a, a, a, a, a]\n");
+    for i in 1..9 {
+        laughs.push_str(&format!(
+            "x{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+            p = i - 1
+        ));
+    }
+    let e = parse_workflow("ci.yml", &laughs).unwrap_err();
+    assert_eq!(e.first().class, ErrorClass::Limit);
+    assert!(e.to_string().contains("aliases count in full"), "{e}");
     let big = format!(
         "on: push\njobs:\n{}",
         (0..101)

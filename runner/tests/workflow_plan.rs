@@ -7,9 +7,10 @@ use runner::workflow::error::ErrorClass;
 use runner::workflow::expr::{JobResult, Secrets};
 use runner::workflow::model::Shell;
 use runner::workflow::parse::parse_workflow;
-use runner::workflow::plan::{Outcome, Plan, plan};
+use runner::workflow::plan::{Outcome, Plan, plan, plan_files};
 use runner::workflow::policy::WorkflowPolicy;
 use runner::workflow::render::{RenderedAction, StepState};
+use runner::workflow::source::{WorkflowContent, WorkflowFile};
 use runner::workflow::trigger::{Push, Skip};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -440,4 +441,31 @@ fn shells_run_the_script_file_as_github_does() {
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "/s.sh"]
     );
     assert_eq!(Shell::Sh.command("/s.sh"), ["sh", "-e", "/s.sh"]);
+}
+
+#[test]
+fn each_file_of_a_commit_is_planned_on_its_own() {
+    let file = |path: &str, content: WorkflowContent| WorkflowFile {
+        path: path.into(),
+        content,
+    };
+    let files = [
+        file(".github/workflows/a.yml", WorkflowContent::Text("on: push\njobs:\n  a:\n    runs-on: debian\n    steps: [{run: a}]\n".into())),
+        file(".github/workflows/b.yml", WorkflowContent::Text("on: push\njobs:\n  b:\n    runs_on: debian\n".into())),
+        file(".github/workflows/c.yml", WorkflowContent::Text("on:\n  push:\n    tags: ['v*']\njobs:\n  c:\n    runs-on: debian\n    steps: [{run: c}]\n".into())),
+        file(".github/workflows/d.yml", WorkflowContent::Refused("it is a symbolic link, which is not followed: make it a regular file".into())),
+    ];
+    let plans = plan_files(&files, &push("refs/heads/main", None), &policy());
+    assert!(matches!(&plans[0].result, Ok(Outcome::Planned(p)) if p.jobs.len() == 1));
+    let e = plans[1].result.as_ref().unwrap_err().to_string();
+    assert!(
+        e.starts_with(".github/workflows/b.yml:3:3: job `b` has no `runs-on`"),
+        "{e}"
+    );
+    assert!(matches!(&plans[2].result, Ok(Outcome::Skipped(_))));
+    let e = plans[3].result.as_ref().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        ".github/workflows/d.yml:1:1: the file is not read: it is a symbolic link, which is not followed: make it a regular file"
+    );
 }

@@ -12,7 +12,9 @@ use super::error::{ErrorClass, Errors, Pos, WorkflowErrors};
 use super::expr::{Condition, EvalContext, GithubContext, Ref, Template};
 use super::matrix::Cell;
 use super::model::{EnvVar, Flag, Job, Step, Workflow};
+use super::parse::parse_workflow;
 use super::policy::{JobLimits, WorkflowPolicy};
+use super::source::{WorkflowContent, WorkflowFile};
 use super::trigger::{Push, Skip, ref_name};
 
 /// What a push means for one workflow.
@@ -231,6 +233,39 @@ fn limits(errs: &mut Errors, job: &Job, policy: &WorkflowPolicy) -> Option<JobLi
         limits.wall_time = t.value;
     }
     Some(limits)
+}
+
+/// What one workflow file of a commit means for a push.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilePlan {
+    /// `.github/workflows/ci.yml`.
+    pub path: String,
+    pub result: Result<Outcome, WorkflowErrors>,
+}
+
+/// Parses and plans every workflow file read from a commit
+/// ([`GitSource::workflow_files`](super::source::GitSource::workflow_files)):
+/// a file that could not be read or parsed yields its errors, the others
+/// their outcome, independently of each other.
+pub fn plan_files(files: &[WorkflowFile], push: &Push, policy: &WorkflowPolicy) -> Vec<FilePlan> {
+    files
+        .iter()
+        .map(|f| FilePlan {
+            path: f.path.clone(),
+            result: match &f.content {
+                WorkflowContent::Text(text) => {
+                    parse_workflow(&f.path, text).and_then(|w| plan(&w, push, policy))
+                }
+                WorkflowContent::Refused(why) => Err(Errors::new(&f.path)
+                    .error(
+                        Pos::new(1, 1),
+                        ErrorClass::Limit,
+                        format!("the file is not read: {why}"),
+                    )
+                    .into()),
+            },
+        })
+        .collect()
 }
 
 impl Plan {

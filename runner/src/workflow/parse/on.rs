@@ -51,6 +51,22 @@ const PUSH_UNSUPPORTED: &[(&str, &str)] = &[
 ];
 
 pub(super) fn read(errs: &mut Errors, node: &Node) -> Option<PushTrigger> {
+    let before = errs.len();
+    let trigger = read_events(errs, node);
+    if trigger.is_none() && errs.len() == before {
+        errs.push(
+            node.pos,
+            ErrorClass::MissingKey,
+            "`on` names no event: write `on: push`",
+        );
+    }
+    trigger
+}
+
+fn read_events(errs: &mut Errors, node: &Node) -> Option<PushTrigger> {
+    if node.is_null() {
+        return None;
+    }
     if let Some(s) = node.as_scalar() {
         return event(errs, s).then(PushTrigger::default);
     }
