@@ -203,6 +203,32 @@ fn uses_other_than_checkout_is_refused() {
 }
 
 #[test]
+fn with_is_checked_against_the_step_action() {
+    // One error for a refused action, not a second one for its `with`.
+    let e = error(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/cache@v4\n        with: {path: target}\n",
+    );
+    assert!(
+        e.starts_with("ci.yml:6:15: `uses: actions/cache@v4` is not supported"),
+        "{e}"
+    );
+    let e = error(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: make\n        with: {x: 1}\n",
+    );
+    assert_eq!(
+        e,
+        "ci.yml:7:9: `with` in step 1 of job `a` only goes with `uses`: remove it"
+    );
+    let e = error(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n        working-directory: src\n",
+    );
+    assert_eq!(
+        e,
+        "ci.yml:7:9: `working-directory` only applies to `run` steps: remove it from this `uses` step"
+    );
+}
+
+#[test]
 fn step_needs_exactly_one_of_run_and_uses() {
     let e = error("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - name: nothing\n");
     assert_eq!(

@@ -7,7 +7,8 @@ use crate::workflow::expr::Condition;
 use crate::workflow::model::{Action, Flag, Shell, Step};
 use crate::workflow::yaml::{Node, Scalar};
 
-const STEP_KEYS: &[&str] = &[
+/// `with` is checked against the step's action (see `misplaced_keys`).
+const STEP_ACCEPTED: &[&str] = &[
     "id",
     "name",
     "run",
@@ -18,11 +19,8 @@ const STEP_KEYS: &[&str] = &[
     "if",
     "continue-on-error",
     "timeout-minutes",
-];
-const STEP_UNSUPPORTED: &[(&str, &str)] = &[(
     "with",
-    "`actions/checkout` is a no-op here (the workspace already holds the commit) and other actions are refused, so `with` has nothing to configure; remove it",
-)];
+];
 
 /// The actions `uses:` may name: only checkout, which needs no work.
 const CHECKOUT: &str = "actions/checkout";
@@ -37,7 +35,7 @@ pub(super) fn read(
 ) -> Option<Step> {
     let place = format!("step {} of job `{job_id}`", index + 1);
     let entries = map(errs, node, &place)?;
-    check_keys(errs, entries, &place, STEP_KEYS, STEP_UNSUPPORTED);
+    check_keys(errs, entries, &place, STEP_ACCEPTED, &[]);
     let id = get(entries, "id").and_then(|(_, n)| step_id(errs, n, ids));
     let text_scope = scopes.step_text("a step");
     let name = get(entries, "name")
@@ -60,14 +58,8 @@ pub(super) fn read(
         )
     });
     let timeout = get(entries, "timeout-minutes").map(|(_, n)| timeout(errs, n));
-    if let (Some(Some(Action::Checkout { .. })), Some((k, _))) =
-        (&action, get(entries, "working-directory"))
-    {
-        errs.push(
-            k.pos,
-            ErrorClass::InvalidValue,
-            "`working-directory` only applies to `run` steps: remove it from this `uses` step",
-        );
+    if let Some(Some(a)) = &action {
+        misplaced_keys(errs, entries, a, &place);
     }
     Some(Step {
         index,
@@ -81,6 +73,35 @@ pub(super) fn read(
         continue_on_error: continue_on_error.unwrap_or(Some(Flag::Fixed(false)))?,
         timeout: timeout.unwrap_or(Some(None))?.map(|t| t.value),
     })
+}
+
+/// `working-directory` on a checkout, `with` anywhere (checkout has nothing
+/// to configure; a refused action was reported already).
+fn misplaced_keys(errs: &mut Errors, entries: read::Entries<'_>, action: &Action, place: &str) {
+    let checkout = matches!(action, Action::Checkout { .. });
+    if let (true, Some((k, _))) = (checkout, get(entries, "working-directory")) {
+        errs.push(
+            k.pos,
+            ErrorClass::InvalidValue,
+            "`working-directory` only applies to `run` steps: remove it from this `uses` step",
+        );
+    }
+    if let Some((k, _)) = get(entries, "with") {
+        let (class, message) = if checkout {
+            (
+                ErrorClass::Unsupported,
+                format!(
+                    "`with` in {place} is not supported: `actions/checkout` is a no-op here (the workspace already holds the commit), so `with` has nothing to configure; remove it"
+                ),
+            )
+        } else {
+            (
+                ErrorClass::InvalidValue,
+                format!("`with` in {place} only goes with `uses`: remove it"),
+            )
+        };
+        errs.push(k.pos, class, message);
+    }
 }
 
 fn step_id(errs: &mut Errors, node: &Node, ids: &mut Vec<String>) -> Option<String> {
