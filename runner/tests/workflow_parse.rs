@@ -633,3 +633,61 @@ fn all_errors_of_a_file_are_reported_in_order() {
         "{e:#?}"
     );
 }
+
+/// The remaining messages, one workflow each: (workflow, the one error).
+#[test]
+fn every_other_error_message_is_located() {
+    let job = |body: &str| {
+        format!("on: push\njobs:\n  a:\n    runs-on: x\n{body}    steps: [{{run: a}}]\n")
+    };
+    let env: String = (0..101).map(|i| format!("      V{i}: x\n")).collect();
+    let cases: Vec<(String, &str)> = vec![
+        (job("    name:\n"), "ci.yml:5:9: a job's `name` needs a value"),
+        (job("    name: [a]\n"), "ci.yml:5:11: a job's `name` must be text, found a list"),
+        (job(&format!("    env:\n{env}")), "ci.yml:6:7: `env` of job `a` sets 101 variables; at most 100 are allowed"),
+        ("on: [push, [x]]\njobs:\n  a:\n    runs-on: x\n    steps: [{run: a}]\n".into(), "ci.yml:1:12: events in `on` are names, found a list"),
+        ("on:\n  push:\n    tags-ignore: [x]\njobs:\n  a:\n    runs-on: x\n    steps: [{run: a}]\n".into(), "ci.yml:3:5: `tags-ignore` in `on.push` is not supported: use `tags` with `!` patterns, such as ['**', '!nightly*']"),
+        ("on:\n  push:\n    paths: []\njobs:\n  a:\n    runs-on: x\n    steps: [{run: a}]\n".into(), "ci.yml:3:12: on.push.paths lists no pattern: add one, or remove `paths`"),
+        (format!("on:\n  push:\n    tags: [{}]\njobs:\n  a:\n    runs-on: x\n    steps: [{{run: a}}]\n", vec!["x"; 257].join(", ")), "ci.yml:3:11: on.push.tags has 257 patterns; at most 256 are allowed"),
+        (job("    strategy:\n      fail-fast: true\n"), "ci.yml:6:7: the `strategy` of job `a` has no `matrix`: add one, or remove `strategy`"),
+        (job("    strategy:\n      matrix: {}\n"), "ci.yml:6:15: the matrix of job `a` has no keys: add `key: [values]` or `include`"),
+        (job("    strategy:\n      matrix:\n        a: [x]\n        exclude: [{a: x}]\n"), "ci.yml:6:7: the matrix expands to no job: every combination is excluded"),
+        (job("    strategy:\n      matrix:\n        include: [{a: x}, {a: x}]\n"), "ci.yml:6:7: the matrix holds the combination (x) twice: remove one"),
+        (job("    strategy:\n      matrix:\n        include: [x]\n"), "ci.yml:7:19: each `include` entry must be a mapping of matrix keys to values, found text"),
+        (job("    strategy:\n      matrix:\n        exclude: x\n"), "ci.yml:7:18: `exclude` must be a list of mappings, found text"),
+        (
+            job(&format!("    strategy:\n      matrix:\n        a: [{}]\n        b: [{}]\n        c: [{}]\n", "1,".repeat(16) + "1", "1,".repeat(16) + "1", "1,".repeat(16) + "1")),
+            "ci.yml:6:7: the matrix has 4913 combinations before `exclude`; at most 4096 are allowed: split the job",
+        ),
+        (
+            format!(
+                "on: push\njobs:\n{}",
+                (0..2).map(|i| format!("  j{i}:\n    runs-on: x\n    strategy: {{matrix: {{n: [{}]}}}}\n    steps: [{{run: a}}]\n", (0..200).map(|n| n.to_string()).collect::<Vec<_>>().join(","))).collect::<String>()
+            ),
+            "ci.yml:2:1: the workflow expands to 400 jobs (matrix cells counted); at most 256 are allowed",
+        ),
+        ("on: push\njobs:\n  a:\n    runs-on: [x, y]\n    steps: [{run: a}]\n".into(), "ci.yml:4:14: `runs-on` lists 2 labels: give one label, which the server maps to a job image"),
+        ("on: push\njobs:\n  a:\n    runs-on: {group: big}\n    steps: [{run: a}]\n".into(), "ci.yml:4:14: runner groups are not supported: give one label, such as `runs-on: debian`"),
+        (job("    container: {}\n"), "ci.yml:5:16: `container` has no `image`: add `image: NAME`"),
+        (job("    if: [a]\n"), "ci.yml:5:9: `if` must be a condition, found a list"),
+        (job("    continue-on-error: maybe\n"), "ci.yml:5:24: `continue-on-error` must be true, false or a `${{ }}` expression, found text"),
+        (job("    timeout-minutes: 20000\n"), "ci.yml:5:22: `timeout-minutes` is 20000; it must be above 0 and at most 10080"),
+        ("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - {id: 2x, run: a}\n".into(), "ci.yml:6:14: `2x` is not a step id: use letters, digits, `-` and `_`, starting with a letter or `_`"),
+        ("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n        shell: bash\n".into(), "ci.yml:7:9: `shell` only applies to `run` steps: remove it from this `uses` step"),
+        (
+            "on: push\njobs:\n  b:\n    runs-on: x\n    steps: [{run: a}]\n  a:\n    runs-on: x\n    needs: [b, b]\n    steps: [{run: a}]\n".into(),
+            "ci.yml:8:16: `needs` names `b` twice: remove one",
+        ),
+        ("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ github.sha < 1 }}\n".into(), "ci.yml:6:34: the operator `<` is not supported: use `==`, `!=`, `&&`, `||` or `!`"),
+        ("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ startsWith(github.ref, 'v') }}\n".into(), "ci.yml:6:23: the function `startsWith()` is not supported: the functions here are success(), failure(), always() and cancelled()"),
+        ("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ success() }}\n".into(), "ci.yml:6:23: `success()` only works in `if` conditions, not in a step's `run`"),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(yaml, want)| {
+            let got = errors(yaml);
+            (got != [want.to_string()]).then(|| format!("want {want}\n got {got:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
