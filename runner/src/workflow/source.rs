@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::policy::SourcePolicy;
+use super::trigger::MAX_CHANGED_PATHS;
 use super::yaml::YAML_LIMITS;
 use git::{Git, RunError, run, stderr_task};
 pub use url::RepoUrl;
@@ -542,7 +543,8 @@ impl GitSource {
     }
 
     /// Files changed between `before` and the fetched commit, or `None`
-    /// when `before` is not in the cache (a force-push, a new branch).
+    /// when `before` is not in the cache (a force-push, a new branch) or
+    /// more than [`MAX_CHANGED_PATHS`] files changed.
     pub async fn changed_paths(
         &self,
         fetched: &Fetched,
@@ -563,13 +565,13 @@ impl GitSource {
             &fetched.commit,
         ]);
         let out = self.quick(cmd, "diff-tree").await?;
-        Ok(Some(
-            out.stdout
-                .split(|b| *b == 0)
-                .filter(|p| !p.is_empty())
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect(),
-        ))
+        let paths: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        Ok((paths.len() <= MAX_CHANGED_PATHS).then_some(paths))
     }
 }
 

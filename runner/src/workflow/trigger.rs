@@ -16,6 +16,11 @@ pub struct PushTrigger {
     pub paths: Option<Filter>,
 }
 
+/// At most this many changed files are matched against `paths`: past it
+/// the changes count as unknown and the push runs (GitHub stops at 300
+/// files; matching stays cheap on untrusted lists).
+pub const MAX_CHANGED_PATHS: usize = 3000;
+
 /// A push, as planning needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Push {
@@ -26,8 +31,8 @@ pub struct Push {
     /// `owner/name`.
     pub repository: String,
     /// Files changed by the push; `None` when unknown (a new branch, a
-    /// forced push, too many commits): then path filters let the push run,
-    /// as GitHub does when it cannot compute the diff.
+    /// forced push, too many commits or files): then path filters let the
+    /// push run, as GitHub does when it cannot compute the diff.
     pub changed_paths: Option<Vec<String>>,
 }
 
@@ -127,7 +132,9 @@ impl PushTrigger {
 
     fn check_paths(&self, push: &Push) -> Result<(), Skip> {
         match (&self.paths, &push.changed_paths) {
-            (Some(f), Some(changed)) if !changed.iter().any(|p| f.selects(p)) => {
+            (Some(f), Some(changed))
+                if changed.len() <= MAX_CHANGED_PATHS && !changed.iter().any(|p| f.selects(p)) =>
+            {
                 Err(Skip::NoPathSelected)
             }
             _ => Ok(()),
@@ -263,6 +270,11 @@ mod tests {
         );
         // Unknown changes run, as on GitHub when it has no diff.
         assert!(t.check(&push("refs/heads/main", None)).is_ok());
+        let many: Vec<&str> = vec!["README.md"; MAX_CHANGED_PATHS + 1];
+        assert!(
+            t.check(&push("refs/heads/main", Some(&many))).is_ok(),
+            "too many files count as unknown"
+        );
         // Path filters are not evaluated for tags.
         assert!(t.check(&push("refs/tags/v1", Some(&["README.md"]))).is_ok());
     }

@@ -6,7 +6,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::trigger::Push;
+use super::trigger::{MAX_CHANGED_PATHS, Push};
 
 pub const EVENT_HEADER: &str = "x-github-event";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
@@ -255,7 +255,8 @@ impl PushEvent {
     }
 
     /// Files the push changed, from the listed commits; `None` when unknown
-    /// (a new or force-pushed ref, no or too many listed commits): then
+    /// (a new or force-pushed ref, no or too many listed commits, more than
+    /// [`MAX_CHANGED_PATHS`] files): then
     /// `paths` filters let the push run.
     pub fn changed_paths(&self) -> Option<Vec<String>> {
         if self.created
@@ -273,7 +274,7 @@ impl PushEvent {
             .collect();
         out.sort();
         out.dedup();
-        Some(out)
+        (out.len() <= MAX_CHANGED_PATHS).then_some(out)
     }
 
     /// The push as planning takes it; `None` for a deleted ref.
