@@ -22,3 +22,4 @@ pub mod sandbox;
 pub mod service;
 pub mod submission;
 pub mod verdict;
+pub mod workflow;
