@@ -12,6 +12,7 @@
 
 pub mod dag;
 pub mod error;
+pub mod exec;
 pub mod expr;
 pub mod filter;
 pub mod matrix;
