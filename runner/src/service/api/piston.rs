@@ -200,7 +200,7 @@ fn stage(s: &StageResult) -> PistonStage {
     PistonStage {
         stdout: s.stdout.clone(),
         stderr: s.stderr.clone(),
-        output: s.output.clone(),
+        output: s.output(),
         code: s.exit_code,
         signal: s.signal.clone(),
         message,
@@ -289,7 +289,7 @@ mod tests {
         StageResult {
             stdout: "o".into(),
             stderr: String::new(),
-            output: "o".into(),
+            order: Default::default(),
             stdout_truncated: false,
             stderr_truncated: false,
             exit_code: Some(0),
