@@ -414,6 +414,10 @@ mod tests {
         assert!(text.ends_with("files 3\nTARstdin 2\ninrun 0\n"), "{text}");
     }
 
+    fn none() -> OutputOrder {
+        OutputOrder::default()
+    }
+
     fn out_only() -> OutputOrder {
         let mut o = OutputOrder::default();
         o.push(Stream::Stdout, 3);
@@ -512,59 +516,40 @@ mod tests {
             .replace("exit_code=3", "exit_code=-1")
             .replace("signal=0", "signal=9")
             .replace("oom_kills=0", "oom_kills=1");
-        let s = Report::parse(&oom).unwrap().into_stage(
-            vec![],
-            vec![],
-            OutputOrder::default(),
-            &limits(),
-            false,
-        );
+        let s = Report::parse(&oom)
+            .unwrap()
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::Memory));
         assert_eq!(s.signal.as_deref(), Some("SIGKILL"));
         assert_eq!(s.exit_code, None);
 
         // Exit code 137 alone is not a memory verdict...
         let plain = REPORT.replace("exit_code=3", "exit_code=137");
-        let s = Report::parse(&plain).unwrap().into_stage(
-            vec![],
-            vec![],
-            OutputOrder::default(),
-            &limits(),
-            false,
-        );
+        let s = Report::parse(&plain)
+            .unwrap()
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, None);
         // ...but the engine's OOM state counts when the cgroup was unreadable.
         let unknown = REPORT.replace("oom_kills=0", "oom_kills=-1");
-        let s = Report::parse(&unknown).unwrap().into_stage(
-            vec![],
-            vec![],
-            OutputOrder::default(),
-            &limits(),
-            true,
-        );
+        let s =
+            Report::parse(&unknown)
+                .unwrap()
+                .into_stage(vec![], vec![], none(), &limits(), true);
         assert_eq!(s.limit, Some(LimitHit::Memory));
 
         let wall = REPORT.replace("limit=none", "limit=wall");
-        let s = Report::parse(&wall).unwrap().into_stage(
-            vec![],
-            vec![],
-            OutputOrder::default(),
-            &limits(),
-            false,
-        );
+        let s = Report::parse(&wall)
+            .unwrap()
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::WallTime));
         assert!(s.message.unwrap().contains("1000 ms"));
 
         let out = REPORT
             .replace("limit=none", "limit=output")
             .replace("stdout_truncated=0", "stdout_truncated=1");
-        let s = Report::parse(&out).unwrap().into_stage(
-            vec![],
-            vec![],
-            OutputOrder::default(),
-            &limits(),
-            false,
-        );
+        let s = Report::parse(&out)
+            .unwrap()
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::Output));
         assert!(s.stdout_truncated);
     }
