@@ -23,6 +23,21 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Ok,
+        Status::CompileError,
+        Status::RuntimeError,
+        Status::TimeLimit,
+        Status::MemoryLimit,
+        Status::OutputLimit,
+        Status::InternalError,
+    ];
+
+    /// The status named `s` as [`Status::as_str`] writes it.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
@@ -540,6 +555,10 @@ mod tests {
         assert_eq!(Status::CompileError.to_string(), "compile_error");
         assert_eq!(signal_name(11), "SIGSEGV");
         assert_eq!(signal_name(64), "SIG64");
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("fine"), None);
     }
 
     /// The frames a program wrote: (stream, bytes).

@@ -756,10 +756,6 @@ async fn piston_routes_validate_in_pistons_error_shape() {
             "run_timeout",
         ),
         (
-            json!({"language": "js", "version": "*", "files": [{"content": ""}], "net": true}),
-            "net",
-        ),
-        (
             json!({"language": "js", "version": "*", "files": [{"content": ""}], "run_memory_limit": 1i64 << 40}),
             "run_memory_mb",
         ),

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod scheduler;
+pub mod spec;
 pub mod store;
 
 use api::{AppState, Shared};

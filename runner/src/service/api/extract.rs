@@ -214,6 +214,26 @@ async fn refuse(
     )
 }
 
+/// A query string, strictly parsed; a malformed one is answered with the
+/// API's JSON error, like every other bad input.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|rej| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("the query string is not valid: {}", rej.body_text()),
+                )
+            })
+    }
+}
+
 /// A JSON body, strictly parsed; rejections are API errors that say what was
 /// wrong.
 #[derive(Debug)]

@@ -12,10 +12,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod audit;
 mod keys;
+mod results;
+pub mod retention;
 mod runs;
 
 pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
 pub use keys::{KeyRecord, NewKey};
+pub use retention::{Retention, Swept};
 pub use runs::{CancelOutcome, NewRun, Queue, RunRecord, RunState, Submitted, TenantRuns};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +72,8 @@ pub fn now_ms() -> i64 {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -115,7 +119,37 @@ CREATE TABLE audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: results stored once and binary-safe (metadata in `result_meta`,
+    // each stage's output in `run_stages`); `request` holds a job spec
+    // (see `service::spec`) until the run ends; per-tenant positions for
+    // list cursors; the bytes each run keeps, for retention. `result` stays
+    // for rows written before, which are still read.
+    r#"
+ALTER TABLE runs ADD COLUMN tenant_seq INTEGER;
+UPDATE runs SET tenant_seq = w.n
+  FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY seq) AS n FROM runs) AS w
+  WHERE w.seq = runs.seq;
+CREATE UNIQUE INDEX runs_tenant_seq ON runs(tenant_id, tenant_seq);
+ALTER TABLE tenants ADD COLUMN runs_submitted INTEGER NOT NULL DEFAULT 0;
+UPDATE tenants SET runs_submitted =
+  (SELECT COALESCE(MAX(tenant_seq), 0) FROM runs WHERE runs.tenant_id = tenants.id);
+ALTER TABLE runs ADD COLUMN result_meta TEXT;
+ALTER TABLE runs ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET stored_bytes = length(request) + COALESCE(length(result), 0);
+CREATE INDEX runs_queued_by_tenant ON runs(state, tenant_id, seq);
+CREATE INDEX runs_finished_at ON runs(finished_at);
+CREATE TABLE run_stages (
+    run_seq INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
+    stage TEXT NOT NULL CHECK (stage IN ('compile', 'run')),
+    meta TEXT NOT NULL,
+    stdout BLOB NOT NULL,
+    stderr BLOB NOT NULL,
+    output_order BLOB NOT NULL,
+    PRIMARY KEY (run_seq, stage)
+);
+"#,
+];
 
 /// The database. Cheap to clone; all clones share one connection.
 #[derive(Debug, Clone)]
@@ -299,6 +333,54 @@ mod tests {
         assert_eq!(s.tenant_by_name("school-a").unwrap().unwrap().id, a.id);
         assert!(s.tenant_by_name("nope").unwrap().is_none());
         assert!(s.create_tenant("bad name").is_err());
+    }
+
+    #[test]
+    fn a_first_version_database_is_migrated_and_still_read() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {}; PRAGMA user_version = 1; COMMIT;",
+            MIGRATIONS[0]
+        ))
+        .unwrap();
+        let legacy =
+            r#"{"status":"ok","language":"python","version":"3","compile":null,"run":null}"#;
+        conn.execute_batch(&format!(
+            "INSERT INTO tenants VALUES ('t_a', 'a', 0), ('t_b', 'b', 0);
+             INSERT INTO runs (id, tenant_id, key_id, language, version, state, request, result, status, created_at)
+             VALUES ('a1', 't_a', 'k', 'python', '3', 'finished', X'7B7D', '{legacy}', 'ok', 1),
+                    ('b1', 't_b', 'k', 'python', '3', 'queued', X'7B7D', NULL, NULL, 2),
+                    ('a2', 't_a', 'k', 'python', '3', 'queued', X'7B7D', NULL, NULL, 3);"
+        ))
+        .unwrap();
+        Store::migrate(&conn).unwrap();
+        let store = Store {
+            conn: Arc::new(Mutex::new(conn)),
+        };
+        let a = store.tenant_by_name("a").unwrap().unwrap().id;
+        let listed = store.runs(&a).list(None, 10, None).unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|r| (r.id.as_str(), r.tenant_seq))
+                .collect::<Vec<_>>(),
+            [("a2", 2), ("a1", 1)],
+            "positions are per tenant"
+        );
+        let old = store.runs(&a).get("a1").unwrap().unwrap();
+        assert_eq!(old.result.unwrap().status, crate::verdict::Status::Ok);
+        // New runs continue the tenant's count.
+        let run = NewRun {
+            id: "a3",
+            key_id: "k",
+            language: "python",
+            version: "3",
+            request: b"",
+        };
+        let Submitted::Queued(rec) = store.runs(&a).submit(&run, 10, None).unwrap() else {
+            panic!("queued")
+        };
+        assert_eq!(rec.tenant_seq, 3);
     }
 
     #[test]
