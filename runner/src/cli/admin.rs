@@ -129,7 +129,7 @@ pub fn run(cmd: AdminCommand) -> Result<ExitCode, Failure> {
             label,
             db,
         }) => {
-            let role = Role::parse(&role).map_err(|m| usage(anyhow!(m)))?;
+            let role = Role::parse(&role).map_err(usage)?;
             let store = db.open()?;
             let t = tenant(&store, &name)?;
             let minted = mint_key();

@@ -41,13 +41,11 @@ impl Role {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Role, String> {
+    pub fn parse(s: &str) -> Result<Role, UnknownRole> {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown role {s:?}; roles are learner, developer, release-manager, admin")
-            })
+            .ok_or_else(|| UnknownRole(s.to_owned()))
     }
 
     /// The permission table. Roles build on each other, except that
@@ -64,6 +62,10 @@ impl Role {
         }
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}; roles are learner, developer, release-manager, admin")]
+pub struct UnknownRole(pub String);
 
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,39 +187,50 @@ impl KeyRefusal {
     }
 }
 
-/// Remembers keys whose secret was verified, by a SHA-256 of the full key
-/// text, so the slow hash runs once per key and TTL. Revocation is still
-/// seen at once: the record is read on every request.
+/// Remembers, briefly, keys whose secret was verified, by a SHA-256 of the
+/// presented key and its stored hash, so the slow hash runs once per key
+/// and TTL. Revocation is still seen at once: the record is read on every
+/// request, and a revoked record is refused before this cache is asked.
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
     entries: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
-const CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
 
+fn fingerprint(text: &str, record: &KeyRecord) -> [u8; 32] {
+    Sha256::digest(format!("{text}\0{}", record.secret_hash)).into()
+}
+
+/// A record's role, unless it may not authenticate at all.
+pub fn usable_role(record: &KeyRecord) -> Result<Role, KeyRefusal> {
+    if record.revoked_at.is_some() {
+        return Err(KeyRefusal::Revoked);
+    }
+    Role::parse(&record.role).map_err(|_| KeyRefusal::BadRecord)
+}
+
+/// The slow check: the secret against the record's Argon2id hash. Blocking
+/// (tens of ms and 19 MiB): callers bound how many run at once.
+pub fn verify_secret(secret: &str, record: &KeyRecord) -> Result<(), KeyRefusal> {
+    argon2()
+        .verify_password(secret.as_bytes(), record.secret_hash.as_str())
+        .map_err(|_| KeyRefusal::WrongSecret)
+}
+
 impl VerifiedCache {
-    /// Checks `secret` against the record (slowly, unless cached).
-    pub fn check(&self, text: &str, secret: &str, record: &KeyRecord) -> Result<Role, KeyRefusal> {
-        if record.revoked_at.is_some() {
-            return Err(KeyRefusal::Revoked);
-        }
-        let role = Role::parse(&record.role).map_err(|_| KeyRefusal::BadRecord)?;
-        let fingerprint: [u8; 32] =
-            Sha256::digest(format!("{text}\0{}", record.secret_hash)).into();
+    /// Whether `text` was verified against this record within the TTL.
+    pub fn contains(&self, text: &str, record: &KeyRecord) -> bool {
         let now = Instant::now();
-        {
-            let entries = self.entries.lock().expect("cache lock");
-            if entries
-                .get(&fingerprint)
-                .is_some_and(|t| now.duration_since(*t) < CACHE_TTL)
-            {
-                return Ok(role);
-            }
-        }
-        argon2()
-            .verify_password(secret.as_bytes(), record.secret_hash.as_str())
-            .map_err(|_| KeyRefusal::WrongSecret)?;
+        let entries = self.entries.lock().expect("cache lock");
+        entries
+            .get(&fingerprint(text, record))
+            .is_some_and(|t| now.duration_since(*t) < CACHE_TTL)
+    }
+
+    pub fn remember(&self, text: &str, record: &KeyRecord) {
+        let now = Instant::now();
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= CACHE_MAX {
             entries.retain(|_, t| now.duration_since(*t) < CACHE_TTL);
@@ -225,8 +238,7 @@ impl VerifiedCache {
                 entries.clear();
             }
         }
-        entries.insert(fingerprint, now);
-        Ok(role)
+        entries.insert(fingerprint(text, record), now);
     }
 }
 

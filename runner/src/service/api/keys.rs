@@ -52,7 +52,8 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     require(&p, Action::ManageKeys, "manage API keys")?;
-    let role = Role::parse(&body.role).map_err(|m| ApiError::bad_request("invalid_role", m))?;
+    let role = Role::parse(&body.role)
+        .map_err(|e| ApiError::bad_request("invalid_role", e.to_string()))?;
     if body.label.len() > MAX_LABEL || body.label.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_request",

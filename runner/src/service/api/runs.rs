@@ -1,7 +1,6 @@
 //! `/v1/runs`: submit, read, list, cancel, and follow runs.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -120,7 +119,7 @@ pub async fn enqueue(
             Ok(*rec)
         }
         Submitted::QueueFull { capacity } => {
-            st.metrics.queue_full.fetch_add(1, Ordering::Relaxed);
+            st.metrics.queue_full.inc();
             Err(ApiError::too_many(
                 "queue_full",
                 format!("the queue is full ({capacity} runs waiting); retry later"),
