@@ -109,8 +109,14 @@ def flood(server, key, count, forwarded):
 
 
 def auth_flood(count):
+    # All connections come from loopback: lift the per-address connection
+    # cap (when this build has one) as a proxy in front would need.
+    with open(RUNNER, "rb") as f:
+        capped = b"max_connections_per_address" in f.read()
     for forwarded in (False, True):
         config = "trust_forwarded_for = true\n" if forwarded else ""
+        if capped:
+            config += "[http]\nmax_connections_per_address = 1000\n"
         server = Server(config)
         key_id = server.key.split("_")[1]
         wrong = "rk_%s_%s" % (key_id, "".join(random.choice(string.ascii_letters) for _ in range(43)))

@@ -2,7 +2,6 @@
 //! the way), and strict JSON bodies whose rejections use the API's errors.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
@@ -16,7 +15,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::service::abuse::Refused;
 use crate::service::auth::{
-    Action, KeyRefusal, Principal, Role, parse_key, usable_role, verify_secret,
+    Action, HashPoolError, KeyRefusal, Principal, Role, parse_key, usable_role, verify_secret,
 };
 use crate::service::store::{KeyRecord, NewAuditEntry};
 use crate::service::tls::ClientAddr;
@@ -225,32 +224,25 @@ async fn verify_key(state: &AppState, ip: &str, text: &str) -> Result<(KeyRecord
     }
 }
 
-/// Runs the slow hash on a blocking thread once a verification slot is free.
+/// Runs the slow hash on the key hash threads (bounded; see `HashPool`).
 async fn bounded_verify(
     state: &AppState,
     secret: &str,
     record: &KeyRecord,
 ) -> Result<Result<(), KeyRefusal>, ApiError> {
-    let wait = state.config.auth.verification_wait;
-    let permit =
-        match tokio::time::timeout(wait, Arc::clone(&state.verifications).acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(ApiError::unavailable(
-                    "the server is busy checking API keys; retry in a few seconds",
-                )
-                .retry_after(2));
-            }
-        };
     let (secret, record) = (secret.to_owned(), record.clone());
-    let checked = tokio::task::spawn_blocking(move || {
-        let r = verify_secret(&secret, &record);
-        drop(permit);
-        r
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(checked)
+    match state
+        .hashes
+        .run(move || verify_secret(&secret, &record))
+        .await
+    {
+        Ok(checked) => Ok(checked),
+        Err(HashPoolError::Busy(_)) => Err(ApiError::unavailable(
+            "the server is busy checking API keys; retry in a few seconds",
+        )
+        .retry_after(2)),
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 /// A failed authentication: counted, audited, and maybe a lockout. The client

@@ -60,10 +60,10 @@ pub async fn create(
             format!("label must be at most {MAX_LABEL} bytes of printable text"),
         ));
     }
-    // Minting hashes the secret (slow): off the async threads.
-    let minted = tokio::task::spawn_blocking(mint_key)
-        .await
-        .map_err(ApiError::internal)?;
+    // Minting hashes the secret (slow): on the key hash threads.
+    let minted = st.hashes.run(mint_key).await.map_err(|e| {
+        ApiError::unavailable(format!("{e}; retry in a few seconds")).retry_after(2)
+    })?;
     let (tenant, actor, tenant_name) = (p.tenant.clone(), p.actor(), p.tenant_name.clone());
     let (id, hash, label) = (
         minted.id.clone(),

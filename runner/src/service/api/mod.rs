@@ -18,7 +18,7 @@ pub mod piston;
 pub mod runs;
 
 use super::abuse::{Lockout, SlidingWindow};
-use super::auth::{Principal, VerifiedCache};
+use super::auth::{HashPool, Principal, VerifiedCache};
 use super::config::ServiceConfig;
 use super::metrics::Metrics;
 use super::scheduler::Scheduler;
@@ -37,8 +37,8 @@ pub struct Shared {
     pub per_ip: SlidingWindow,
     pub per_key: SlidingWindow,
     pub lockout: Lockout,
-    /// Turns to run the slow key hash (see `auth.max_concurrent_verifications`).
-    pub verifications: Arc<tokio::sync::Semaphore>,
+    /// Where the slow key hash runs (see `auth.max_concurrent_verifications`).
+    pub hashes: HashPool,
     /// The principal of anonymous Piston requests, when enabled.
     pub anonymous: Option<Principal>,
     pub security_txt: String,
@@ -79,9 +79,10 @@ impl Shared {
                 config.lockout_duration,
             ),
             verified: VerifiedCache::default(),
-            verifications: Arc::new(tokio::sync::Semaphore::new(
+            hashes: HashPool::new(
                 config.auth.max_concurrent_verifications,
-            )),
+                config.auth.verification_wait,
+            ),
             config,
             store,
             sandbox,

@@ -48,6 +48,11 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str) -> TenantId {
+        TenantId(id.to_owned())
+    }
 }
 
 impl std::fmt::Display for TenantId {
