@@ -548,3 +548,73 @@ fn audit_verify_names_each_kind_of_tampering() {
     assert_eq!(code, 1, "a truncated tail is caught by the anchor");
     assert!(out.contains("anchored"), "{out}");
 }
+
+/// The Python virtual environment `.ci/setup` fills with Piston clients.
+fn piston_clients_python() -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("PISTON_CLIENTS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/piston-clients")
+        });
+    let python = venv.join("bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    assert!(
+        !test_support::in_ci(),
+        "{} is missing: .ci/setup installs the Piston client libraries there",
+        venv.display()
+    );
+    eprintln!(
+        "SKIPPED: no Piston client libraries in {}; run .ci/setup (under CI=true this fails)",
+        venv.display()
+    );
+    None
+}
+
+/// Piston client libraries from PyPI, used as their READMEs show, against a
+/// real `runner serve` on real Docker: pistonapi, aiopyston (async, paths
+/// with a trailing slash), ultra-piston (strict models: `run` required)
+/// and piston-rspy (Rust core: `run` required). See piston_clients.py.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piston_client_libraries_work_unchanged() {
+    require_docker!();
+    let Some(python) = piston_clients_python() else {
+        return;
+    };
+    let env = Env::new().await;
+    env.ensure_image("python").await;
+    env.ensure_image("c").await;
+    let dir = TempDir::new("svc-piston-clients");
+    let db = dir.path().join("runner.db");
+    let key = tenant_key(&db, "alpha", "learner");
+    let (code, _, err) = runner(&[
+        "admin",
+        "tenant",
+        "create",
+        "playground",
+        "--database",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let server = Server::start(dir.path(), "anonymous_tenant = \"playground\"\n");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/piston_clients.py");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(format!("http://{}", server.addr))
+            .arg(&key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        out.status.success() && text.contains("\n0 failed"),
+        "Piston clients failed ({:?}):\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

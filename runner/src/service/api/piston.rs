@@ -84,9 +84,10 @@ pub struct PistonStage {
     memory: u64,
 }
 
+/// Piston skips a limit given as 0 (or absent): the default applies.
 fn ms(name: &str, v: Option<i64>) -> Result<Option<u64>, ApiError> {
     match v {
-        None | Some(-1) => Ok(None),
+        None | Some(-1) | Some(0) => Ok(None),
         Some(n) if n > 0 => Ok(Some(n as u64)),
         Some(n) => Err(ApiError::bad_request(
             "invalid_request",
@@ -100,7 +101,7 @@ fn ms(name: &str, v: Option<i64>) -> Result<Option<u64>, ApiError> {
 /// policy's maximum.
 fn memory_mb(name: &str, v: Option<i64>, max_mb: u64) -> Result<Option<u64>, ApiError> {
     match v {
-        None => Ok(None),
+        None | Some(0) => Ok(None),
         Some(-1) => Ok(Some(max_mb)),
         Some(n) if n > 0 => Ok(Some((n as u64).div_ceil(1 << 20))),
         Some(n) => Err(ApiError::bad_request(
@@ -382,7 +383,9 @@ mod tests {
     fn piston_limits_convert() {
         assert_eq!(ms("run_timeout", Some(3000)).unwrap(), Some(3000));
         assert_eq!(ms("run_timeout", Some(-1)).unwrap(), None);
-        assert!(ms("run_timeout", Some(0)).is_err());
+        assert_eq!(ms("run_timeout", Some(0)).unwrap(), None, "Piston skips 0");
+        assert!(ms("run_timeout", Some(-5)).is_err());
+        assert_eq!(memory_mb("m", Some(0), 1024).unwrap(), None);
         assert_eq!(memory_mb("m", Some(-1), 1024).unwrap(), Some(1024));
         assert_eq!(memory_mb("m", Some(1), 1024).unwrap(), Some(1));
         assert_eq!(memory_mb("m", Some(128_000_000), 1024).unwrap(), Some(123));
