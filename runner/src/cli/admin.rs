@@ -161,7 +161,11 @@ pub fn run(cmd: AdminCommand) -> Result<ExitCode, Failure> {
         }
         AdminCommand::Key(KeyCommand::Revoke { id, db }) => {
             let store = db.open()?;
-            let rec = store.revoke_key(None, &id).map_err(infra)?.ok_or_else(|| {
+            let rec = store.revoke_key(None, &id).map_err(|e| match e {
+                runner::service::store::StoreError::LastAdmin { .. } => usage(e),
+                other => infra(other),
+            })?;
+            let rec = rec.ok_or_else(|| {
                 usage(anyhow!(
                     "no key with id {id:?}; `runner admin key list --tenant T` lists them"
                 ))

@@ -362,7 +362,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.wrote(r.is_pending());
+        self.wrote(&r);
         r
     }
 
@@ -372,7 +372,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.wrote(r.is_pending());
+        self.wrote(&r);
         r
     }
 
@@ -382,7 +382,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.wrote(r.is_pending());
+        self.flushed(r.is_pending());
         r
     }
 
@@ -392,14 +392,32 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
 }
 
 impl<IO> Watched<IO> {
-    fn wrote(&self, blocked: bool) {
+    /// Bytes written count as activity; a write the client does not take
+    /// starts the stall clock.
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        let now = Instant::now();
+        let mut a = self.activity.lock().expect("activity lock");
+        match r {
+            Poll::Pending => {
+                a.write_blocked.get_or_insert(now);
+            }
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                a.write_blocked = None;
+                a.last = now;
+            }
+            Poll::Ready(_) => a.write_blocked = None,
+        }
+    }
+
+    /// A flush moves no new bytes (hyper flushes whenever it is polled,
+    /// idle or not): it only ends or starts a stall.
+    fn flushed(&self, blocked: bool) {
         let now = Instant::now();
         let mut a = self.activity.lock().expect("activity lock");
         if blocked {
             a.write_blocked.get_or_insert(now);
         } else {
             a.write_blocked = None;
-            a.last = now;
         }
     }
 }

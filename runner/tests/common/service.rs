@@ -123,7 +123,23 @@ impl Service {
         body: Option<Value>,
         ip: &str,
     ) -> (u16, Value, Response<()>) {
+        self.call_with(method, path, key, body, ip, &[]).await
+    }
+
+    /// A JSON request from `ip` (the TCP peer) with extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        ip: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, Response<()>) {
         let mut b = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
         if let Some(k) = key {
             b = b.header("authorization", format!("Bearer {k}"));
         }

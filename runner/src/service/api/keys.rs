@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Auth, require};
 use super::model::rfc3339;
 use crate::service::auth::{Action, Role, mint_key};
-use crate::service::store::{KeyRecord, NewAuditEntry, NewKey};
+use crate::service::store::{KeyRecord, NewAuditEntry, NewKey, StoreError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +124,11 @@ pub async fn revoke(
     let rec = st
         .store
         .call(move |s| {
-            let rec = s.revoke_key(Some(&tenant), &id2)?;
+            let rec = s.revoke_key(Some(&tenant), &id2);
+            let rec = match rec {
+                Err(StoreError::LastAdmin { tenant, key }) => return Ok(Err((tenant, key))),
+                other => other?,
+            };
             if rec.is_some() {
                 s.audit().append(&NewAuditEntry {
                     actor,
@@ -134,9 +138,18 @@ pub async fn revoke(
                     detail: None,
                 })?;
             }
-            Ok(rec)
+            Ok(Ok(rec))
         })
         .await?;
-    rec.map(|r| Json(r.into()))
-        .ok_or_else(|| ApiError::not_found(&format!("key {id}")))
+    match rec {
+        Ok(Some(r)) => Ok(Json(r.into())),
+        Ok(None) => Err(ApiError::not_found(&format!("key {id}"))),
+        Err((tenant, key)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin_key",
+            format!(
+                "key {key} is the last admin key of tenant {tenant}; create another admin key first"
+            ),
+        )),
+    }
 }

@@ -36,6 +36,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Conflict(String),
+    #[error(
+        "key {key} is the last admin key of tenant {tenant}; create another admin key before revoking it, or the tenant's keys could no longer be managed"
+    )]
+    LastAdmin { tenant: String, key: String },
     #[error("the database task failed: {0}")]
     Task(String),
 }
