@@ -64,15 +64,31 @@ impl FileIn {
     }
 }
 
-fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+/// Why a hex text is not bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    #[error("odd number of digits")]
+    OddLength,
+    #[error("the text at offset {offset} is not ASCII")]
+    NotAscii { offset: usize },
+    #[error("{pair:?} at offset {offset} is not a hex byte")]
+    NotHex { offset: usize, pair: String },
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, HexError> {
     if !s.len().is_multiple_of(2) {
-        return Err("odd number of digits".into());
+        return Err(HexError::OddLength);
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(s.get(i..i + 2).ok_or("not ASCII")?, 16)
-                .map_err(|_| format!("{:?} at offset {i} is not a hex byte", &s[i..i + 2]))
+        .map(|offset| {
+            let pair = s
+                .get(offset..offset + 2)
+                .ok_or(HexError::NotAscii { offset })?;
+            u8::from_str_radix(pair, 16).map_err(|_| HexError::NotHex {
+                offset,
+                pair: pair.to_owned(),
+            })
         })
         .collect()
 }

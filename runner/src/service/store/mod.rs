@@ -34,8 +34,10 @@ pub enum StoreError {
         "the database holds data this runner cannot read ({0}); was it written by a newer version?"
     )]
     Corrupt(String),
-    #[error("{0}")]
-    Conflict(String),
+    #[error(transparent)]
+    InvalidTenantName(#[from] InvalidTenantName),
+    #[error("tenant {0:?} already exists")]
+    TenantExists(String),
     #[error(
         "key {key} is the last admin key of tenant {tenant}; create another admin key before revoking it, or the tenant's keys could no longer be managed"
     )]
@@ -240,7 +242,7 @@ impl Store {
     }
 
     pub fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
-        validate_tenant_name(name).map_err(StoreError::Conflict)?;
+        validate_tenant_name(name)?;
         let id = format!("t_{}", &crate::sandbox::new_job_id()[..16]);
         let at = now_ms();
         self.with(|c| {
@@ -256,9 +258,7 @@ impl Store {
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    Err(StoreError::Conflict(format!(
-                        "tenant {name:?} already exists"
-                    )))
+                    Err(StoreError::TenantExists(name.to_owned()))
                 }
                 Err(e) => Err(e.into()),
             }
@@ -312,8 +312,12 @@ impl Store {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant name {0:?} must be 1-64 characters of letters, digits, '-', '_' or '.'")]
+pub struct InvalidTenantName(pub String);
+
 /// Tenant names: short, printable, no surprises in logs or URLs.
-pub fn validate_tenant_name(name: &str) -> Result<(), String> {
+pub fn validate_tenant_name(name: &str) -> Result<(), InvalidTenantName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -322,9 +326,7 @@ pub fn validate_tenant_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "tenant name {name:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
-        ))
+        Err(InvalidTenantName(name.to_owned()))
     }
 }
 
