@@ -238,7 +238,7 @@ impl OutputOrder {
 
     fn stream_of(&self, run: usize) -> Option<Stream> {
         (run < self.runs.len()).then(|| {
-            if run % 2 == 0 {
+            if run.is_multiple_of(2) {
                 self.first
             } else {
                 self.first.other()

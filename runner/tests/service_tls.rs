@@ -61,7 +61,7 @@ async fn connect(
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     use rustls_pki_types::pem::PemObject;
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -304,7 +304,7 @@ pub fn verify_secret(secret: &str, record: &KeyRecord) -> Result<(), KeyRefusal>
     let params = argon2::Params::try_from(&hash).map_err(bad)?;
     let algorithm = argon2::Algorithm::try_from(hash.algorithm.as_str()).map_err(bad)?;
     let version = match hash.version {
-        Some(v) => argon2::Version::try_from(u32::from(v)).map_err(|_| KeyRefusal::BadRecord)?,
+        Some(v) => argon2::Version::try_from(v).map_err(|_| KeyRefusal::BadRecord)?,
         None => argon2::Version::default(),
     };
     let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
