@@ -849,3 +849,40 @@ fn admin_cli_refuses_to_revoke_the_last_admin_key() {
     let (code, _, err) = runner(&["admin", "key", "revoke", id, "--database", db]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Issue 9, finding 4: the background sweeper applies retention: over its
+/// budget, a tenant loses its oldest ended runs, not its newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_keeps_a_tenant_within_its_budget() {
+    require_docker!();
+    let s = started("[retention]\ntenant_max_mb = 1\nsweep_interval_secs = 1").await;
+    let key = s.key("alpha", Role::Learner);
+    let big = json!({"language": "python",
+                     "files": [{"name": "m.py", "content": "print('x' * 700000)"}],
+                     "limits": {"stdout_max_bytes": 800000}});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, b, _) = s
+            .call("POST", "/v1/runs?wait=true", Some(key), Some(big.clone()))
+            .await;
+        assert_eq!(status, 200, "{b}");
+        assert_eq!(b["result"]["status"], "ok", "{b}");
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (old, _, _) = s
+            .call("GET", &format!("/v1/runs/{}", ids[0]), Some(key), None)
+            .await;
+        if old == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the oldest run was never swept");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (new, b, _) = s
+        .call("GET", &format!("/v1/runs/{}", ids[1]), Some(key), None)
+        .await;
+    assert_eq!(new, 200, "the newest run stays: {b}");
+    assert!(metrics_text(&s).await.contains("runner_runs_swept_total 1"));
+}
