@@ -224,12 +224,13 @@ async fn authentication_failures() {
         assert!(!b.to_string().contains(bad), "the key is not echoed");
     }
     // Revoked keys stop working at once.
-    let id = &valid[3..19];
+    let dev = s.key("alpha", Role::Developer).to_owned();
+    let id = &dev[3..19];
     let (status, _, _) = s
         .call("DELETE", &format!("/v1/keys/{id}"), Some(&valid), None)
         .await;
     assert_eq!(status, 200);
-    let (status, b, _) = s.call("GET", "/v1/runs", Some(&valid), None).await;
+    let (status, b, _) = s.call("GET", "/v1/runs", Some(&dev), None).await;
     assert_error(status, &b, 401, "unauthenticated");
     // Piston's bare Authorization header works too.
     let other = s.key("alpha", Role::Learner);
@@ -632,11 +633,13 @@ async fn operations_endpoints_and_http_hygiene() {
             .to_vec(),
     )
     .unwrap();
+    // Families by label (runs by status, durations) appear with their
+    // first sample; these are always there.
     for metric in [
         "runner_queue_depth",
         "runner_runs_running",
-        "runner_runs_total",
-        "runner_run_duration_seconds",
+        "runner_auth_failures_total",
+        "runner_connections_refused_total",
         "runner_container_create_failures_total",
         "runner_container_remove_failures_total",
     ] {
@@ -704,7 +707,9 @@ async fn the_openapi_document_describes_every_route() {
         "DELETE /v1/keys/{id}",
         "GET /v1/openapi.json",
         "GET /api/v2/runtimes",
+        "GET /api/v2/runtimes/",
         "POST /api/v2/execute",
+        "POST /api/v2/execute/",
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",
@@ -712,6 +717,36 @@ async fn the_openapi_document_describes_every_route() {
     ];
     let served: std::collections::BTreeSet<String> = served.iter().map(|s| s.to_string()).collect();
     assert_eq!(documented, served);
+    // As strict as the server.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["File"]["required"], json!(["name", "content"]));
+    assert_eq!(schemas["File"]["properties"]["name"]["minLength"], 1);
+    assert_eq!(schemas["RunRequest"]["properties"]["files"]["minItems"], 1);
+    assert_eq!(
+        schemas["KeyRequest"]["properties"]["label"]["maxLength"],
+        200
+    );
+    let list = &doc["paths"]["/v1/runs"]["get"]["parameters"];
+    let cursor = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cursor")
+        .unwrap();
+    assert_eq!(cursor["schema"]["maxLength"], 64);
+    // Every operation with a JSON body documents 415 (and 408).
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if op.get("requestBody").is_some() {
+                for code in ["415", "408"] {
+                    assert!(
+                        op["responses"].get(code).is_some(),
+                        "{method} {path} does not document {code}"
+                    );
+                }
+            }
+        }
+    }
     // Every schema reference resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
@@ -754,10 +789,6 @@ async fn piston_routes_validate_in_pistons_error_shape() {
         (
             json!({"language": "js", "version": "*", "files": [{"content": ""}], "run_timeout": -5}),
             "run_timeout",
-        ),
-        (
-            json!({"language": "js", "version": "*", "files": [{"content": ""}], "net": true}),
-            "net",
         ),
         (
             json!({"language": "js", "version": "*", "files": [{"content": ""}], "run_memory_limit": 1i64 << 40}),
@@ -835,4 +866,283 @@ async fn security_events_are_audited_and_the_chain_holds() {
         !log.contains(k["key"].as_str().unwrap()),
         "no secret in the audit log"
     );
+}
+
+/// Issue 10: a malformed query string gets the JSON error body, not text.
+#[tokio::test]
+async fn query_string_errors_answer_the_json_error_body() {
+    require_docker!();
+    let s = service("").await;
+    let key = s.key("alpha", Role::Developer);
+    for (method, path, body) in [
+        ("GET", "/v1/runs?limit=abc", None),
+        ("GET", "/v1/runs?mine=perhaps", None),
+        ("GET", "/v1/runs?unknown=1", None),
+        ("POST", "/v1/runs?wait=yes", Some(python("print(1)"))),
+        ("GET", "/v1/runs/whatever?combined=2", None),
+    ] {
+        let (status, b, head) = s.call(method, path, Some(key), body).await;
+        assert_error(status, &b, 400, "invalid_query");
+        assert!(
+            head.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{path}"
+        );
+    }
+    let long = format!("/v1/runs?cursor={}", "c".repeat(65));
+    let (status, b, _) = s.call("GET", &long, Some(key), None).await;
+    assert_error(status, &b, 400, "invalid_query");
+}
+
+/// Issue 10: an admin key cannot leave its tenant without an admin.
+#[tokio::test]
+async fn the_last_admin_key_of_a_tenant_cannot_be_revoked() {
+    require_docker!();
+    let s = service("").await;
+    let admin = s.key("alpha", Role::Admin).to_owned();
+    let own = &admin[3..19];
+    let (status, b, _) = s
+        .call("DELETE", &format!("/v1/keys/{own}"), Some(&admin), None)
+        .await;
+    assert_error(status, &b, 409, "last_admin_key");
+    let (_, keys, _) = s.call("GET", "/v1/keys", Some(&admin), None).await;
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == own && k["revoked_at"].is_null()),
+        "still active: {keys}"
+    );
+    // With a second admin key, the first may go.
+    let (status, created, _) = s
+        .call(
+            "POST",
+            "/v1/keys",
+            Some(&admin),
+            Some(json!({"role": "admin", "label": "successor"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _, _) = s
+        .call("DELETE", &format!("/v1/keys/{own}"), Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// Issue 9, finding 12: cursors are per tenant and opaque; another tenant's
+/// volume changes nothing in them.
+#[tokio::test]
+async fn list_cursors_say_nothing_of_other_tenants() {
+    require_docker!();
+    let mut cursors = Vec::new();
+    for others in [0, 25] {
+        let s = service("").await;
+        let alpha = s.key("alpha", Role::Developer);
+        let beta = s.key("beta", Role::Developer);
+        for i in 0..3 {
+            for _ in 0..(others / 3) {
+                s.call("POST", "/v1/runs", Some(beta), Some(python("1")))
+                    .await;
+            }
+            let (status, _, _) = s
+                .call(
+                    "POST",
+                    "/v1/runs",
+                    Some(alpha),
+                    Some(python(&format!("{i}"))),
+                )
+                .await;
+            assert_eq!(status, 202);
+        }
+        let (_, page, _) = s.call("GET", "/v1/runs?limit=2", Some(alpha), None).await;
+        let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+        assert!(
+            !cursor.chars().any(|c| c.is_ascii_digit()) || cursor.starts_with("c1."),
+            "{cursor}"
+        );
+        let (_, next, _) = s
+            .call(
+                "GET",
+                &format!("/v1/runs?limit=2&cursor={cursor}"),
+                Some(alpha),
+                None,
+            )
+            .await;
+        assert_eq!(next["runs"].as_array().unwrap().len(), 1, "{next}");
+        // Beta's cursor over its own runs reveals nothing of alpha's either.
+        let (_, b, _) = s
+            .call(
+                "GET",
+                &format!("/v1/runs?limit=100&cursor={cursor}"),
+                Some(beta),
+                None,
+            )
+            .await;
+        assert!(b["runs"].as_array().unwrap().len() <= 2);
+        cursors.push(cursor);
+    }
+    assert_eq!(
+        cursors[0], cursors[1],
+        "alpha's cursor is the same whatever beta submitted"
+    );
+}
+
+/// Issue 9, finding 7: concurrent wrong secrets with a known key id run at
+/// most the lockout threshold of slow hashes; the rest are refused before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_secrets_are_counted_before_they_are_checked() {
+    require_docker!();
+    let s = std::sync::Arc::new(service("[lockout]\nfailures = 5\nwindow_secs = 60").await);
+    let valid = s.key("alpha", Role::Learner).to_owned();
+    let wrong = format!(
+        "{}{}",
+        &valid[..valid.len() - 1],
+        if valid.ends_with('A') { 'B' } else { 'A' }
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (s, wrong) = (std::sync::Arc::clone(&s), wrong.clone());
+        tasks.push(tokio::spawn(async move {
+            s.call_from("GET", "/v1/languages", Some(&wrong), None, "203.0.113.50")
+                .await
+                .0
+        }));
+    }
+    let mut codes = std::collections::BTreeMap::new();
+    for t in tasks {
+        *codes.entry(t.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(codes.get(&401), Some(&5), "{codes:?}");
+    assert_eq!(codes.get(&429), Some(&35), "{codes:?}");
+    let verified = s
+        .store
+        .audit()
+        .all()
+        .unwrap()
+        .iter()
+        .filter(|e| e.detail.as_deref() == Some("wrong secret"))
+        .count();
+    assert_eq!(verified, 5, "slow hashes run: as many as the threshold");
+}
+
+/// Issue 9, finding 9: successes in between do not reset the count.
+#[tokio::test]
+async fn alternating_good_and_bad_keys_still_locks_out() {
+    require_docker!();
+    let s = service("[lockout]\nfailures = 10\nwindow_secs = 300").await;
+    let good = s.key("alpha", Role::Learner);
+    let mut locked_after = None;
+    'outer: for round in 0..5 {
+        for i in 0..5 {
+            let key = if i == 4 { good } else { "rk_bad" };
+            let (status, b, _) = s
+                .call_from("GET", "/v1/languages", Some(key), None, "203.0.113.60")
+                .await;
+            if status == 429 {
+                assert_eq!(b["error"]["code"], "locked_out", "{b}");
+                locked_after = Some(round * 5 + i);
+                break 'outer;
+            }
+        }
+    }
+    // 4 failures per round of 5: the 10th failure is request 12 (index 11),
+    // so request 13 finds the address locked.
+    assert_eq!(locked_after, Some(12));
+}
+
+/// Issue 9, finding 8: behind N trusted proxies, the client is the entry
+/// the outermost one added; entries to its left are the client's own.
+#[tokio::test]
+async fn forwarded_for_believes_only_what_the_trusted_proxies_added() {
+    require_docker!();
+    let s = service("trust_forwarded_for = 1\n[lockout]\nfailures = 3\nwindow_secs = 60").await;
+    let good = s.key("alpha", Role::Learner);
+    let proxy = "192.0.2.200";
+    // An attacker at 198.51.100.7 rotates the entry it writes itself.
+    for i in 0..3 {
+        let xff = format!("10.0.0.{i}, 198.51.100.7");
+        let (status, _, _) = s
+            .call_with(
+                "GET",
+                "/v1/languages",
+                Some("rk_bad"),
+                None,
+                proxy,
+                &[("x-forwarded-for", &xff)],
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, b, _) = s
+        .call_with(
+            "GET",
+            "/v1/languages",
+            Some(good),
+            None,
+            proxy,
+            &[("x-forwarded-for", "10.0.0.99, 198.51.100.7")],
+        )
+        .await;
+    assert_error(status, &b, 429, "locked_out");
+    // A victim's address written by the attacker locks nobody else out.
+    let (status, _, _) = s
+        .call_with(
+            "GET",
+            "/v1/languages",
+            Some(good),
+            None,
+            proxy,
+            &[("x-forwarded-for", "198.51.100.7, 198.51.100.8")],
+        )
+        .await;
+    assert_eq!(status, 200, "198.51.100.8 is not the attacker");
+    // Two headers read as one list; a port is ignored.
+    let (status, _, _) = s
+        .call_with(
+            "GET",
+            "/v1/languages",
+            Some(good),
+            None,
+            proxy,
+            &[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-forwarded-for", "198.51.100.7:5000"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 429, "the same client, however written");
+}
+
+/// Issue 10: Piston's 404 shape under /api/v2, unknown fields ignored there
+/// but refused on /v1.
+#[tokio::test]
+async fn api_v2_answers_in_pistons_shape_and_v1_stays_strict() {
+    require_docker!();
+    let s = service("").await;
+    let key = s.key("alpha", Role::Learner);
+    for path in ["/api/v2/nothing", "/api/v2/packages"] {
+        let (status, b, _) = s.call("GET", path, Some(key), None).await;
+        assert_eq!(status, 404, "{b}");
+        assert!(b["message"].is_string() && b.get("error").is_none(), "{b}");
+    }
+    let (status, b, _) = s.call("GET", "/v1/nothing", Some(key), None).await;
+    assert_error(status, &b, 404, "not_found");
+    let (status, b, _) = s.call("GET", "/api/v2/runtimes/", Some(key), None).await;
+    assert_eq!(status, 200, "{b}");
+    let mut v1 = python("print(1)");
+    v1["client_version"] = json!("2.0");
+    let (status, b, _) = s.call("POST", "/v1/runs", Some(key), Some(v1)).await;
+    assert_error(status, &b, 400, "invalid_request");
+    assert!(b.to_string().contains("client_version"), "{b}");
+    let (status, b, _) = s
+        .call(
+            "POST",
+            "/v1/runs",
+            Some(key),
+            Some(json!({"language": "python", "files": [{"name": "", "content": "1"}]})),
+        )
+        .await;
+    assert_eq!(status, 400, "an empty name stays an error on /v1: {b}");
 }

@@ -548,3 +548,341 @@ fn audit_verify_names_each_kind_of_tampering() {
     assert_eq!(code, 1, "a truncated tail is caught by the anchor");
     assert!(out.contains("anchored"), "{out}");
 }
+
+/// The Python virtual environment `.ci/setup` fills with Piston clients.
+fn piston_clients_python() -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("PISTON_CLIENTS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/piston-clients")
+        });
+    let python = venv.join("bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    assert!(
+        !test_support::in_ci(),
+        "{} is missing: .ci/setup installs the Piston client libraries there",
+        venv.display()
+    );
+    eprintln!(
+        "SKIPPED: no Piston client libraries in {}; run .ci/setup (under CI=true this fails)",
+        venv.display()
+    );
+    None
+}
+
+/// Piston client libraries from PyPI, used as their READMEs show, against a
+/// real `runner serve` on real Docker: pistonapi, aiopyston (async, paths
+/// with a trailing slash), ultra-piston (strict models: `run` required)
+/// and piston-rspy (Rust core: `run` required). See piston_clients.py.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piston_client_libraries_work_unchanged() {
+    require_docker!();
+    let Some(python) = piston_clients_python() else {
+        return;
+    };
+    let env = Env::new().await;
+    env.ensure_image("python").await;
+    env.ensure_image("c").await;
+    let dir = TempDir::new("svc-piston-clients");
+    let db = dir.path().join("runner.db");
+    let key = tenant_key(&db, "alpha", "learner");
+    let (code, _, err) = runner(&[
+        "admin",
+        "tenant",
+        "create",
+        "playground",
+        "--database",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let server = Server::start(dir.path(), "anonymous_tenant = \"playground\"\n");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/piston_clients.py");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(format!("http://{}", server.addr))
+            .arg(&key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        out.status.success() && text.contains("\n0 failed"),
+        "Piston clients failed ({:?}):\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 9, finding 6: with one tenant at its quota and 300 more of its
+/// runs queued, another tenant's run starts at once on a free slot (the
+/// dispatcher used to look only at the 256 oldest queued runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_queue_of_one_tenant_does_not_starve_another() {
+    require_docker!();
+    let s = started(
+        "tenant_concurrency = 1\nglobal_concurrency = 2\nqueue_capacity = 1000\n\
+         [rate_limit]\nper_key = 100000\nper_ip = 100000",
+    )
+    .await;
+    let alpha = s.key("alpha", Role::Learner);
+    let sleeper = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\ntime.sleep(20)"}],
+                         "limits": {"run_wall_time_ms": 20000}});
+    let mut ids = Vec::new();
+    for _ in 0..301 {
+        let (status, b, _) = s
+            .call("POST", "/v1/runs", Some(alpha), Some(sleeper.clone()))
+            .await;
+        assert_eq!(status, 202, "{b}");
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    // Alpha's first run holds its quota.
+    let first = ids[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, r, _) = s
+            .call("GET", &format!("/v1/runs/{first}"), Some(alpha), None)
+            .await;
+        if r["state"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alpha's first run never started: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started_at = Instant::now();
+    let (_, beta, _) = s
+        .call(
+            "POST",
+            "/v1/runs?wait=true",
+            Some(s.key("beta", Role::Learner)),
+            Some(python("print('beta')")),
+        )
+        .await;
+    let waited = started_at.elapsed();
+    // Cancel alpha's runs (queued ones at once, then the running one).
+    for id in ids.iter().rev() {
+        s.call("DELETE", &format!("/v1/runs/{id}"), Some(alpha), None)
+            .await;
+    }
+    assert_eq!(beta["state"], "finished", "{beta}");
+    assert_eq!(beta["result"]["status"], "ok", "{beta}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "beta's run took {waited:?} behind alpha's queue"
+    );
+}
+
+/// Opens a connection to `addr`, sends `bytes`, and returns how long the
+/// server took to close it (None: still open after `limit`) and what it sent.
+fn closed_after(addr: &str, bytes: &[u8], limit: Duration) -> (Option<Duration>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let t0 = Instant::now();
+    s.write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return (
+                    Some(t0.elapsed()),
+                    String::from_utf8_lossy(&got).into_owned(),
+                );
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (
+                    Some(t0.elapsed()),
+                    String::from_utf8_lossy(&got).into_owned(),
+                );
+            }
+            Err(_) => return (None, String::from_utf8_lossy(&got).into_owned()),
+        }
+        if t0.elapsed() > limit {
+            return (None, String::from_utf8_lossy(&got).into_owned());
+        }
+    }
+}
+
+/// Issue 9, finding 10, over real sockets: idle connections, half-sent
+/// headers and slow bodies are closed by the server; one address gets at
+/// most its share of connections, and a legitimate client still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_and_capped_per_address() {
+    require_docker!();
+    let dir = TempDir::new("svc-slow");
+    let key = tenant_key(&dir.path().join("runner.db"), "alpha", "learner");
+    let server = Server::start(
+        dir.path(),
+        "[http]\nheader_read_timeout_ms = 1000\nbody_read_timeout_ms = 1000\n\
+         idle_timeout_secs = 1\nmax_connections_per_address = 4\n",
+    );
+    let addr = server.addr.clone();
+    tokio::task::spawn_blocking(move || {
+        let limit = Duration::from_secs(8);
+        let (idle, _) = closed_after(&addr, b"", limit);
+        assert!(
+            idle.is_some_and(|d| d < Duration::from_secs(4)),
+            "idle: {idle:?}"
+        );
+        let (half, _) = closed_after(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", limit);
+        assert!(
+            half.is_some_and(|d| d < Duration::from_secs(4)),
+            "half-sent headers: {half:?}"
+        );
+        // An authenticated request whose body stops coming: 408.
+        let slow_body = format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"lang"
+        );
+        let (slow, said) = closed_after(&addr, slow_body.as_bytes(), limit);
+        assert!(
+            slow.is_some_and(|d| d < Duration::from_secs(4)),
+            "slow body: {slow:?}"
+        );
+        assert!(
+            said.starts_with("HTTP/1.1 408"),
+            "the slow body is answered: {said}"
+        );
+        // After a complete exchange, an idle keep-alive connection goes too.
+        let (kept, said) = closed_after(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", limit);
+        assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+        assert!(
+            kept.is_some_and(|d| d < Duration::from_secs(4)),
+            "keep-alive idle: {kept:?}"
+        );
+
+        // Four connections held open: the fifth from the same address is
+        // closed at once; when one closes, a client gets in again.
+        let held: Vec<_> = (0..4)
+            .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let (fifth, said) = closed_after(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", limit);
+        assert!(
+            fifth.is_some_and(|d| d < Duration::from_secs(1)),
+            "over the cap: {fifth:?}"
+        );
+        assert!(said.is_empty(), "{said}");
+        drop(held);
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, body) = common::server::http(&addr, "GET", "/healthz", None, None);
+        assert_eq!(status, 200, "{body}");
+    })
+    .await
+    .unwrap();
+    drop(server);
+}
+
+/// Issue 9, finding 4: output is answered once per stream, compactly: NUL
+/// bytes in base64 (4/3 of their size), not as `\u0000` (6 bytes each) three
+/// times over; the interleaved `output` only on request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_output_is_answered_compactly_and_once() {
+    use base64::Engine as _;
+    require_docker!();
+    let s = started("").await;
+    let key = s.key("alpha", Role::Learner);
+    let program = "import sys\nsys.stdout.buffer.write(b'\\0' * 262144)\nsys.stdout.flush()\n\
+                   sys.stderr.write('done')\n";
+    let body = json!({"language": "python", "files": [{"name": "m.py", "content": program}],
+                      "limits": {"stdout_max_bytes": 262144}});
+    let (status, b, _) = s
+        .call("POST", "/v1/runs?wait=true", Some(key), Some(body))
+        .await;
+    assert_eq!(status, 200, "{b}");
+    let run = &b["result"]["run"];
+    assert_eq!(b["result"]["status"], "ok", "{}", run["message"]);
+    assert_eq!(run["stdout_encoding"], "base64");
+    assert_eq!(run["stderr_encoding"], "utf8");
+    assert_eq!(run["stderr"], "done");
+    assert!(
+        run.get("output").is_none(),
+        "the combined output is on request"
+    );
+    let stdout = base64::engine::general_purpose::STANDARD
+        .decode(run["stdout"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(stdout, vec![0u8; 262144]);
+    let size = b.to_string().len();
+    assert!(size < 262144 * 4 / 3 + 4096, "{size} bytes answered");
+
+    let id = b["id"].as_str().unwrap();
+    let (_, full, _) = s
+        .call(
+            "GET",
+            &format!("/v1/runs/{id}?combined=true"),
+            Some(key),
+            None,
+        )
+        .await;
+    let run = &full["result"]["run"];
+    assert_eq!(run["output_encoding"], "base64");
+    let output = base64::engine::general_purpose::STANDARD
+        .decode(run["output"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(output.len(), 262144 + 4);
+    assert!(output.ends_with(b"done"), "stdout, then stderr, as written");
+}
+
+/// Issue 10: `runner admin key revoke` keeps a tenant's last admin key too.
+#[test]
+fn admin_cli_refuses_to_revoke_the_last_admin_key() {
+    let dir = TempDir::new("svc-admin-cli");
+    let db = dir.path().join("runner.db");
+    let db = db.to_str().unwrap();
+    let first = tenant_key(std::path::Path::new(db), "school", "admin");
+    let id = &first[3..19];
+    let (code, _, err) = runner(&["admin", "key", "revoke", id, "--database", db]);
+    assert_eq!(code, 2, "a usage error: {err}");
+    assert!(err.contains("last admin key"), "{err}");
+    let _second = tenant_key(std::path::Path::new(db), "school", "admin");
+    let (code, _, err) = runner(&["admin", "key", "revoke", id, "--database", db]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Issue 9, finding 4: the background sweeper applies retention: over its
+/// budget, a tenant loses its oldest ended runs, not its newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_keeps_a_tenant_within_its_budget() {
+    require_docker!();
+    let s = started("[retention]\ntenant_max_mb = 1\nsweep_interval_secs = 1").await;
+    let key = s.key("alpha", Role::Learner);
+    let big = json!({"language": "python",
+                     "files": [{"name": "m.py", "content": "print('x' * 700000)"}],
+                     "limits": {"stdout_max_bytes": 800000}});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, b, _) = s
+            .call("POST", "/v1/runs?wait=true", Some(key), Some(big.clone()))
+            .await;
+        assert_eq!(status, 200, "{b}");
+        assert_eq!(b["result"]["status"], "ok", "{b}");
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (old, _, _) = s
+            .call("GET", &format!("/v1/runs/{}", ids[0]), Some(key), None)
+            .await;
+        if old == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the oldest run was never swept");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (new, b, _) = s
+        .call("GET", &format!("/v1/runs/{}", ids[1]), Some(key), None)
+        .await;
+    assert_eq!(new, 200, "the newest run stays: {b}");
+    assert!(metrics_text(&s).await.contains("runner_runs_swept_total 1"));
+}

@@ -11,7 +11,8 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNNER = os.path.join(ROOT, "target", "release", "runner")
+# RUNNER_BIN runs another build (e.g. a baseline copied aside) instead.
+RUNNER = os.environ.get("RUNNER_BIN") or os.path.join(ROOT, "target", "release", "runner")
 
 
 def build(languages):
@@ -48,12 +49,17 @@ class Server:
     """`runner serve` on a fresh database with one developer key; samples its
     RSS while it runs."""
 
-    def __init__(self, config=""):
-        self.work = tempfile.mkdtemp(prefix="runner-bench-")
-        db = os.path.join(self.work, "runner.db")
-        subprocess.run([RUNNER, "admin", "tenant", "create", "bench", "--database", db], check=True, capture_output=True)
-        self.key = subprocess.run([RUNNER, "admin", "key", "create", "--tenant", "bench", "--role", "developer",
-                                   "--database", db], check=True, capture_output=True, text=True).stdout.strip()
+    def __init__(self, config="", work=None, key=None):
+        """`work` and `key`: restart on the database of an earlier Server
+        (stopped with keep=True) instead of a fresh one."""
+        self.work = work or tempfile.mkdtemp(prefix="runner-bench-")
+        db = self.db = os.path.join(self.work, "runner.db")
+        if key is None:
+            subprocess.run([RUNNER, "admin", "tenant", "create", "bench", "--database", db], check=True,
+                           capture_output=True)
+            key = subprocess.run([RUNNER, "admin", "key", "create", "--tenant", "bench", "--role", "developer",
+                                  "--database", db], check=True, capture_output=True, text=True).stdout.strip()
+        self.key = key
         cfg = os.path.join(self.work, "runner.toml")
         with open(cfg, "w") as f:
             # The caller's lines come before our table: they may hold top-level keys.
@@ -70,6 +76,14 @@ class Server:
         self.max_rss_kib = 0
         threading.Thread(target=self._sample_rss, daemon=True).start()
 
+    def peak_rss_kib(self):
+        """The kernel's high-water mark of the server's resident memory."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
     def _sample_rss(self):
         while self.proc.poll() is None:
             try:
@@ -81,17 +95,22 @@ class Server:
                 return
             time.sleep(0.1)
 
-    def request(self, method, path, body=None, timeout=300):
+    def request(self, method, path, body=None, timeout=300, key=None, headers=None, raw=False):
+        """(status, JSON body, headers); with raw=True the body's bytes."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"http://{self.addr}{path}", data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.key}")
+        req.add_header("Authorization", f"Bearer {key or self.key}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"null"), r.headers
+                out = r.read()
+                return r.status, out if raw else json.loads(out or b"null"), r.headers
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null"), e.headers
+            out = e.read()
+            return e.code, out if raw else json.loads(out or b"null"), e.headers
 
     def metrics(self):
         with urllib.request.urlopen(f"http://{self.addr}/metrics") as r:
@@ -110,7 +129,8 @@ class Server:
                 return
             time.sleep(0.2)
 
-    def stop(self):
+    def stop(self, keep=False):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
-        subprocess.run(["rm", "-rf", self.work])
+        if not keep:
+            subprocess.run(["rm", "-rf", self.work])

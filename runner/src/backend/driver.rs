@@ -222,9 +222,6 @@ fn killed(
         (_, None) => "the sandbox was stopped".to_owned(),
     };
     StageResult {
-        stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
-        output: String::from_utf8_lossy(&decoder.combined).into_owned(),
         stdout_truncated: false,
         stderr_truncated: false,
         exit_code: None,
@@ -238,6 +235,7 @@ fn killed(
         },
         limit: Some(limit),
         message: Some(message),
+        ..StageResult::with_output(&decoder.stdout, &decoder.stderr, &decoder.combined)
     }
 }
 

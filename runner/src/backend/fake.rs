@@ -18,7 +18,7 @@ use super::{
 };
 use crate::limits::StageLimits;
 use crate::sandbox::protocol::Job;
-use crate::verdict::{LimitHit, StageResult};
+use crate::verdict::{LimitHit, OutputOrder, StageResult};
 
 /// Which steps a rule applies to. Every condition given must hold.
 #[derive(Debug, Clone, Default)]
@@ -233,10 +233,14 @@ fn result(
             .map(|(_, t)| t.as_str())
             .collect()
     };
+    let mut order = OutputOrder::default();
+    for (stream, text) in output {
+        order.push(*stream, text.len());
+    }
     StageResult {
         stdout: pick(OutputStream::Stdout),
         stderr: pick(OutputStream::Stderr),
-        output: output.iter().map(|(_, t)| t.as_str()).collect(),
+        order,
         stdout_truncated: false,
         stderr_truncated: false,
         exit_code,

@@ -33,20 +33,7 @@ use crate::sandbox::protocol::{Job, ProtocolError};
 use crate::verdict::StageResult;
 
 /// Which stream of the program a piece of output came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
-
-impl OutputStream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputStream::Stdout => "stdout",
-            OutputStream::Stderr => "stderr",
-        }
-    }
-}
+pub use crate::verdict::Stream as OutputStream;
 
 /// Where a step's output goes as it is produced (live views).
 pub type OutputSink = tokio::sync::mpsc::UnboundedSender<(OutputStream, String)>;

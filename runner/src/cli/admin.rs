@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use runner::service::auth::{Role, mint_key};
-use runner::service::store::{NewAuditEntry, NewKey, Store};
+use runner::service::store::{NewAuditEntry, NewKey, Store, StoreError};
 
 use super::serve::DbArgs;
 use super::{Failure, infra, usage};
@@ -102,79 +102,19 @@ fn tenant(store: &Store, name: &str) -> Result<runner::service::store::Tenant, F
 
 pub fn run(cmd: AdminCommand) -> Result<ExitCode, Failure> {
     match cmd {
-        AdminCommand::Tenant(TenantCommand::Create { name, db }) => {
-            let store = db.open()?;
-            let t = store.create_tenant(&name).map_err(|e| match e {
-                runner::service::store::StoreError::Conflict(_) => usage(e),
-                other => infra(other),
-            })?;
-            audit(
-                &store,
-                Some(&t.name),
-                "tenant.create",
-                format!("tenant:{}", t.id),
-                None,
-            )?;
-            println!("{}", t.id);
-            eprintln!("created tenant {name}");
-        }
+        AdminCommand::Tenant(TenantCommand::Create { name, db }) => create_tenant(&name, &db)?,
         AdminCommand::Tenant(TenantCommand::List { db }) => {
             for t in db.open()?.tenants().map_err(infra)? {
                 println!("{}\t{}", t.id, t.name);
             }
         }
         AdminCommand::Key(KeyCommand::Create {
-            tenant: name,
+            tenant,
             role,
             label,
             db,
-        }) => {
-            let role = Role::parse(&role).map_err(|m| usage(anyhow!(m)))?;
-            let store = db.open()?;
-            let t = tenant(&store, &name)?;
-            let minted = mint_key();
-            store
-                .insert_key(
-                    &t.id,
-                    &NewKey {
-                        id: &minted.id,
-                        role: role.as_str(),
-                        secret_hash: &minted.secret_hash,
-                        label: &label,
-                        created_by: &actor(),
-                    },
-                )
-                .map_err(infra)?;
-            audit(
-                &store,
-                Some(&t.name),
-                "key.create",
-                format!("key:{}", minted.id),
-                Some(format!("role {}", role.as_str())),
-            )?;
-            eprintln!(
-                "created key {} ({} of tenant {name}); it is shown once, below: store it now",
-                minted.id,
-                role.as_str()
-            );
-            println!("{}", minted.text);
-        }
-        AdminCommand::Key(KeyCommand::Revoke { id, db }) => {
-            let store = db.open()?;
-            let rec = store.revoke_key(None, &id).map_err(infra)?.ok_or_else(|| {
-                usage(anyhow!(
-                    "no key with id {id:?}; `runner admin key list --tenant T` lists them"
-                ))
-            })?;
-            audit(
-                &store,
-                Some(&rec.tenant_name),
-                "key.revoke",
-                format!("key:{id}"),
-                None,
-            )?;
-            eprintln!("revoked key {id} of tenant {}", rec.tenant_name);
-        }
+        }) => create_key(&tenant, &role, &label, &db)?,
+        AdminCommand::Key(KeyCommand::Revoke { id, db }) => revoke_key(&id, &db)?,
         AdminCommand::Key(KeyCommand::List { tenant: name, db }) => {
             let store = db.open()?;
             let t = tenant(&store, &name)?;
@@ -189,4 +129,78 @@ pub fn run(cmd: AdminCommand) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn create_tenant(name: &str, db: &DbArgs) -> Result<(), Failure> {
+    let store = db.open()?;
+    let t = store.create_tenant(name).map_err(|e| match e {
+        StoreError::InvalidTenantName(_) | StoreError::TenantExists(_) => usage(e),
+        other => infra(other),
+    })?;
+    audit(
+        &store,
+        Some(&t.name),
+        "tenant.create",
+        format!("tenant:{}", t.id),
+        None,
+    )?;
+    println!("{}", t.id);
+    eprintln!("created tenant {name}");
+    Ok(())
+}
+
+fn create_key(name: &str, role: &str, label: &str, db: &DbArgs) -> Result<(), Failure> {
+    let role = Role::parse(role).map_err(usage)?;
+    let store = db.open()?;
+    let t = tenant(&store, name)?;
+    let minted = mint_key();
+    store
+        .insert_key(
+            &t.id,
+            &NewKey {
+                id: &minted.id,
+                role: role.as_str(),
+                secret_hash: &minted.secret_hash,
+                label,
+                created_by: &actor(),
+            },
+        )
+        .map_err(infra)?;
+    audit(
+        &store,
+        Some(&t.name),
+        "key.create",
+        format!("key:{}", minted.id),
+        Some(format!("role {}", role.as_str())),
+    )?;
+    eprintln!(
+        "created key {} ({} of tenant {name}); it is shown once, below: store it now",
+        minted.id,
+        role.as_str()
+    );
+    println!("{}", minted.text);
+    Ok(())
+}
+
+/// Refuses (a usage error) to revoke a tenant's last admin key.
+fn revoke_key(id: &str, db: &DbArgs) -> Result<(), Failure> {
+    let store = db.open()?;
+    let rec = store.revoke_key(None, id).map_err(|e| match e {
+        StoreError::LastAdmin { .. } => usage(e),
+        other => infra(other),
+    })?;
+    let rec = rec.ok_or_else(|| {
+        usage(anyhow!(
+            "no key with id {id:?}; `runner admin key list --tenant T` lists them"
+        ))
+    })?;
+    audit(
+        &store,
+        Some(&rec.tenant_name),
+        "key.revoke",
+        format!("key:{id}"),
+        None,
+    )?;
+    eprintln!("revoked key {id} of tenant {}", rec.tenant_name);
+    Ok(())
 }

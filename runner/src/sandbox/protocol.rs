@@ -5,7 +5,7 @@
 //! `<name> <len>\n<bytes>`, ending with `run 0\n`.
 //! Init → runner, on the container's stdout: frames `<type:u8><len:u32 BE><bytes>`.
 
-use crate::verdict::{LimitHit, StageResult, signal_name};
+use crate::verdict::{LimitHit, OutputOrder, StageResult, Stream, signal_name};
 
 /// Version of the protocol; images carry it in the `io.runner.sandbox.protocol` label.
 pub const PROTOCOL_VERSION: &str = "2";
@@ -112,8 +112,8 @@ pub struct Decoder {
     buf: Vec<u8>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// stdout and stderr in frame order.
-    pub combined: Vec<u8>,
+    /// stdout and stderr in frame order: which stream, how many bytes.
+    pub combined: OutputOrder,
     pub artifacts: Vec<u8>,
     stdout_max: u64,
     stderr_max: u64,
@@ -127,7 +127,7 @@ impl Decoder {
             buf: Vec::new(),
             stdout: Vec::new(),
             stderr: Vec::new(),
-            combined: Vec::new(),
+            combined: OutputOrder::default(),
             artifacts: Vec::new(),
             stdout_max,
             stderr_max,
@@ -171,11 +171,11 @@ impl Decoder {
             match kind {
                 b'o' => {
                     push(&mut self.stdout, self.stdout_max, "stdout")?;
-                    self.combined.extend_from_slice(payload);
+                    self.combined.push(Stream::Stdout, payload.len());
                 }
                 b'e' => {
                     push(&mut self.stderr, self.stderr_max, "stderr")?;
-                    self.combined.extend_from_slice(payload);
+                    self.combined.push(Stream::Stderr, payload.len());
                 }
                 b'a' => push(&mut self.artifacts, self.collect_max, "archive")?,
                 b'r' => {
@@ -284,7 +284,7 @@ impl Report {
         self,
         stdout: Vec<u8>,
         stderr: Vec<u8>,
-        combined: Vec<u8>,
+        combined: OutputOrder,
         limits: &crate::limits::StageLimits,
         engine_oom: bool,
     ) -> StageResult {
@@ -340,9 +340,6 @@ impl Report {
             }
         };
         StageResult {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            output: String::from_utf8_lossy(&combined).into_owned(),
             stdout_truncated: self.stdout_truncated,
             stderr_truncated: self.stderr_truncated,
             exit_code: self.exit_code,
@@ -352,6 +349,7 @@ impl Report {
             memory_peak_bytes: self.memory_peak_bytes,
             limit,
             message,
+            ..StageResult::with_output(&stdout, &stderr, &combined)
         }
     }
 }
@@ -416,6 +414,16 @@ mod tests {
         assert!(text.ends_with("files 3\nTARstdin 2\ninrun 0\n"), "{text}");
     }
 
+    fn none() -> OutputOrder {
+        OutputOrder::default()
+    }
+
+    fn out_only() -> OutputOrder {
+        let mut o = OutputOrder::default();
+        o.push(Stream::Stdout, 3);
+        o
+    }
+
     #[test]
     fn frames_split_anywhere_are_reassembled() {
         let mut stream = frame(b'o', b"hello\n");
@@ -429,7 +437,15 @@ mod tests {
             assert!(matches!(end, Some(Ending::Report(_))), "split at {split}");
             assert_eq!(d.stdout, b"hello\n!");
             assert_eq!(d.stderr, b"err");
-            assert_eq!(d.combined, b"hello\nerr!");
+            let order: Vec<_> = d.combined.runs().collect();
+            assert_eq!(
+                order,
+                [
+                    (Stream::Stdout, 6),
+                    (Stream::Stderr, 3),
+                    (Stream::Stdout, 1)
+                ]
+            );
         }
     }
 
@@ -491,7 +507,7 @@ mod tests {
         assert_eq!(r.exit_code, Some(3));
         assert_eq!(r.signal, None);
         assert_eq!(r.oom_kills, Some(0));
-        let s = r.into_stage(b"out".to_vec(), vec![], b"out".to_vec(), &limits(), false);
+        let s = r.into_stage(b"out".to_vec(), vec![], out_only(), &limits(), false);
         assert_eq!(s.exit_code, Some(3));
         assert_eq!(s.limit, None);
         assert_eq!(s.stdout, "out");
@@ -502,7 +518,7 @@ mod tests {
             .replace("oom_kills=0", "oom_kills=1");
         let s = Report::parse(&oom)
             .unwrap()
-            .into_stage(vec![], vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::Memory));
         assert_eq!(s.signal.as_deref(), Some("SIGKILL"));
         assert_eq!(s.exit_code, None);
@@ -511,20 +527,20 @@ mod tests {
         let plain = REPORT.replace("exit_code=3", "exit_code=137");
         let s = Report::parse(&plain)
             .unwrap()
-            .into_stage(vec![], vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, None);
         // ...but the engine's OOM state counts when the cgroup was unreadable.
         let unknown = REPORT.replace("oom_kills=0", "oom_kills=-1");
         let s =
             Report::parse(&unknown)
                 .unwrap()
-                .into_stage(vec![], vec![], vec![], &limits(), true);
+                .into_stage(vec![], vec![], none(), &limits(), true);
         assert_eq!(s.limit, Some(LimitHit::Memory));
 
         let wall = REPORT.replace("limit=none", "limit=wall");
         let s = Report::parse(&wall)
             .unwrap()
-            .into_stage(vec![], vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::WallTime));
         assert!(s.message.unwrap().contains("1000 ms"));
 
@@ -533,7 +549,7 @@ mod tests {
             .replace("stdout_truncated=0", "stdout_truncated=1");
         let s = Report::parse(&out)
             .unwrap()
-            .into_stage(vec![], vec![], vec![], &limits(), false);
+            .into_stage(vec![], vec![], none(), &limits(), false);
         assert_eq!(s.limit, Some(LimitHit::Output));
         assert!(s.stdout_truncated);
     }

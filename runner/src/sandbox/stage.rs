@@ -224,9 +224,6 @@ impl StageRun<'_> {
                 warn!(container = %id, "no report within {deadline:?}; killed from the host");
                 return Ok(StageOutcome {
                     result: StageResult {
-                        stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
-                        stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
-                        output: String::from_utf8_lossy(&decoder.combined).into_owned(),
                         stdout_truncated: false,
                         stderr_truncated: false,
                         exit_code: None,
@@ -239,6 +236,11 @@ impl StageRun<'_> {
                             "the sandbox did not finish within {} ms; the runner stopped it",
                             deadline.as_millis()
                         )),
+                        ..StageResult::with_output(
+                            &decoder.stdout,
+                            &decoder.stderr,
+                            &decoder.combined,
+                        )
                     },
                     archive: None,
                 });
@@ -287,9 +289,6 @@ impl StageRun<'_> {
                 if state.oom_killed {
                     return Ok(StageOutcome {
                         result: StageResult {
-                            stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
-                            stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
-                            output: String::from_utf8_lossy(&decoder.combined).into_owned(),
                             stdout_truncated: false,
                             stderr_truncated: false,
                             exit_code: None,
@@ -302,6 +301,11 @@ impl StageRun<'_> {
                                 "the container reached its memory limit of {} MiB",
                                 self.limits.memory_bytes >> 20
                             )),
+                            ..StageResult::with_output(
+                                &decoder.stdout,
+                                &decoder.stderr,
+                                &decoder.combined,
+                            )
                         },
                         archive: None,
                     });

@@ -58,11 +58,24 @@ impl SlidingWindow {
 #[derive(Debug, Default)]
 struct Failures {
     times: VecDeque<Instant>,
+    /// Verifications under way: they count toward the threshold before
+    /// their outcome is known, so concurrent attempts cannot overshoot it.
+    pending: u32,
     locked_until: Option<Instant>,
 }
 
+/// Why an attempt may not proceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Locked out, for this long yet.
+    Locked(Duration),
+    /// As many attempts are under way as failures would lock it out.
+    Busy,
+}
+
 /// Locks a client out after `failures` failed authentications within
-/// `window`, for `duration`; the lock lifts by itself.
+/// `window`, for `duration`; the lock lifts by itself. A success does not
+/// clear failures: they leave the window only with time.
 #[derive(Debug)]
 pub struct Lockout {
     failures: u32,
@@ -89,20 +102,27 @@ impl Lockout {
             Some(until) if until > now => Some(until - now),
             Some(_) => {
                 // Lifted: start afresh.
-                state.remove(who);
+                f.locked_until = None;
+                f.times.clear();
                 None
             }
             None => None,
         }
     }
 
-    /// Records a failure; returns true when this failure locks `who` out.
-    pub fn fail(&self, who: &str, now: Instant) -> bool {
-        let mut state = self.state.lock().expect("lockout lock");
+    /// The entry of `who`, its old failures pruned (bounding memory under a
+    /// flood of distinct addresses first).
+    fn entry<'a>(
+        &self,
+        state: &'a mut HashMap<String, Failures>,
+        who: &str,
+        now: Instant,
+    ) -> &'a mut Failures {
         if state.len() >= MAX_TRACKED && !state.contains_key(who) {
             let window = self.window;
             state.retain(|_, f| {
-                f.locked_until.is_some_and(|u| u > now)
+                f.pending > 0
+                    || f.locked_until.is_some_and(|u| u > now)
                     || f.times
                         .back()
                         .is_some_and(|t| now.duration_since(*t) < window)
@@ -116,20 +136,51 @@ impl Lockout {
         {
             f.times.pop_front();
         }
+        f
+    }
+
+    /// Starts a verification for `who`; counted at once. End it with
+    /// [`Lockout::end`].
+    pub fn begin(&self, who: &str, now: Instant) -> Result<(), Refused> {
+        let mut state = self.state.lock().expect("lockout lock");
+        let f = self.entry(&mut state, who, now);
+        if let Some(until) = f.locked_until.filter(|u| *u > now) {
+            return Err(Refused::Locked(until - now));
+        }
+        if f.times.len() as u32 + f.pending >= self.failures {
+            return Err(Refused::Busy);
+        }
+        f.pending += 1;
+        Ok(())
+    }
+
+    /// Ends a verification begun with [`Lockout::begin`]; returns true when
+    /// its failure locks `who` out.
+    pub fn end(&self, who: &str, now: Instant, succeeded: bool) -> bool {
+        let mut state = self.state.lock().expect("lockout lock");
+        let f = self.entry(&mut state, who, now);
+        f.pending = f.pending.saturating_sub(1);
+        if succeeded {
+            return false;
+        }
+        self.record(f, now)
+    }
+
+    /// Records a failure that needed no verification (a malformed or
+    /// unknown key); returns true when it locks `who` out.
+    pub fn fail(&self, who: &str, now: Instant) -> bool {
+        let mut state = self.state.lock().expect("lockout lock");
+        let f = self.entry(&mut state, who, now);
+        self.record(f, now)
+    }
+
+    fn record(&self, f: &mut Failures, now: Instant) -> bool {
         f.times.push_back(now);
-        if f.locked_until.is_none() && f.times.len() as u32 >= self.failures {
+        if f.locked_until.is_none_or(|u| u <= now) && f.times.len() as u32 >= self.failures {
             f.locked_until = Some(now + self.duration);
             return true;
         }
         false
-    }
-
-    /// A successful authentication clears the failures of `who`.
-    pub fn succeed(&self, who: &str) {
-        let mut state = self.state.lock().expect("lockout lock");
-        if state.get(who).is_some_and(|f| f.locked_until.is_none()) {
-            state.remove(who);
-        }
     }
 }
 
@@ -175,12 +226,55 @@ mod tests {
     }
 
     #[test]
-    fn old_failures_fall_out_of_the_window_and_success_clears() {
+    fn old_failures_fall_out_of_the_window() {
         let l = Lockout::new(2, Duration::from_secs(10), Duration::from_secs(100));
         let t0 = Instant::now();
         l.fail("ip", t0);
         assert!(!l.fail("ip", t0 + Duration::from_secs(11)));
-        l.succeed("ip");
-        assert!(!l.fail("ip", t0 + Duration::from_secs(12)));
+        assert!(l.fail("ip", t0 + Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn successes_in_between_do_not_reset_the_count() {
+        // Finding: 4 bad keys, 1 good, repeated, never locked.
+        let l = Lockout::new(10, Duration::from_secs(300), Duration::from_secs(900));
+        let t0 = Instant::now();
+        let mut locked_at = None;
+        for i in 0..15u64 {
+            let now = t0 + Duration::from_millis(i * 100);
+            if l.begin("ip", now).is_err() {
+                locked_at = Some(i);
+                break;
+            }
+            let good = i % 5 == 4;
+            if l.end("ip", now, good) {
+                locked_at = Some(i);
+                break;
+            }
+        }
+        // The 10th failure is the 12th attempt (the 5th and 10th succeeded).
+        assert_eq!(locked_at, Some(11));
+        assert!(l.locked("ip", t0 + Duration::from_secs(2)).is_some());
+    }
+
+    #[test]
+    fn attempts_under_way_count_before_their_outcome() {
+        let l = Lockout::new(3, Duration::from_secs(60), Duration::from_secs(60));
+        let t0 = Instant::now();
+        // 100 concurrent attempts: only as many as the threshold proceed.
+        let admitted = (0..100).filter(|_| l.begin("ip", t0).is_ok()).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(l.begin("ip", t0), Err(Refused::Busy));
+        assert!(l.begin("other", t0).is_ok(), "addresses are independent");
+        // Two succeed (the right key after all), one fails: room for two more.
+        assert!(!l.end("ip", t0, true));
+        assert!(!l.end("ip", t0, true));
+        assert!(!l.end("ip", t0, false));
+        assert!(l.begin("ip", t0).is_ok());
+        assert!(l.begin("ip", t0).is_ok());
+        assert_eq!(l.begin("ip", t0), Err(Refused::Busy));
+        assert!(!l.end("ip", t0, false));
+        assert!(l.end("ip", t0, false), "the third failure locks");
+        assert!(matches!(l.begin("ip", t0), Err(Refused::Locked(_))));
     }
 }

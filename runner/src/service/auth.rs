@@ -5,10 +5,10 @@
 //! hash. Keys are shown once, at creation, and never stored or logged.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::PasswordHasher;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,13 +41,11 @@ impl Role {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Role, String> {
+    pub fn parse(s: &str) -> Result<Role, UnknownRole> {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown role {s:?}; roles are learner, developer, release-manager, admin")
-            })
+            .ok_or_else(|| UnknownRole(s.to_owned()))
     }
 
     /// The permission table. Roles build on each other, except that
@@ -64,6 +62,10 @@ impl Role {
         }
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}; roles are learner, developer, release-manager, admin")]
+pub struct UnknownRole(pub String);
 
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,39 +187,163 @@ impl KeyRefusal {
     }
 }
 
-/// Remembers keys whose secret was verified, by a SHA-256 of the full key
-/// text, so the slow hash runs once per key and TTL. Revocation is still
-/// seen at once: the record is read on every request.
+/// A few dedicated threads for the slow key hash (Argon2id, 19 MiB each
+/// time). At most `threads` hashes run at once, each on a thread of its own
+/// that keeps reusing its memory: the process's memory stays bounded however
+/// many requests present keys at once. Others wait their turn up to `wait`.
+#[derive(Debug)]
+pub struct HashPool {
+    permits: Arc<tokio::sync::Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    wait: Duration,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Why a hash did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HashPoolError {
+    #[error("every key hash thread stayed busy for {} ms", .0.as_millis())]
+    Busy(Duration),
+    #[error("a key hash thread stopped")]
+    Stopped,
+}
+
+impl HashPool {
+    pub fn new(threads: usize, wait: Duration) -> HashPool {
+        let threads = threads.max(1);
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(threads);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = Arc::clone(&rx);
+            // The threads end when the pool (the sender) is dropped.
+            let spawned = std::thread::Builder::new()
+                .name(format!("key-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a key hash thread");
+            }
+        }
+        HashPool {
+            permits: Arc::new(tokio::sync::Semaphore::new(threads)),
+            jobs,
+            wait,
+        }
+    }
+
+    /// Runs `f` on a hash thread when one is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashPoolError> {
+        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .map_err(|_| HashPoolError::Busy(self.wait))?
+            .map_err(|_| HashPoolError::Stopped)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+            drop(permit);
+        });
+        // A permit per thread: the channel always has room.
+        self.jobs
+            .try_send(job)
+            .map_err(|_| HashPoolError::Stopped)?;
+        rx.await.map_err(|_| HashPoolError::Stopped)
+    }
+}
+
+/// Remembers, briefly, keys whose secret was verified, by a SHA-256 of the
+/// presented key and its stored hash, so the slow hash runs once per key
+/// and TTL. Revocation is still seen at once: the record is read on every
+/// request, and a revoked record is refused before this cache is asked.
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
     entries: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
-const CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
 
+fn fingerprint(text: &str, record: &KeyRecord) -> [u8; 32] {
+    Sha256::digest(format!("{text}\0{}", record.secret_hash)).into()
+}
+
+/// A record's role, unless it may not authenticate at all.
+pub fn usable_role(record: &KeyRecord) -> Result<Role, KeyRefusal> {
+    if record.revoked_at.is_some() {
+        return Err(KeyRefusal::Revoked);
+    }
+    Role::parse(&record.role).map_err(|_| KeyRefusal::BadRecord)
+}
+
+/// The slow check: the secret against the record's Argon2id hash, in
+/// constant time. Blocking (tens of ms): run it on a [`HashPool`]. Each
+/// thread keeps one buffer for Argon2's memory (19 MiB) and reuses it, so
+/// the memory of verification is bounded by the number of threads.
+pub fn verify_secret(secret: &str, record: &KeyRecord) -> Result<(), KeyRefusal> {
+    use argon2::password_hash::phc::Output;
+    thread_local! {
+        static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    fn bad<E>(_: E) -> KeyRefusal {
+        KeyRefusal::BadRecord
+    }
+    let hash = argon2::PasswordHash::new(&record.secret_hash).map_err(bad)?;
+    let params = argon2::Params::try_from(&hash).map_err(bad)?;
+    let algorithm = argon2::Algorithm::try_from(hash.algorithm.as_str()).map_err(bad)?;
+    let version = match hash.version {
+        Some(v) => argon2::Version::try_from(v).map_err(|_| KeyRefusal::BadRecord)?,
+        None => argon2::Version::default(),
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return Err(KeyRefusal::BadRecord);
+    };
+    let mut buf = [0u8; Output::MAX_LENGTH];
+    let out = buf.get_mut(..expected.len()).ok_or(KeyRefusal::BadRecord)?;
+    let blocks = params.block_count();
+    let hasher = argon2::Argon2::new(algorithm, version, params);
+    BLOCKS
+        .with_borrow_mut(|memory| {
+            memory.resize(blocks, argon2::Block::default());
+            hasher.hash_password_into_with_memory(
+                secret.as_bytes(),
+                salt.as_ref(),
+                out,
+                &mut memory[..],
+            )
+        })
+        .map_err(|_| KeyRefusal::BadRecord)?;
+    if Output::new(out).map_err(bad)? == *expected {
+        Ok(())
+    } else {
+        Err(KeyRefusal::WrongSecret)
+    }
+}
+
 impl VerifiedCache {
-    /// Checks `secret` against the record (slowly, unless cached).
-    pub fn check(&self, text: &str, secret: &str, record: &KeyRecord) -> Result<Role, KeyRefusal> {
-        if record.revoked_at.is_some() {
-            return Err(KeyRefusal::Revoked);
-        }
-        let role = Role::parse(&record.role).map_err(|_| KeyRefusal::BadRecord)?;
-        let fingerprint: [u8; 32] =
-            Sha256::digest(format!("{text}\0{}", record.secret_hash)).into();
+    /// Whether `text` was verified against this record within the TTL.
+    pub fn contains(&self, text: &str, record: &KeyRecord) -> bool {
         let now = Instant::now();
-        {
-            let entries = self.entries.lock().expect("cache lock");
-            if entries
-                .get(&fingerprint)
-                .is_some_and(|t| now.duration_since(*t) < CACHE_TTL)
-            {
-                return Ok(role);
-            }
-        }
-        argon2()
-            .verify_password(secret.as_bytes(), record.secret_hash.as_str())
-            .map_err(|_| KeyRefusal::WrongSecret)?;
+        let entries = self.entries.lock().expect("cache lock");
+        entries
+            .get(&fingerprint(text, record))
+            .is_some_and(|t| now.duration_since(*t) < CACHE_TTL)
+    }
+
+    pub fn remember(&self, text: &str, record: &KeyRecord) {
+        let now = Instant::now();
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= CACHE_MAX {
             entries.retain(|_, t| now.duration_since(*t) < CACHE_TTL);
@@ -225,14 +351,39 @@ impl VerifiedCache {
                 entries.clear();
             }
         }
-        entries.insert(fingerprint, now);
-        Ok(role)
+        entries.insert(fingerprint(text, record), now);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordVerifier;
+
+    #[test]
+    fn secrets_verify_against_their_hash_only() {
+        let k = mint_key();
+        let (id, secret) = parse_key(&k.text).unwrap();
+        let record = KeyRecord {
+            id: id.to_owned(),
+            tenant: crate::service::store::TenantId::for_tests("t"),
+            tenant_name: "t".into(),
+            role: "learner".into(),
+            secret_hash: k.secret_hash.clone(),
+            label: String::new(),
+            created_by: "test".into(),
+            created_at: 0,
+            revoked_at: None,
+        };
+        assert_eq!(verify_secret(secret, &record), Ok(()));
+        let wrong = format!("{}A", &secret[..secret.len() - 1]);
+        assert_eq!(verify_secret(&wrong, &record), Err(KeyRefusal::WrongSecret));
+        let broken = KeyRecord {
+            secret_hash: "$argon2id$nonsense".into(),
+            ..record
+        };
+        assert_eq!(verify_secret(secret, &broken), Err(KeyRefusal::BadRecord));
+    }
 
     #[test]
     fn minted_keys_parse_and_verify() {
@@ -270,6 +421,51 @@ mod tests {
         ] {
             assert!(parse_key(bad).is_none(), "{bad}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_so_many_hashes_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = Arc::new(HashPool::new(2, Duration::from_secs(30)));
+        let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let names = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (pool, now, peak, names) = (
+                Arc::clone(&pool),
+                Arc::clone(&now),
+                Arc::clone(&peak),
+                Arc::clone(&names),
+            );
+            tasks.push(tokio::spawn(async move {
+                pool.run(move || {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    let name = std::thread::current().name().map(str::to_owned);
+                    names.lock().unwrap().insert(name);
+                    std::thread::sleep(Duration::from_millis(20));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            names.lock().unwrap().len(),
+            2,
+            "the same two threads, always"
+        );
+        let busy = HashPool::new(1, Duration::from_millis(50));
+        let slow = busy.run(|| std::thread::sleep(Duration::from_millis(500)));
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            busy.run(|| ()).await
+        };
+        let (_, late) = tokio::join!(slow, late);
+        assert!(matches!(late, Err(HashPoolError::Busy(_))));
     }
 
     #[test]

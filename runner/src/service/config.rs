@@ -46,9 +46,12 @@ pub struct ConfigFile {
     /// Name of a tenant whose learner role anonymous requests get, for a
     /// public playground. Absent (the default): every request needs a key.
     pub anonymous_tenant: Option<String>,
-    /// Take the client address from `X-Forwarded-For` (only behind a proxy
-    /// you run). Default false.
-    pub trust_forwarded_for: Option<bool>,
+    /// Take the client address from `X-Forwarded-For`, only behind proxies
+    /// you run: `false` (the default) uses the TCP peer; a number N says N
+    /// proxies of yours each append the address they saw, and the client is
+    /// the entry the outermost one added (N-th from the right); `true`
+    /// means 1. Entries further left are the client's to write, never trusted.
+    pub trust_forwarded_for: Option<ForwardedFor>,
     /// `Contact:` of /.well-known/security.txt (a mailto: or https: URI).
     /// Default `mailto:security@localhost`: set your own.
     pub security_contact: Option<String>,
@@ -56,6 +59,59 @@ pub struct ConfigFile {
     pub lockout: Option<LockoutFile>,
     pub pool: Option<PoolFile>,
     pub tls: Option<TlsFile>,
+    pub retention: Option<RetentionFile>,
+    pub http: Option<HttpFile>,
+    pub auth: Option<AuthFile>,
+}
+
+/// `trust_forwarded_for`: a flag or a number of proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ForwardedFor {
+    Flag(bool),
+    Proxies(u8),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    /// Ended runs (finished or cancelled) older than this many days are
+    /// deleted with their output. Default 30; 0 keeps them by age.
+    pub max_age_days: Option<u64>,
+    /// What one tenant's runs may keep, in MiB (requests of queued runs,
+    /// results and output); beyond it its oldest ended runs are deleted.
+    /// Default 1024; 0: no budget.
+    pub tenant_max_mb: Option<u64>,
+    /// How often the sweeper runs, in seconds. Default 300.
+    pub sweep_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// A request's line and headers must arrive within this, in ms. Default 10000.
+    pub header_read_timeout_ms: Option<u64>,
+    /// A request's body must arrive within this (from its headers), in ms.
+    /// Default 30000.
+    pub body_read_timeout_ms: Option<u64>,
+    /// A connection with no request in progress is closed after this, in
+    /// seconds. Default 30.
+    pub idle_timeout_secs: Option<u64>,
+    /// Open connections, over all clients; more are closed at once. Default 1024.
+    pub max_connections: Option<usize>,
+    /// Open connections from one address (the TCP peer: behind a proxy, the
+    /// proxy's). Default 64.
+    pub max_connections_per_address: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// API key hashes (Argon2id, 19 MiB each) verified at once; others wait
+    /// their turn. Default: the number of CPUs.
+    pub max_concurrent_verifications: Option<usize>,
+    /// Longest wait for a turn, in ms; past it the request gets 503. Default 10000.
+    pub verification_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -114,7 +170,8 @@ pub struct ServiceConfig {
     pub global_concurrency: usize,
     pub tenant_concurrency: usize,
     pub anonymous_tenant: Option<String>,
-    pub trust_forwarded_for: bool,
+    /// Proxies of the operator's in front (0: none, use the TCP peer).
+    pub trusted_proxies: u8,
     pub rate_per_key: u32,
     pub rate_per_ip: u32,
     pub rate_window: Duration,
@@ -124,6 +181,27 @@ pub struct ServiceConfig {
     pub security_contact: String,
     pub pool: crate::sandbox::pool::PoolConfig,
     pub tls: Option<TlsFile>,
+    pub retention: super::store::Retention,
+    pub sweep_interval: Duration,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+}
+
+/// Connection hygiene.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
+/// Bounds on key verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub max_concurrent_verifications: usize,
+    pub verification_wait: Duration,
 }
 
 impl ConfigFile {
@@ -139,7 +217,16 @@ impl ConfigFile {
     }
 
     pub fn validate(self) -> Result<ServiceConfig, ConfigError> {
-        let invalid = |key, problem: String| ConfigError::Invalid { key, problem };
+        let c = self.resolve()?;
+        c.check_bounds()?;
+        c.check_contact()?;
+        c.check_pool()?;
+        c.check_tls()?;
+        Ok(c)
+    }
+
+    /// Every key with its default.
+    fn resolve(self) -> Result<ServiceConfig, ConfigError> {
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             invalid(
@@ -153,7 +240,12 @@ impl ConfigFile {
         let rate = self.rate_limit.unwrap_or_default();
         let lock = self.lockout.unwrap_or_default();
         let pool = self.pool.unwrap_or_default();
-        let c = ServiceConfig {
+        let retention = self.retention.unwrap_or_default();
+        let http = self.http.unwrap_or_default();
+        let auth = self.auth.unwrap_or_default();
+        let days = retention.max_age_days.unwrap_or(30);
+        let mb = retention.tenant_max_mb.unwrap_or(1024);
+        Ok(ServiceConfig {
             listen,
             database: self.database.unwrap_or_else(|| "runner.db".into()),
             max_body_bytes: self.max_body_bytes.unwrap_or(8 << 20),
@@ -163,7 +255,11 @@ impl ConfigFile {
             global_concurrency: self.global_concurrency.unwrap_or(cpus),
             tenant_concurrency: self.tenant_concurrency.unwrap_or(2),
             anonymous_tenant: self.anonymous_tenant.filter(|t| !t.is_empty()),
-            trust_forwarded_for: self.trust_forwarded_for.unwrap_or(false),
+            trusted_proxies: match self.trust_forwarded_for {
+                None | Some(ForwardedFor::Flag(false)) => 0,
+                Some(ForwardedFor::Flag(true)) => 1,
+                Some(ForwardedFor::Proxies(n)) => n,
+            },
             rate_per_key: rate.per_key.unwrap_or(120),
             rate_per_ip: rate.per_ip.unwrap_or(600),
             rate_window: Duration::from_secs(rate.window_secs.unwrap_or(60)),
@@ -179,68 +275,150 @@ impl ConfigFile {
                 idle_lifetime: Duration::from_secs(pool.idle_lifetime_secs.unwrap_or(600)),
             },
             tls: self.tls,
-        };
-        let positive: [(&'static str, u64); 11] = [
-            ("max_body_bytes", c.max_body_bytes as u64),
-            ("wait_timeout_ms", c.wait_timeout.as_millis() as u64),
-            ("queue_capacity", c.queue_capacity as u64),
-            ("global_concurrency", c.global_concurrency as u64),
-            ("tenant_concurrency", c.tenant_concurrency as u64),
-            ("rate_limit.per_key", c.rate_per_key.into()),
-            ("rate_limit.per_ip", c.rate_per_ip.into()),
-            ("rate_limit.window_secs", c.rate_window.as_secs()),
-            ("lockout.failures", c.lockout_failures.into()),
-            ("lockout.window_secs", c.lockout_window.as_secs()),
-            ("lockout.duration_secs", c.lockout_duration.as_secs()),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(invalid(key, "must be above 0".into()));
-            }
-        }
-        if c.global_concurrency > 1024 {
-            return Err(invalid(
-                "global_concurrency",
-                format!(
-                    "is {}; more than 1024 containers at once is not a sane bound",
-                    c.global_concurrency
+            retention: super::store::Retention {
+                max_age: (days > 0).then(|| Duration::from_secs(days.saturating_mul(86_400))),
+                tenant_max_bytes: (mb > 0).then(|| mb.saturating_mul(1 << 20)),
+            },
+            sweep_interval: Duration::from_secs(retention.sweep_interval_secs.unwrap_or(300)),
+            http: HttpConfig {
+                header_read_timeout: Duration::from_millis(
+                    http.header_read_timeout_ms.unwrap_or(10_000),
                 ),
+                body_read_timeout: Duration::from_millis(
+                    http.body_read_timeout_ms.unwrap_or(30_000),
+                ),
+                idle_timeout: Duration::from_secs(http.idle_timeout_secs.unwrap_or(30)),
+                max_connections: http.max_connections.unwrap_or(1024),
+                max_connections_per_address: http.max_connections_per_address.unwrap_or(64),
+            },
+            auth: AuthConfig {
+                max_concurrent_verifications: auth.max_concurrent_verifications.unwrap_or(cpus),
+                verification_wait: Duration::from_millis(
+                    auth.verification_wait_ms.unwrap_or(10_000),
+                ),
+            },
+        })
+    }
+}
+
+fn invalid(key: &'static str, problem: String) -> ConfigError {
+    ConfigError::Invalid { key, problem }
+}
+
+impl ServiceConfig {
+    /// Counts and durations: above 0, and sane upper bounds.
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        let positive: [(&'static str, u64); 19] = [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("wait_timeout_ms", self.wait_timeout.as_millis() as u64),
+            ("queue_capacity", self.queue_capacity as u64),
+            ("global_concurrency", self.global_concurrency as u64),
+            ("tenant_concurrency", self.tenant_concurrency as u64),
+            ("rate_limit.per_key", self.rate_per_key.into()),
+            ("rate_limit.per_ip", self.rate_per_ip.into()),
+            ("rate_limit.window_secs", self.rate_window.as_secs()),
+            ("lockout.failures", self.lockout_failures.into()),
+            ("lockout.window_secs", self.lockout_window.as_secs()),
+            ("lockout.duration_secs", self.lockout_duration.as_secs()),
+            (
+                "retention.sweep_interval_secs",
+                self.sweep_interval.as_secs(),
+            ),
+            (
+                "http.header_read_timeout_ms",
+                h.header_read_timeout.as_millis() as u64,
+            ),
+            (
+                "http.body_read_timeout_ms",
+                h.body_read_timeout.as_millis() as u64,
+            ),
+            ("http.idle_timeout_secs", h.idle_timeout.as_secs()),
+            ("http.max_connections", h.max_connections as u64),
+            (
+                "http.max_connections_per_address",
+                h.max_connections_per_address as u64,
+            ),
+            (
+                "auth.max_concurrent_verifications",
+                self.auth.max_concurrent_verifications as u64,
+            ),
+            (
+                "auth.verification_wait_ms",
+                self.auth.verification_wait.as_millis() as u64,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(invalid(key, "must be above 0".into()));
+        }
+        let at_most: [(&'static str, u64, u64, &str); 4] = [
+            (
+                "global_concurrency",
+                self.global_concurrency as u64,
+                1024,
+                "containers at once",
+            ),
+            (
+                "max_body_bytes",
+                self.max_body_bytes as u64,
+                256 << 20,
+                "bytes",
+            ),
+            (
+                "auth.max_concurrent_verifications",
+                self.auth.max_concurrent_verifications as u64,
+                256,
+                "verifications at once (19 MiB each)",
+            ),
+            (
+                "http.max_connections",
+                h.max_connections as u64,
+                1 << 20,
+                "connections",
+            ),
+        ];
+        if let Some((key, v, max, what)) = at_most.iter().find(|(_, v, max, _)| v > max) {
+            return Err(invalid(
+                key,
+                format!("is {v}; more than {max} {what} is not a sane bound"),
             ));
         }
-        if c.max_body_bytes > 256 << 20 {
-            return Err(invalid("max_body_bytes", "must be at most 256 MiB".into()));
-        }
-        if !(c.security_contact.starts_with("mailto:")
-            || c.security_contact.starts_with("https://"))
-            || c.security_contact.contains(char::is_whitespace)
+        Ok(())
+    }
+
+    fn check_contact(&self) -> Result<(), ConfigError> {
+        let c = &self.security_contact;
+        if !(c.starts_with("mailto:") || c.starts_with("https://"))
+            || c.contains(char::is_whitespace)
         {
             return Err(invalid(
                 "security_contact",
-                format!("{:?} must be a mailto: or https:// URI", c.security_contact),
+                format!("{c:?} must be a mailto: or https:// URI"),
             ));
         }
-        if c.pool.idle_lifetime < Duration::from_secs(10) {
+        Ok(())
+    }
+
+    fn check_pool(&self) -> Result<(), ConfigError> {
+        if self.pool.idle_lifetime < Duration::from_secs(10) {
             return Err(invalid(
                 "pool.idle_lifetime_secs",
                 "must be at least 10".into(),
             ));
         }
-        if let Some((lang, n)) = c
-            .pool
-            .sizes
-            .iter()
-            .chain(std::iter::once((
-                &"default_size".to_owned(),
-                &c.pool.default_size,
-            )))
-            .find(|(_, n)| **n > 64)
-        {
+        let default = ("default_size".to_owned(), self.pool.default_size);
+        let sizes = self.pool.sizes.iter().map(|(k, v)| (k.clone(), *v));
+        if let Some((lang, n)) = sizes.chain(std::iter::once(default)).find(|(_, n)| *n > 64) {
             return Err(invalid(
                 "pool",
                 format!("{lang} = {n}: at most 64 warm containers per language and stage"),
             ));
         }
-        if let Some(tls) = &c.tls {
+        Ok(())
+    }
+
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.tls {
             for (key, p) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
                 if !p.is_file() {
                     return Err(invalid(
@@ -250,7 +428,7 @@ impl ConfigFile {
                 }
             }
         }
-        Ok(c)
+        Ok(())
     }
 }
 
@@ -275,8 +453,38 @@ mod tests {
             c.anonymous_tenant.is_none(),
             "anonymous access is off by default"
         );
-        assert!(!c.trust_forwarded_for);
+        assert_eq!(c.trusted_proxies, 0);
         assert!(c.global_concurrency >= 1);
+        assert_eq!(c.retention.max_age, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(c.retention.tenant_max_bytes, Some(1 << 30));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn forwarded_for_takes_a_flag_or_a_number_of_proxies() {
+        assert_eq!(
+            parse("trust_forwarded_for = true").unwrap().trusted_proxies,
+            1
+        );
+        assert_eq!(
+            parse("trust_forwarded_for = false")
+                .unwrap()
+                .trusted_proxies,
+            0
+        );
+        assert_eq!(parse("trust_forwarded_for = 2").unwrap().trusted_proxies, 2);
+        assert!(parse("trust_forwarded_for = \"yes\"").is_err());
+    }
+
+    #[test]
+    fn retention_zero_turns_a_bound_off() {
+        let c = parse("[retention]\nmax_age_days = 0\ntenant_max_mb = 0").unwrap();
+        assert_eq!(c.retention.max_age, None);
+        assert_eq!(c.retention.tenant_max_bytes, None);
+        let e = parse("[http]\nidle_timeout_secs = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.idle_timeout_secs must be above 0"), "{e}");
     }
 
     #[test]

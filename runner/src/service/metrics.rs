@@ -1,62 +1,103 @@
-//! Prometheus metrics, in the text exposition format.
+//! Prometheus metrics through `prometheus-client`, in the Prometheus text
+//! format (0.0.4). The service's own counters live here; the sandbox's and
+//! the warm pool's (atomics owned by the sandbox) are read at each scrape.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::prometheus_text::encode;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::sandbox::SandboxStats;
 use crate::sandbox::pool::WarmPool;
 
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
 /// Upper bounds (seconds) of the run duration histogram.
 const BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    status: String,
+    language: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LanguageLabel {
+    language: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabel {
+    pool: String,
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+#[derive(Debug)]
 pub struct Metrics {
-    runs: Mutex<BTreeMap<(String, String), u64>>,
-    durations: Mutex<BTreeMap<String, Histogram>>,
-    responses: Mutex<BTreeMap<u16, u64>>,
-    pub auth_failures: AtomicU64,
-    pub lockouts: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub queue_full: AtomicU64,
+    runs: Family<RunLabels, Counter>,
+    durations: Family<LanguageLabel, Histogram, fn() -> Histogram>,
+    responses: Family<CodeLabel, Counter>,
+    pub auth_failures: Counter,
+    pub lockouts: Counter,
+    pub rate_limited: Counter,
+    pub queue_full: Counter,
+    pub connections_refused: Counter,
+    pub runs_swept: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            runs: Family::default(),
+            durations: Family::new_with_constructor(histogram),
+            responses: Family::default(),
+            auth_failures: Counter::default(),
+            lockouts: Counter::default(),
+            rate_limited: Counter::default(),
+            queue_full: Counter::default(),
+            connections_refused: Counter::default(),
+            runs_swept: Counter::default(),
+        }
+    }
 }
 
 impl Metrics {
     /// A run ended with `status` after `seconds` (queue time excluded).
     pub fn run_finished(&self, language: &str, status: &str, seconds: f64) {
-        *self
-            .runs
-            .lock()
-            .expect("metrics lock")
-            .entry((status.to_owned(), language.to_owned()))
-            .or_default() += 1;
-        let mut d = self.durations.lock().expect("metrics lock");
-        let h = d.entry(language.to_owned()).or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+        self.runs
+            .get_or_create(&RunLabels {
+                status: status.to_owned(),
+                language: language.to_owned(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&LanguageLabel {
+                language: language.to_owned(),
+            })
+            .observe(seconds);
     }
 
     pub fn response(&self, status: u16) {
-        *self
-            .responses
-            .lock()
-            .expect("metrics lock")
-            .entry(status)
-            .or_default() += 1;
+        self.responses
+            .get_or_create(&CodeLabel { code: status })
+            .inc();
     }
 
+    /// The exposition, with the queue's and the sandbox's values as they
+    /// are now.
     pub fn render(
         &self,
         queued: usize,
@@ -64,187 +105,140 @@ impl Metrics {
         sandbox: &SandboxStats,
         pool: Option<&WarmPool>,
     ) -> String {
-        let mut out = Exposition::default();
-        out.single(
-            "gauge",
-            "runner_queue_depth",
-            "Runs waiting to start.",
-            queued as u64,
-        );
-        out.single(
-            "gauge",
-            "runner_runs_running",
-            "Runs executing now.",
-            running as u64,
-        );
-
-        out.header(
-            "counter",
-            "runner_runs_total",
-            "Runs that reached a verdict, by status and language.",
-        );
-        for ((status, lang), n) in self.runs.lock().expect("metrics lock").iter() {
-            out.sample(
-                "runner_runs_total",
-                &format!("status=\"{status}\",language=\"{}\"", escape(lang)),
-                *n,
-            );
+        let mut reg = Registry::with_prefix("runner");
+        self.register_service(&mut reg, queued, running);
+        register_sandbox(&mut reg, sandbox);
+        if let Some(pool) = pool {
+            register_pool(&mut reg, pool);
         }
+        let mut out = String::new();
+        encode(&mut out, &reg).expect("writing to a String cannot fail");
+        out
+    }
 
-        let name = "runner_run_duration_seconds";
-        out.header("histogram", name, "Time from start to verdict of a run.");
-        for (lang, h) in self.durations.lock().expect("metrics lock").iter() {
-            let lang = escape(lang);
-            for (i, b) in BUCKETS.iter().enumerate() {
-                out.sample(
-                    &format!("{name}_bucket"),
-                    &format!("language=\"{lang}\",le=\"{b}\""),
-                    h.counts[i],
-                );
-            }
-            out.sample(
-                &format!("{name}_bucket"),
-                &format!("language=\"{lang}\",le=\"+Inf\""),
-                h.count,
-            );
-            out.line(&format!("{name}_sum{{language=\"{lang}\"}} {}", h.sum));
-            out.sample(
-                &format!("{name}_count"),
-                &format!("language=\"{lang}\""),
-                h.count,
-            );
-        }
-
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut counters = vec![
+    fn register_service(&self, reg: &mut Registry, queued: usize, running: usize) {
+        reg.register(
+            "queue_depth",
+            "Runs waiting to start",
+            ConstGauge::new(queued as i64),
+        );
+        reg.register(
+            "runs_running",
+            "Runs executing now",
+            ConstGauge::new(running as i64),
+        );
+        reg.register(
+            "runs",
+            "Runs that reached a verdict, by status and language",
+            self.runs.clone(),
+        );
+        reg.register(
+            "run_duration_seconds",
+            "Time from start to verdict of a run",
+            self.durations.clone(),
+        );
+        let counters: [(&str, &str, &Counter); 6] = [
             (
-                "runner_containers_created_total",
-                "Sandbox containers created.",
-                load(&sandbox.containers_created),
+                "auth_failures",
+                "Requests refused for a missing or invalid API key",
+                &self.auth_failures,
             ),
             (
-                "runner_container_create_failures_total",
-                "Sandbox containers the engine failed to create.",
-                load(&sandbox.create_failures),
+                "lockouts",
+                "Clients locked out after repeated failed authentications",
+                &self.lockouts,
             ),
             (
-                "runner_container_remove_failures_total",
-                "Sandbox containers the engine failed to remove.",
-                load(&sandbox.remove_failures),
+                "rate_limited",
+                "Requests refused by a rate limit",
+                &self.rate_limited,
             ),
             (
-                "runner_auth_failures_total",
-                "Requests refused for a missing or invalid API key.",
-                load(&self.auth_failures),
+                "queue_full",
+                "Submissions refused because the queue was full",
+                &self.queue_full,
             ),
             (
-                "runner_lockouts_total",
-                "Clients locked out after repeated failed authentications.",
-                load(&self.lockouts),
+                "connections_refused",
+                "Connections closed at once for being over the connection caps",
+                &self.connections_refused,
             ),
             (
-                "runner_rate_limited_total",
-                "Requests refused by a rate limit.",
-                load(&self.rate_limited),
-            ),
-            (
-                "runner_queue_full_total",
-                "Submissions refused because the queue was full.",
-                load(&self.queue_full),
+                "runs_swept",
+                "Ended runs deleted by retention",
+                &self.runs_swept,
             ),
         ];
-        if let Some(pool) = pool {
-            out.header(
-                "gauge",
-                "runner_pool_ready",
-                "Warm sandbox containers ready, by language and stage.",
-            );
-            for (key, n) in pool.ready() {
-                out.sample(
-                    "runner_pool_ready",
-                    &format!("pool=\"{}\"", escape(&key)),
-                    n as u64,
-                );
-            }
-            let s = &pool.stats;
-            counters.extend([
-                (
-                    "runner_pool_hits_total",
-                    "Stages that started in a warm container.",
-                    load(&s.hits),
-                ),
-                (
-                    "runner_pool_misses_total",
-                    "Stages under default limits that found their pool empty (cold start).",
-                    load(&s.misses),
-                ),
-                (
-                    "runner_pool_created_total",
-                    "Warm containers prepared.",
-                    load(&s.created),
-                ),
-                (
-                    "runner_pool_expired_total",
-                    "Warm containers replaced after their idle lifetime.",
-                    load(&s.expired),
-                ),
-                (
-                    "runner_pool_create_failures_total",
-                    "Warm containers the engine failed to prepare.",
-                    load(&s.create_failures),
-                ),
-            ]);
+        for (name, help, c) in counters {
+            reg.register(name, help, c.clone());
         }
-        for (name, help, v) in counters {
-            out.single("counter", name, help, v);
-        }
-
-        out.header(
-            "counter",
-            "runner_http_responses_total",
-            "HTTP responses by status code.",
+        reg.register(
+            "http_responses",
+            "HTTP responses by status code",
+            self.responses.clone(),
         );
-        for (code, n) in self.responses.lock().expect("metrics lock").iter() {
-            out.sample(
-                "runner_http_responses_total",
-                &format!("code=\"{code}\""),
-                *n,
-            );
-        }
-        out.text
     }
 }
 
-/// The text exposition format, line by line.
-#[derive(Debug, Default)]
-struct Exposition {
-    text: String,
+fn load(c: &AtomicU64) -> ConstCounter {
+    ConstCounter::new(c.load(Ordering::Relaxed))
 }
 
-impl Exposition {
-    fn line(&mut self, l: &str) {
-        self.text.push_str(l);
-        self.text.push('\n');
-    }
-
-    fn header(&mut self, kind: &str, name: &str, help: &str) {
-        self.line(&format!("# HELP {name} {help}\n# TYPE {name} {kind}"));
-    }
-
-    fn sample(&mut self, name: &str, labels: &str, v: u64) {
-        self.line(&format!("{name}{{{labels}}} {v}"));
-    }
-
-    fn single(&mut self, kind: &str, name: &str, help: &str, v: u64) {
-        self.header(kind, name, help);
-        self.line(&format!("{name} {v}"));
-    }
+fn register_sandbox(reg: &mut Registry, s: &SandboxStats) {
+    reg.register(
+        "containers_created",
+        "Sandbox containers created",
+        load(&s.containers_created),
+    );
+    reg.register(
+        "container_create_failures",
+        "Sandbox containers the engine failed to create",
+        load(&s.create_failures),
+    );
+    reg.register(
+        "container_remove_failures",
+        "Sandbox containers the engine failed to remove",
+        load(&s.remove_failures),
+    );
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn register_pool(reg: &mut Registry, pool: &WarmPool) {
+    let ready = Family::<PoolLabel, Gauge>::default();
+    for (key, n) in pool.ready() {
+        ready.get_or_create(&PoolLabel { pool: key }).set(n as i64);
+    }
+    reg.register(
+        "pool_ready",
+        "Warm sandbox containers ready, by language and stage",
+        ready,
+    );
+    let s = &pool.stats;
+    let counters: [(&str, &str, &AtomicU64); 5] = [
+        (
+            "pool_hits",
+            "Stages that started in a warm container",
+            &s.hits,
+        ),
+        (
+            "pool_misses",
+            "Stages under default limits that found their pool empty (cold start)",
+            &s.misses,
+        ),
+        ("pool_created", "Warm containers prepared", &s.created),
+        (
+            "pool_expired",
+            "Warm containers replaced after their idle lifetime",
+            &s.expired,
+        ),
+        (
+            "pool_create_failures",
+            "Warm containers the engine failed to prepare",
+            &s.create_failures,
+        ),
+    ];
+    for (name, help, v) in counters {
+        reg.register(name, help, load(v));
+    }
 }
 
 #[cfg(test)]
@@ -257,17 +251,30 @@ mod tests {
         m.run_finished("python", "ok", 0.3);
         m.run_finished("python", "ok", 3.0);
         m.response(200);
+        m.auth_failures.inc();
         let text = m.render(4, 1, &SandboxStats::default(), None);
-        assert!(text.contains("runner_queue_depth 4"));
-        assert!(text.contains("runner_runs_total{status=\"ok\",language=\"python\"} 2"));
+        assert!(text.contains("runner_queue_depth 4"), "{text}");
         assert!(
-            text.contains("runner_run_duration_seconds_bucket{language=\"python\",le=\"0.5\"} 1")
+            text.contains("runner_runs_total{status=\"ok\",language=\"python\"} 2"),
+            "{text}"
         );
         assert!(
-            text.contains("runner_run_duration_seconds_bucket{language=\"python\",le=\"+Inf\"} 2")
+            text.contains("runner_run_duration_seconds_bucket{le=\"0.5\",language=\"python\"} 1")
+                || text.contains(
+                    "runner_run_duration_seconds_bucket{language=\"python\",le=\"0.5\"} 1"
+                ),
+            "{text}"
         );
-        assert!(text.contains("runner_container_create_failures_total 0"));
-        assert!(text.contains("runner_http_responses_total{code=\"200\"} 1"));
+        assert!(text.contains("le=\"+Inf\""), "{text}");
+        assert!(
+            text.contains("runner_container_create_failures_total 0"),
+            "{text}"
+        );
+        assert!(text.contains("runner_auth_failures_total 1"), "{text}");
+        assert!(
+            text.contains("runner_http_responses_total{code=\"200\"} 1"),
+            "{text}"
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(
                 line.split(' ').count(),
@@ -275,5 +282,13 @@ mod tests {
                 "sample lines are `name value`: {line}"
             );
         }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        m.run_finished("we\"ird\nname", "ok", 1.0);
+        let text = m.render(0, 0, &SandboxStats::default(), None);
+        assert!(text.contains(r#"language="we\"ird\nname""#), "{text}");
     }
 }

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub mod abuse;
@@ -20,7 +21,10 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod scheduler;
+pub mod server;
+pub mod spec;
 pub mod store;
+pub mod tls;
 
 use api::{AppState, Shared};
 use auth::Principal;
@@ -50,7 +54,122 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
 }
 
-pub mod tls;
+/// The service's parts, wired together: what `runner serve` runs and what
+/// the tests drive in process. The one place they are put together.
+#[derive(Debug)]
+pub struct Service {
+    pub state: AppState,
+    pub store: Store,
+    pub scheduler: Arc<Scheduler>,
+    pub sandbox: Arc<Sandbox>,
+    pub metrics: Arc<Metrics>,
+    /// The global concurrency bound, shared by running jobs and the pool.
+    pub permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Service {
+    /// Wires the service on `store` (migrated); starts nothing.
+    pub fn new(
+        config: ServiceConfig,
+        store: Store,
+        sandbox: Arc<Sandbox>,
+    ) -> Result<Service, ServeError> {
+        let anonymous = match &config.anonymous_tenant {
+            Some(name) => {
+                let t = store
+                    .tenant_by_name(name)?
+                    .ok_or_else(|| ServeError::AnonymousTenant(name.clone()))?;
+                warn!(tenant = %name, "anonymous access is on: requests without a key run as this tenant's learner");
+                Some(Principal::anonymous(t))
+            }
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let permits = Arc::new(tokio::sync::Semaphore::new(config.global_concurrency));
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Arc::clone(&sandbox),
+            Arc::clone(&metrics),
+            Arc::clone(&permits),
+            config.tenant_concurrency,
+        );
+        let state = AppState(Arc::new(Shared::new(
+            config,
+            store.clone(),
+            Arc::clone(&sandbox),
+            Arc::clone(&scheduler),
+            Arc::clone(&metrics),
+            anonymous,
+        )));
+        Ok(Service {
+            state,
+            store,
+            scheduler,
+            sandbox,
+            metrics,
+            permits,
+        })
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.state.config
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Starts executing queued runs: the dispatcher, the warm pool (when
+    /// configured) and the retention sweeper. Returns the background tasks.
+    pub fn start(&self) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![self.scheduler.start()];
+        let pool = &self.config().pool;
+        if pool.default_size > 0 || pool.sizes.values().any(|n| *n > 0) {
+            self.sandbox.start_pool(pool, Arc::clone(&self.permits));
+        }
+        tasks.push(self.start_sweeper());
+        tasks
+    }
+
+    /// Applies retention now and then every `sweep_interval`.
+    fn start_sweeper(&self) -> JoinHandle<()> {
+        let (store, metrics) = (self.store.clone(), Arc::clone(&self.metrics));
+        let (policy, every) = (self.config().retention, self.config().sweep_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match store.call(move |s| s.sweep(&policy, store::now_ms())).await {
+                    Ok(swept) if swept.by_age + swept.by_size > 0 => {
+                        metrics
+                            .runs_swept
+                            .inc_by((swept.by_age + swept.by_size) as u64);
+                        info!(
+                            by_age = swept.by_age,
+                            by_size = swept.by_size,
+                            bytes = swept.bytes,
+                            "retention deleted ended runs"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "the retention sweep failed"),
+                }
+            }
+        })
+    }
+
+    /// Warns about languages whose image is missing.
+    async fn check_images(&self) {
+        for lang in self.sandbox.catalog().languages() {
+            if matches!(
+                self.sandbox.engine().image_labels(&lang.image).await,
+                Ok(None)
+            ) {
+                warn!(language = %lang.name, image = %lang.image, "sandbox image not built: runs of this language fail until `runner images build` builds it");
+            }
+        }
+    }
+}
 
 /// Runs the service until `shutdown` resolves, then stops accepting, lets
 /// running jobs finish within the grace period and leaves queued jobs queued.
@@ -60,105 +179,34 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let store = Store::open(&config.database)?;
-    let anonymous = match &config.anonymous_tenant {
-        Some(name) => {
-            let t = store
-                .tenant_by_name(name)?
-                .ok_or_else(|| ServeError::AnonymousTenant(name.clone()))?;
-            warn!(tenant = %name, "anonymous access is on: requests without a key run as this tenant's learner");
-            Some(Principal::anonymous(t))
-        }
-        None => None,
-    };
-    let metrics = Arc::new(Metrics::default());
-    let permits = Arc::new(tokio::sync::Semaphore::new(config.global_concurrency));
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::clone(&sandbox),
-        Arc::clone(&metrics),
-        Arc::clone(&permits),
-        config.tenant_concurrency,
-    );
-    let recovered = scheduler.recover().await?;
+    let service = Service::new(config, store, Arc::clone(&sandbox))?;
+    let recovered = service.scheduler.recover().await?;
     if recovered > 0 {
         warn!(
             runs = recovered,
             "finished runs interrupted by the previous process as internal_error"
         );
     }
-    for lang in sandbox.catalog().languages() {
-        if matches!(sandbox.engine().image_labels(&lang.image).await, Ok(None)) {
-            warn!(language = %lang.name, image = %lang.image, "sandbox image not built: runs of this language fail until `runner images build` builds it");
-        }
-    }
-    let dispatcher = scheduler.start();
-    if config.pool.default_size > 0 || config.pool.sizes.values().any(|n| *n > 0) {
-        sandbox.start_pool(&config.pool, Arc::clone(&permits));
-    }
-    let grace = config.shutdown_grace;
-    let listen = config.listen;
-    let tls = config.tls.clone();
-    let state = AppState(Arc::new(Shared::new(
-        config,
-        store,
-        Arc::clone(&sandbox),
-        Arc::clone(&scheduler),
-        metrics,
-        anonymous,
-    )));
-    let app = api::router(state).into_make_service_with_connect_info::<tls::ClientAddr>();
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(ServeError::Server)?;
-    info!(addr = %local, tls = tls.is_some(), "listening");
-
+    service.check_images().await;
+    let tasks = service.start();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server = match tls {
-        None => {
-            let mut rx = stop_rx.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await
-            })
-        }
-        Some(t) => {
-            let acceptor = tls::acceptor(&t)?;
-            let mut rx = stop_rx.clone();
-            tokio::spawn(async move {
-                axum::serve(tls::TlsListener::new(listener, acceptor), app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await
-            })
-        }
-    };
+    let mut server = listen(&service, stop_rx).await?;
     tokio::select! {
         () = shutdown => {}
-        r = &mut server => {
-            dispatcher.abort();
+        _ = &mut server => {
+            tasks.iter().for_each(JoinHandle::abort);
             sandbox.shutdown().await;
-            return match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(ServeError::Server(e)),
-                Err(e) => Err(ServeError::Server(std::io::Error::other(e))),
-            };
+            return Err(ServeError::Server(std::io::Error::other("the server stopped by itself")));
         }
     }
+    let grace = service.config().shutdown_grace;
     info!(
         grace_secs = grace.as_secs(),
         "shutting down: no new connections; running jobs may finish"
     );
     let _ = stop_tx.send(true);
-    scheduler.drain(grace).await;
-    dispatcher.abort();
+    service.scheduler.drain(grace).await;
+    tasks.iter().for_each(JoinHandle::abort);
     // Warm containers and used ones still being removed: leave nothing.
     sandbox.shutdown().await;
     // Open streams (events, waits) end with their runs; give them a moment.
@@ -170,4 +218,29 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Binds the listener and serves the API on it until `stop` turns true.
+async fn listen(
+    service: &Service,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, ServeError> {
+    let config = service.config();
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServeError::Server)?;
+    info!(addr = %local, tls = tls.is_some(), "listening");
+    Ok(tokio::spawn(server::serve(
+        listener,
+        service.router(),
+        tls,
+        config.http,
+        Arc::clone(&service.metrics),
+        stop,
+    )))
 }

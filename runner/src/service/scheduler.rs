@@ -1,6 +1,7 @@
-//! Turns queued runs into sandbox executions: oldest first, within the global
-//! concurrency bound and each tenant's quota; publishes progress; stops runs
-//! on cancellation; drains on shutdown.
+//! Turns queued runs into sandbox executions: fairly across tenants (round
+//! robin over the tenants with queued runs, each tenant's oldest first),
+//! within the global concurrency bound and each tenant's quota; publishes
+//! progress; stops runs on cancellation; drains on shutdown.
 //!
 //! The queue lives in the store, so a run acknowledged to a client survives
 //! a crash. After a crash, runs that were executing are finished as
@@ -13,71 +14,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast, oneshot};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::metrics::Metrics;
+use super::spec::JobSpec;
 use super::store::{RunRecord, Store, StoreError, TenantId};
-use crate::limits::LimitsRequest;
-use crate::sandbox::{RunRequest, Sandbox, SandboxEvent};
-use crate::submission::SubmissionFile;
+use crate::sandbox::{PreparedRun, Sandbox, SandboxEvent};
 use crate::verdict::{RunResult, Status};
 
-/// A run as kept in the queue: the request, binary-safe.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunSpec {
-    pub language: String,
-    pub version: Option<String>,
-    /// (name, base64 content)
-    pub files: Vec<(String, String)>,
-    /// base64
-    pub stdin: String,
-    pub args: Vec<String>,
-    pub limits: LimitsRequest,
-}
-
-impl RunSpec {
-    pub fn from_request(r: &RunRequest) -> RunSpec {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        RunSpec {
-            language: r.language.clone(),
-            version: r.version.clone(),
-            files: r
-                .files
-                .iter()
-                .map(|f| (f.name.clone(), b64.encode(&f.content)))
-                .collect(),
-            stdin: b64.encode(&r.stdin),
-            args: r.args.clone(),
-            limits: r.limits.clone(),
-        }
-    }
-
-    pub fn into_request(self) -> Result<RunRequest, String> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let files = self
-            .files
-            .into_iter()
-            .map(|(name, content)| {
-                Ok(SubmissionFile {
-                    content: b64
-                        .decode(content)
-                        .map_err(|e| format!("file {name}: {e}"))?,
-                    name,
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(RunRequest {
-            language: self.language,
-            version: self.version,
-            files,
-            stdin: b64.decode(self.stdin).map_err(|e| format!("stdin: {e}"))?,
-            args: self.args,
-            limits: self.limits,
-        })
+/// The result of a run that could not run, for `message`'s reason.
+fn failed(language: String, version: String, message: String) -> RunResult {
+    RunResult {
+        status: Status::InternalError,
+        language,
+        version,
+        compile: None,
+        run: None,
+        message: Some(message),
     }
 }
 
@@ -116,6 +70,8 @@ pub struct Scheduler {
     permits: Arc<tokio::sync::Semaphore>,
     per_tenant: usize,
     running: Mutex<Running>,
+    /// The tenant a run was last started for: the round robin goes on after it.
+    last_served: Mutex<Option<TenantId>>,
     wake: Notify,
     idle: Notify,
     draining: AtomicBool,
@@ -137,6 +93,7 @@ impl Scheduler {
             permits,
             per_tenant,
             running: Mutex::new(Running::default()),
+            last_served: Mutex::new(None),
             wake: Notify::new(),
             idle: Notify::new(),
             draining: AtomicBool::new(false),
@@ -153,17 +110,12 @@ impl Scheduler {
             if let Err(e) = crate::gc::remove_job(engine.as_ref(), id).await {
                 warn!(run.id = %id, error = %e, "could not remove the containers of an interrupted run");
             }
-            let result = RunResult {
-                status: Status::InternalError,
-                language: language.clone(),
-                version: version.clone(),
-                compile: None,
-                run: None,
-                message: Some(
-                    "the runner stopped while this run was executing (it crashed or was killed); the run was not retried"
-                        .into(),
-                ),
-            };
+            let result = failed(
+                language.clone(),
+                version.clone(),
+                "the runner stopped while this run was executing (it crashed or was killed); the run was not retried"
+                    .into(),
+            );
             let id2 = id.clone();
             self.store
                 .call(move |s| s.queue().finish(&id2, &result))
@@ -206,57 +158,84 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Starts queued runs while the bounds allow.
+    /// Starts queued runs while the bounds allow: one per tenant per round,
+    /// tenants in turn, so a tenant with a long queue (or at its quota)
+    /// never holds back another's runs.
     async fn fill(self: &Arc<Self>) -> Result<(), StoreError> {
         loop {
             if self.draining.load(Ordering::SeqCst) || self.permits.available_permits() == 0 {
                 return Ok(());
             }
-            let waiting = self.store.call(|s| s.queue().waiting(256)).await?;
+            let waiting = self.store.call(|s| s.queue().waiting_tenants()).await?;
             let mut started = false;
-            for (id, tenant) in waiting {
-                let tenant_running = self
-                    .running
-                    .lock()
-                    .expect("scheduler lock")
-                    .per_tenant
-                    .get(&tenant)
-                    .copied()
-                    .unwrap_or(0);
-                if tenant_running >= self.per_tenant {
+            for tenant in self.in_turn(waiting) {
+                if self.tenant_running(&tenant) >= self.per_tenant {
                     continue;
                 }
                 let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                     return Ok(());
                 };
-                let claim_id = id.clone();
-                let Some(request) = self.store.call(move |s| s.queue().claim(&claim_id)).await?
+                let t = tenant.clone();
+                let Some((id, spec)) = self.store.call(move |s| s.queue().claim_next(&t)).await?
                 else {
                     continue;
                 };
-                let (stop_tx, stop_rx) = oneshot::channel();
-                {
-                    let mut r = self.running.lock().expect("scheduler lock");
-                    r.total += 1;
-                    *r.per_tenant.entry(tenant.clone()).or_default() += 1;
-                    r.stops.insert(id.clone(), stop_tx);
-                }
+                *self.last_served.lock().expect("scheduler lock") = Some(tenant.clone());
+                self.launch(id, tenant, spec, permit);
                 started = true;
-                let me = Arc::clone(self);
-                let span = info_span!("run", run.id = %id, tenant = %tenant);
-                tokio::spawn(
-                    async move {
-                        me.execute(&id, request, stop_rx).await;
-                        drop(permit);
-                        me.release(&id, &tenant);
-                    }
-                    .instrument(span),
-                );
             }
             if !started {
                 return Ok(());
             }
         }
+    }
+
+    /// `tenants` in round-robin order: by id, starting after the one served last.
+    fn in_turn(&self, mut tenants: Vec<TenantId>) -> Vec<TenantId> {
+        tenants.sort();
+        let last = self.last_served.lock().expect("scheduler lock").clone();
+        if let Some(last) = last {
+            let next = tenants.partition_point(|t| *t <= last);
+            tenants.rotate_left(next);
+        }
+        tenants
+    }
+
+    fn tenant_running(&self, tenant: &TenantId) -> usize {
+        self.running
+            .lock()
+            .expect("scheduler lock")
+            .per_tenant
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Runs a claimed run in the background, holding `permit` until it ends.
+    fn launch(
+        self: &Arc<Self>,
+        id: String,
+        tenant: TenantId,
+        spec: Vec<u8>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        {
+            let mut r = self.running.lock().expect("scheduler lock");
+            r.total += 1;
+            *r.per_tenant.entry(tenant.clone()).or_default() += 1;
+            r.stops.insert(id.clone(), stop_tx);
+        }
+        let me = Arc::clone(self);
+        let span = info_span!("run", run.id = %id, tenant = %tenant);
+        tokio::spawn(
+            async move {
+                me.execute(&id, spec, stop_rx).await;
+                drop(permit);
+                me.release(&id, &tenant);
+            }
+            .instrument(span),
+        );
     }
 
     fn release(&self, id: &str, tenant: &TenantId) {
@@ -280,39 +259,34 @@ impl Scheduler {
         self.running.lock().expect("scheduler lock").total
     }
 
-    async fn execute(&self, id: &str, request: Vec<u8>, stop: oneshot::Receiver<Stop>) {
+    /// The stored job spec as a run to execute: prepared once, at
+    /// submission; only what can have changed since is checked.
+    fn prepared(&self, id: &str, spec: &[u8]) -> Result<PreparedRun, super::spec::SpecError> {
+        JobSpec::decode(spec)?.into_prepared(
+            id.to_owned(),
+            self.sandbox.catalog(),
+            self.sandbox.policy(),
+        )
+    }
+
+    async fn execute(&self, id: &str, spec: Vec<u8>, stop: oneshot::Receiver<Stop>) {
         self.publish(id, RunEvent::Started);
         let started = Instant::now();
-        let prepared = serde_json::from_slice::<RunSpec>(&request)
-            .map_err(|e| format!("the stored request cannot be read: {e}"))
-            .and_then(RunSpec::into_request)
-            .and_then(|req| {
-                self.sandbox
-                    .prepare_as(id.to_owned(), req)
-                    .map_err(|e| format!("the request no longer passes the sandbox policy: {e}"))
-            });
-        let prepared = match prepared {
+        let prepared = match self.prepared(id, &spec) {
             Ok(p) => p,
-            Err(message) => {
-                error!(%message, "run cannot start");
-                let rec = self.lookup(id).await;
-                let (language, version) = rec
-                    .as_ref()
-                    .map(|r| (r.language.clone(), r.version.clone()))
+            Err(e) => {
+                error!(error = %e, "run cannot start");
+                let (language, version) = self
+                    .lookup(id)
+                    .await
+                    .map(|r| (r.language, r.version))
                     .unwrap_or_default();
-                let result = RunResult {
-                    status: Status::InternalError,
-                    language,
-                    version,
-                    compile: None,
-                    run: None,
-                    message: Some(message),
-                };
+                let result = failed(language, version, e.to_string());
                 self.finish(id, result, started).await;
                 return;
             }
         };
-
+        drop(spec);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let forward = {
             let channel = self.channel(id);
@@ -339,24 +313,27 @@ impl Scheduler {
                 );
                 self.finish(id, result, started).await;
             }
-            Err(reason) => {
-                let engine = Arc::clone(self.sandbox.engine());
-                if let Err(e) = crate::gc::remove_job(engine.as_ref(), id).await {
-                    warn!(error = %e, "could not remove the containers of a stopped run; `runner gc` will");
-                }
-                let id2 = id.to_owned();
-                let stored = match reason {
-                    Stop::Cancel => self.store.call(move |s| s.queue().cancelled(&id2)).await,
-                    Stop::Shutdown => self.store.call(move |s| s.queue().requeue(&id2)).await,
-                };
-                if let Err(e) = stored {
-                    error!(error = %e, "recording a stopped run failed");
-                }
-                info!(reason = ?reason, "run stopped");
-                if let Some(rec) = self.lookup(id).await {
-                    self.publish(id, RunEvent::Done(Box::new(rec)));
-                }
-            }
+            Err(reason) => self.stopped(id, reason).await,
+        }
+    }
+
+    /// Cleans up after a run stopped from outside, and records why.
+    async fn stopped(&self, id: &str, reason: Stop) {
+        let engine = Arc::clone(self.sandbox.engine());
+        if let Err(e) = crate::gc::remove_job(engine.as_ref(), id).await {
+            warn!(error = %e, "could not remove the containers of a stopped run; `runner gc` will");
+        }
+        let id2 = id.to_owned();
+        let stored = match reason {
+            Stop::Cancel => self.store.call(move |s| s.queue().cancelled(&id2)).await,
+            Stop::Shutdown => self.store.call(move |s| s.queue().requeue(&id2)).await,
+        };
+        if let Err(e) = stored {
+            error!(error = %e, "recording a stopped run failed");
+        }
+        info!(reason = ?reason, "run stopped");
+        if let Some(rec) = self.lookup(id).await {
+            self.publish(id, RunEvent::Done(Box::new(rec)));
         }
     }
 
@@ -502,37 +479,5 @@ impl Scheduler {
             }
             rx = self.subscribe(id);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_specs_round_trip_binary_content() {
-        let req = RunRequest {
-            language: "python".into(),
-            version: Some("3".into()),
-            files: vec![SubmissionFile {
-                name: "a.bin".into(),
-                content: vec![0, 159, 146, 150, 255],
-            }],
-            stdin: b"in\0put".to_vec(),
-            args: vec!["-x".into()],
-            limits: LimitsRequest {
-                run_memory_mb: Some(64),
-                ..Default::default()
-            },
-        };
-        let json = serde_json::to_vec(&RunSpec::from_request(&req)).unwrap();
-        let back = serde_json::from_slice::<RunSpec>(&json)
-            .unwrap()
-            .into_request()
-            .unwrap();
-        assert_eq!(back.files, req.files);
-        assert_eq!(back.stdin, req.stdin);
-        assert_eq!(back.limits, req.limits);
-        assert_eq!(back.version, req.version);
     }
 }

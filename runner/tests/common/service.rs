@@ -14,10 +14,9 @@ use runner::images::sources::ImageSources;
 use runner::language::Catalog;
 use runner::policy::SandboxPolicy;
 use runner::sandbox::Sandbox;
-use runner::service::api::{AppState, Shared, router};
-use runner::service::auth::{Principal, Role, mint_key};
+use runner::service::api::AppState;
+use runner::service::auth::{Role, mint_key};
 use runner::service::config::{ConfigFile, ServiceConfig};
-use runner::service::metrics::Metrics;
 use runner::service::scheduler::Scheduler;
 use runner::service::store::{NewKey, Store};
 use runner::service::tls::ClientAddr;
@@ -29,6 +28,8 @@ pub struct Service {
     pub state: AppState,
     pub store: Store,
     pub scheduler: Arc<Scheduler>,
+    /// The wiring `runner serve` uses (runner::service::Service).
+    pub inner: runner::service::Service,
     /// (tenant, role) → key text
     pub keys: HashMap<(String, Role), String>,
 }
@@ -40,6 +41,31 @@ pub fn config(extra: &str) -> ServiceConfig {
         .unwrap()
         .validate()
         .unwrap()
+}
+
+/// Tenants alpha and beta, with a key of every role each.
+fn tenants_and_keys(store: &Store) -> HashMap<(String, Role), String> {
+    let mut keys = HashMap::new();
+    for t in TENANTS {
+        let tenant = store.create_tenant(t).unwrap();
+        for role in Role::ALL {
+            let k = mint_key();
+            store
+                .insert_key(
+                    &tenant.id,
+                    &NewKey {
+                        id: &k.id,
+                        role: role.as_str(),
+                        secret_hash: &k.secret_hash,
+                        label: "test",
+                        created_by: "test",
+                    },
+                )
+                .unwrap();
+            keys.insert((t.to_owned(), role), k.text);
+        }
+    }
+    keys
 }
 
 impl Service {
@@ -55,59 +81,17 @@ impl Service {
             Arc::new(SandboxPolicy::embedded().unwrap()),
             Arc::new(Catalog::load(&sources).unwrap()),
         ));
-        let metrics = Arc::new(Metrics::default());
-        let permits = Arc::new(tokio::sync::Semaphore::new(config.global_concurrency));
-        let scheduler = Scheduler::new(
-            store.clone(),
-            Arc::clone(&sandbox),
-            Arc::clone(&metrics),
-            Arc::clone(&permits),
-            config.tenant_concurrency,
-        );
+        let keys = tenants_and_keys(&store);
+        let inner = runner::service::Service::new(config, store.clone(), sandbox).unwrap();
         if start {
-            scheduler.start();
-            let pool = &config.pool;
-            if pool.default_size > 0 || pool.sizes.values().any(|n| *n > 0) {
-                sandbox.start_pool(pool, permits);
-            }
+            inner.start();
         }
-        let mut keys = HashMap::new();
-        for t in TENANTS {
-            let tenant = store.create_tenant(t).unwrap();
-            for role in Role::ALL {
-                let k = mint_key();
-                store
-                    .insert_key(
-                        &tenant.id,
-                        &NewKey {
-                            id: &k.id,
-                            role: role.as_str(),
-                            secret_hash: &k.secret_hash,
-                            label: "test",
-                            created_by: "test",
-                        },
-                    )
-                    .unwrap();
-                keys.insert((t.to_owned(), role), k.text);
-            }
-        }
-        let anonymous = config
-            .anonymous_tenant
-            .as_ref()
-            .map(|name| Principal::anonymous(store.tenant_by_name(name).unwrap().unwrap()));
-        let state = AppState(Arc::new(Shared::new(
-            config,
-            store.clone(),
-            sandbox,
-            Arc::clone(&scheduler),
-            metrics,
-            anonymous,
-        )));
         Service {
-            app: router(state.clone()),
-            state,
+            app: inner.router(),
+            state: inner.state.clone(),
             store,
-            scheduler,
+            scheduler: Arc::clone(&inner.scheduler),
+            inner,
             keys,
         }
     }
@@ -139,7 +123,23 @@ impl Service {
         body: Option<Value>,
         ip: &str,
     ) -> (u16, Value, Response<()>) {
+        self.call_with(method, path, key, body, ip, &[]).await
+    }
+
+    /// A JSON request from `ip` (the TCP peer) with extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        ip: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, Response<()>) {
         let mut b = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
         if let Some(k) = key {
             b = b.header("authorization", format!("Bearer {k}"));
         }

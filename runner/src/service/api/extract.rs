@@ -1,19 +1,23 @@
 //! Extractors: who is calling (API key, lockout and rate limits checked on
 //! the way), and strict JSON bodies whose rejections use the API's errors.
 
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::service::auth::{Action, KeyRefusal, Principal, parse_key};
-use crate::service::store::NewAuditEntry;
+use crate::service::abuse::Refused;
+use crate::service::auth::{
+    Action, HashPoolError, KeyRefusal, Principal, Role, parse_key, usable_role, verify_secret,
+};
+use crate::service::store::{KeyRecord, NewAuditEntry};
 use crate::service::tls::ClientAddr;
 
 /// The caller, authenticated with an API key.
@@ -53,19 +57,13 @@ pub fn require(p: &Principal, action: Action, what: &str) -> Result<(), ApiError
     }
 }
 
-/// The client's address: the TCP peer, or the first `X-Forwarded-For` hop
-/// when the operator says a proxy of theirs sets it.
+/// The client's address: the TCP peer, or, behind the operator's proxies,
+/// what the outermost of them saw (see [`forwarded_client`]).
 pub fn client_ip(parts: &Parts, state: &AppState) -> String {
-    if state.config.trust_forwarded_for {
-        if let Some(first) = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        {
-            return first.to_owned();
+    let proxies = usize::from(state.config.trusted_proxies);
+    if proxies > 0 {
+        if let Some(ip) = forwarded_client(&parts.headers, proxies) {
+            return ip.to_string();
         }
     }
     parts
@@ -75,6 +73,75 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// The client of a request that came through `proxies` proxies of the
+/// operator's, each appending the address it saw to `X-Forwarded-For`: the
+/// `proxies`-th entry from the right. Entries left of it were written by the
+/// client and are never believed. With fewer entries, the leftmost (still
+/// written by one of the proxies). `None` without a usable entry.
+pub fn forwarded_client(headers: &HeaderMap, proxies: usize) -> Option<IpAddr> {
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let entry = entries.get(entries.len().checked_sub(1)?.saturating_sub(proxies - 1))?;
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse().ok())
+        })
+}
+
+fn too_many(code: &'static str, why: &str, retry: Duration) -> ApiError {
+    ApiError::too_many(
+        code,
+        format!("{why}; retry in {} s", retry.as_secs().max(1)),
+        retry.as_secs(),
+    )
+}
+
+/// Lockout, then the per-address rate limit.
+fn admit(state: &AppState, ip: &str, now: Instant) -> Result<(), ApiError> {
+    if let Some(left) = state.lockout.locked(ip, now) {
+        return Err(too_many(
+            "locked_out",
+            "too many failed authentications from this address",
+            left,
+        ));
+    }
+    if let Err(retry) = state.per_ip.hit(ip, now) {
+        state.metrics.rate_limited.inc();
+        return Err(too_many(
+            "rate_limited",
+            "too many requests from this address",
+            retry,
+        ));
+    }
+    Ok(())
+}
+
+/// The key presented, `Bearer <key>` or bare as Piston clients send it.
+fn presented_key(parts: &Parts) -> Option<&str> {
+    let text = parts
+        .headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .unwrap_or("")
+        .trim();
+    let text = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .unwrap_or(text);
+    Some(text.trim())
+}
+
 async fn authenticate(
     parts: &Parts,
     state: &AppState,
@@ -82,77 +149,21 @@ async fn authenticate(
 ) -> Result<Principal, ApiError> {
     let ip = client_ip(parts, state);
     let now = Instant::now();
-    if let Some(left) = state.lockout.locked(&ip, now) {
-        return Err(ApiError::too_many(
-            "locked_out",
-            format!(
-                "too many failed authentications from this address; try again in {} s",
-                left.as_secs().max(1)
-            ),
-            left.as_secs(),
-        ));
-    }
-    if let Err(retry) = state.per_ip.hit(&ip, now) {
-        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError::too_many(
-            "rate_limited",
-            format!(
-                "too many requests from this address; retry in {} s",
-                retry.as_secs()
-            ),
-            retry.as_secs(),
-        ));
-    }
-    let Some(header) = parts.headers.get(AUTHORIZATION) else {
-        if anonymous_ok {
-            if let Some(p) = &state.anonymous {
-                return Ok(p.clone());
-            }
+    admit(state, &ip, now)?;
+    let Some(text) = presented_key(parts) else {
+        if let Some(p) = state.anonymous.as_ref().filter(|_| anonymous_ok) {
+            return Ok(p.clone());
         }
-        state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        state.metrics.auth_failures.inc();
         return Err(ApiError::unauthenticated());
     };
-    let text = header.to_str().unwrap_or("").trim();
-    // `Bearer <key>`, or the bare key as Piston clients send it.
-    let text = text
-        .strip_prefix("Bearer ")
-        .or_else(|| text.strip_prefix("bearer "))
-        .unwrap_or(text)
-        .trim();
-    let Some((id, secret)) = parse_key(text) else {
-        return Err(refuse(state, &ip, None, KeyRefusal::Malformed).await);
-    };
-    let key_id = id.to_owned();
-    let record = state.store.call(move |s| s.key(&key_id)).await?;
-    let Some(record) = record else {
-        return Err(refuse(state, &ip, Some((id, None)), KeyRefusal::Unknown).await);
-    };
-    // The slow hash runs on a blocking thread.
-    let (st, text2, secret2, rec2) = (
-        state.clone(),
-        text.to_owned(),
-        secret.to_owned(),
-        record.clone(),
-    );
-    let checked = tokio::task::spawn_blocking(move || st.verified.check(&text2, &secret2, &rec2))
-        .await
-        .map_err(ApiError::internal)?;
-    let role = match checked {
-        Ok(role) => role,
-        Err(reason) => {
-            return Err(refuse(state, &ip, Some((id, Some(&record.tenant_name))), reason).await);
-        }
-    };
-    state.lockout.succeed(&ip);
+    let (record, role) = verify_key(state, &ip, text).await?;
     if let Err(retry) = state.per_key.hit(&record.id, now) {
-        state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError::too_many(
+        state.metrics.rate_limited.inc();
+        return Err(too_many(
             "rate_limited",
-            format!(
-                "too many requests with this key; retry in {} s",
-                retry.as_secs()
-            ),
-            retry.as_secs(),
+            "too many requests with this key",
+            retry,
         ));
     }
     Ok(Principal {
@@ -163,16 +174,95 @@ async fn authenticate(
     })
 }
 
+/// Checks a presented key: its record, then (unless verified moments ago)
+/// its secret. The slow hash is bounded twice: the attempt counts toward the
+/// address's lockout before it starts, and at most
+/// `auth.max_concurrent_verifications` run at once.
+async fn verify_key(state: &AppState, ip: &str, text: &str) -> Result<(KeyRecord, Role), ApiError> {
+    let Some((id, secret)) = parse_key(text) else {
+        return Err(refuse(state, ip, None, KeyRefusal::Malformed, false).await);
+    };
+    let key_id = id.to_owned();
+    let Some(record) = state.store.call(move |s| s.key(&key_id)).await? else {
+        return Err(refuse(state, ip, Some((id, None)), KeyRefusal::Unknown, false).await);
+    };
+    let tenant = Some(&record.tenant_name);
+    let role = match usable_role(&record) {
+        Ok(role) => role,
+        Err(why) => return Err(refuse(state, ip, Some((id, tenant)), why, false).await),
+    };
+    if state.verified.contains(text, &record) {
+        return Ok((record, role));
+    }
+    match state.lockout.begin(ip, Instant::now()) {
+        Ok(()) => {}
+        Err(Refused::Locked(left)) => {
+            return Err(too_many(
+                "locked_out",
+                "too many failed authentications from this address",
+                left,
+            ));
+        }
+        Err(Refused::Busy) => {
+            return Err(too_many(
+                "locked_out",
+                "too many authentications from this address are being checked",
+                Duration::from_secs(1),
+            ));
+        }
+    }
+    let checked = bounded_verify(state, secret, &record).await;
+    let ok = matches!(checked, Ok(Ok(())));
+    let locked = state.lockout.end(ip, Instant::now(), ok);
+    match checked {
+        Ok(Ok(())) => {
+            state.verified.remember(text, &record);
+            Ok((record, role))
+        }
+        Ok(Err(why)) => Err(refuse(state, ip, Some((id, tenant)), why, locked).await),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the slow hash on the key hash threads (bounded; see `HashPool`).
+async fn bounded_verify(
+    state: &AppState,
+    secret: &str,
+    record: &KeyRecord,
+) -> Result<Result<(), KeyRefusal>, ApiError> {
+    let (secret, record) = (secret.to_owned(), record.clone());
+    match state
+        .hashes
+        .run(move || verify_secret(&secret, &record))
+        .await
+    {
+        Ok(checked) => Ok(checked),
+        Err(HashPoolError::Busy(_)) => Err(ApiError::unavailable(
+            "the server is busy checking API keys; retry in a few seconds",
+        )
+        .retry_after(2)),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
 /// A failed authentication: counted, audited, and maybe a lockout. The client
 /// learns only that the key is not valid.
+/// `counted`: the failure was already counted (and `locked` is its outcome);
+/// otherwise it is counted here.
 async fn refuse(
     state: &AppState,
     ip: &str,
     key: Option<(&str, Option<&String>)>,
     why: KeyRefusal,
+    locked: bool,
 ) -> ApiError {
-    state.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-    let locked = state.lockout.fail(ip, Instant::now());
+    state.metrics.auth_failures.inc();
+    let counted = matches!(why, KeyRefusal::WrongSecret);
+    let locked = if counted {
+        locked
+    } else {
+        state.lockout.fail(ip, Instant::now())
+    };
     let mut entries = vec![NewAuditEntry {
         actor: format!("ip:{ip}"),
         tenant: key.and_then(|(_, t)| t.cloned()),
@@ -181,7 +271,7 @@ async fn refuse(
         detail: Some(why.as_str().into()),
     }];
     if locked {
-        state.metrics.lockouts.fetch_add(1, Ordering::Relaxed);
+        state.metrics.lockouts.inc();
         entries.push(NewAuditEntry {
             actor: "system".into(),
             tenant: None,
@@ -214,6 +304,26 @@ async fn refuse(
     )
 }
 
+/// A query string, strictly parsed; a malformed one is answered with the
+/// API's JSON error, like every other bad input.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|rej| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("the query string is not valid: {}", rej.body_text()),
+                )
+            })
+    }
+}
+
 /// A JSON body, strictly parsed; rejections are API errors that say what was
 /// wrong.
 #[derive(Debug)]
@@ -224,6 +334,13 @@ pub struct ApiJson<T>(pub T);
 pub struct PistonJson<T>(pub T);
 
 pub fn json_rejection(rej: JsonRejection, max_body: usize) -> ApiError {
+    if crate::service::server::is_body_timeout(&rej) {
+        return ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time; send it at once",
+        );
+    }
     match rej {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,

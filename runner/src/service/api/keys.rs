@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Auth, require};
 use super::model::rfc3339;
 use crate::service::auth::{Action, Role, mint_key};
-use crate::service::store::{KeyRecord, NewAuditEntry, NewKey};
+use crate::service::store::{KeyRecord, NewAuditEntry, NewKey, StoreError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,17 +52,18 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     require(&p, Action::ManageKeys, "manage API keys")?;
-    let role = Role::parse(&body.role).map_err(|m| ApiError::bad_request("invalid_role", m))?;
+    let role = Role::parse(&body.role)
+        .map_err(|e| ApiError::bad_request("invalid_role", e.to_string()))?;
     if body.label.len() > MAX_LABEL || body.label.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!("label must be at most {MAX_LABEL} bytes of printable text"),
         ));
     }
-    // Minting hashes the secret (slow): off the async threads.
-    let minted = tokio::task::spawn_blocking(mint_key)
-        .await
-        .map_err(ApiError::internal)?;
+    // Minting hashes the secret (slow): on the key hash threads.
+    let minted = st.hashes.run(mint_key).await.map_err(|e| {
+        ApiError::unavailable(format!("{e}; retry in a few seconds")).retry_after(2)
+    })?;
     let (tenant, actor, tenant_name) = (p.tenant.clone(), p.actor(), p.tenant_name.clone());
     let (id, hash, label) = (
         minted.id.clone(),
@@ -123,7 +124,11 @@ pub async fn revoke(
     let rec = st
         .store
         .call(move |s| {
-            let rec = s.revoke_key(Some(&tenant), &id2)?;
+            let rec = s.revoke_key(Some(&tenant), &id2);
+            let rec = match rec {
+                Err(StoreError::LastAdmin { tenant, key }) => return Ok(Err((tenant, key))),
+                other => other?,
+            };
             if rec.is_some() {
                 s.audit().append(&NewAuditEntry {
                     actor,
@@ -133,9 +138,18 @@ pub async fn revoke(
                     detail: None,
                 })?;
             }
-            Ok(rec)
+            Ok(Ok(rec))
         })
         .await?;
-    rec.map(|r| Json(r.into()))
-        .ok_or_else(|| ApiError::not_found(&format!("key {id}")))
+    match rec {
+        Ok(Some(r)) => Ok(Json(r.into())),
+        Ok(None) => Err(ApiError::not_found(&format!("key {id}"))),
+        Err((tenant, key)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin_key",
+            format!(
+                "key {key} is the last admin key of tenant {tenant}; create another admin key first"
+            ),
+        )),
+    }
 }

@@ -1,16 +1,13 @@
 //! The HTTP API: routes, shared state, and the middleware every response
-//! passes through (request ids, security headers, access log, metrics).
+//! passes through (request ids, security headers, access log, metrics, the
+//! body read timeout).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{delete, get, post};
-use tracing::{Instrument, info, info_span};
 
 pub mod error;
 pub mod extract;
@@ -21,7 +18,7 @@ pub mod piston;
 pub mod runs;
 
 use super::abuse::{Lockout, SlidingWindow};
-use super::auth::{Principal, VerifiedCache};
+use super::auth::{HashPool, Principal, VerifiedCache};
 use super::config::ServiceConfig;
 use super::metrics::Metrics;
 use super::scheduler::Scheduler;
@@ -40,6 +37,8 @@ pub struct Shared {
     pub per_ip: SlidingWindow,
     pub per_key: SlidingWindow,
     pub lockout: Lockout,
+    /// Where the slow key hash runs (see `auth.max_concurrent_verifications`).
+    pub hashes: HashPool,
     /// The principal of anonymous Piston requests, when enabled.
     pub anonymous: Option<Principal>,
     pub security_txt: String,
@@ -80,6 +79,10 @@ impl Shared {
                 config.lockout_duration,
             ),
             verified: VerifiedCache::default(),
+            hashes: HashPool::new(
+                config.auth.max_concurrent_verifications,
+                config.auth.verification_wait,
+            ),
             config,
             store,
             sandbox,
@@ -93,7 +96,10 @@ impl Shared {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
-    Router::new()
+    let body_timeout = state.config.http.body_read_timeout;
+    let tls = state.config.tls.is_some();
+    let metrics = Arc::clone(&state.metrics);
+    let app = Router::new()
         .route("/v1/runs", post(runs::submit).get(runs::list))
         .route("/v1/runs/{id}", get(runs::get).delete(runs::cancel))
         .route("/v1/runs/{id}/events", get(runs::events))
@@ -101,8 +107,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/openapi.json", get(ops::openapi))
+        // Piston answers with and without a trailing slash; clients use both.
         .route("/api/v2/runtimes", get(piston::runtimes))
+        .route("/api/v2/runtimes/", get(piston::runtimes))
         .route("/api/v2/execute", post(piston::execute))
+        .route("/api/v2/execute/", post(piston::execute))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -110,64 +119,112 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), hygiene))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            body_timeout,
+            crate::service::server::time_bodies,
+        ))
+        .with_state(state);
+    hygiene::layers(app, metrics, tls)
 }
 
-/// The id of a request, from a sane `X-Request-Id` or fresh.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+/// What every response passes through, from `tower-http`: a request id (a
+/// sane client `X-Request-Id`, or a fresh one) in a span around the request
+/// and on the response; one access-log line per request (bodies are never
+/// logged: they hold submitted code and keys); security headers.
+mod hygiene {
+    use std::sync::Arc;
+    use std::time::Duration;
 
-fn request_id(req: &Request) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{HeaderName, HeaderValue, Request, Response, header};
+    use tower_http::request_id::{
+        MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    };
+    use tower_http::set_header::SetResponseHeaderLayer;
+    use tower_http::trace::TraceLayer;
+    use tracing::{Span, info, info_span};
+
+    use crate::service::metrics::Metrics;
+
+    const X_REQUEST_ID: &str = "x-request-id";
+
+    #[derive(Debug, Clone, Copy)]
+    struct FreshId;
+
+    impl MakeRequestId for FreshId {
+        fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+            HeaderValue::from_str(&crate::sandbox::new_job_id())
+                .ok()
+                .map(RequestId::new)
+        }
+    }
+
+    /// A client's request id is kept only when it is short and plain (it
+    /// goes into every log line of the request).
+    async fn drop_unusable_id(mut req: Request<Body>) -> Request<Body> {
+        let usable = req.headers().get(X_REQUEST_ID).is_none_or(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(crate::sandbox::new_job_id)
-}
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        });
+        if !usable {
+            req.headers_mut().remove(X_REQUEST_ID);
+        }
+        req
+    }
 
-/// Request id in a span (so every log line of the request carries it),
-/// security headers on every response, one access-log line per request.
-/// Bodies are never logged: they hold submitted code and keys.
-async fn hygiene(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let id = request_id(&req);
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let span = info_span!("request", request.id = %id, method = %method, path = %path);
-    let started = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    let h = resp.headers_mut();
-    let pairs: [(HeaderName, &str); 5] = [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::CACHE_CONTROL, "no-store"),
-    ];
-    for (k, v) in pairs {
-        h.insert(k, HeaderValue::from_static(v));
+    fn span(req: &Request<Body>) -> Span {
+        let id = req
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        info_span!("request", request.id = %id, method = %req.method(), path = %req.uri().path())
     }
-    if st.config.tls.is_some() {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
+
+    pub fn layers(app: Router, metrics: Arc<Metrics>, tls: bool) -> Router {
+        let access_log = move |resp: &Response<Body>, latency: Duration, _: &Span| {
+            let status = resp.status().as_u16();
+            metrics.response(status);
+            info!(status, ms = latency.as_millis() as u64, "request");
+        };
+        let name = HeaderName::from_static(X_REQUEST_ID);
+        let mut app = app
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(span)
+                    .on_request(())
+                    .on_response(access_log)
+                    .on_failure(()),
+            )
+            .layer(PropagateRequestIdLayer::new(name.clone()))
+            .layer(SetRequestIdLayer::new(name, FreshId))
+            .layer(axum::middleware::map_request(drop_unusable_id));
+        let headers: [(HeaderName, &'static str); 5] = [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ];
+        for (name, value) in headers {
+            app = app.layer(SetResponseHeaderLayer::overriding(
+                name,
+                HeaderValue::from_static(value),
+            ));
+        }
+        if tls {
+            app = app.layer(SetResponseHeaderLayer::overriding(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            ));
+        }
+        app
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        h.insert("x-request-id", v);
-    }
-    let status = resp.status().as_u16();
-    st.metrics.response(status);
-    span.in_scope(|| info!(status, ms = started.elapsed().as_millis() as u64, "request"));
-    resp
 }

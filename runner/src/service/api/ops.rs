@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
@@ -52,7 +52,10 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
         st.sandbox.stats(),
         st.sandbox.pool().map(|p| p.as_ref()),
     );
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+    Ok((
+        [(header::CONTENT_TYPE, crate::service::metrics::CONTENT_TYPE)],
+        text,
+    ))
 }
 
 pub async fn languages(
@@ -88,14 +91,26 @@ pub async fn security_txt(State(st): State<AppState>) -> impl IntoResponse {
     )
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("this path")
+/// Under `/api/v2`, errors take Piston's shape (`{"message": ...}`).
+fn shaped(uri: &Uri, e: ApiError) -> ApiError {
+    if uri.path() == "/api/v2" || uri.path().starts_with("/api/v2/") {
+        e.piston()
+    } else {
+        e
+    }
 }
 
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this path does not answer this method; see /v1/openapi.json",
+pub async fn not_found(uri: Uri) -> ApiError {
+    shaped(&uri, ApiError::not_found("this path"))
+}
+
+pub async fn method_not_allowed(uri: Uri) -> ApiError {
+    shaped(
+        &uri,
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not answer this method; see /v1/openapi.json",
+        ),
     )
 }

@@ -1,7 +1,10 @@
 //! Piston v2 compatibility: `GET /api/v2/runtimes` and `POST
-//! /api/v2/execute` with Piston's request and response fields, so existing
-//! Piston clients work unchanged. Runs go through the same durable queue,
-//! limits and audit as `/v1`.
+//! /api/v2/execute` (with or without a trailing slash) with Piston's request
+//! and response fields and its observable behaviour, so existing Piston
+//! clients work unchanged: unknown request fields are ignored, a file named
+//! `""` gets the default name, a compile error fills `run` with the compile
+//! stage, and errors (404 included) read `{"message": ...}`. Runs go through
+//! the same durable queue, limits and audit as `/v1`.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,12 +15,11 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{PistonAuth, PistonJson, require};
-use super::model::{FileIn, request_error};
+use super::model::{Encoding, FileIn, request_error};
 use super::runs::enqueue;
 use crate::limits::LimitsRequest;
 use crate::sandbox::{RunRequest, new_job_id};
 use crate::service::auth::Action;
-use crate::service::scheduler::RunSpec;
 use crate::submission::SubmissionFile;
 use crate::verdict::{LimitHit, RunResult, StageResult, Status};
 
@@ -32,13 +34,13 @@ pub async fn runtimes(State(st): State<AppState>, PistonAuth(_p): PistonAuth) ->
     Json(Value::Array(list))
 }
 
-/// Piston's execute request, field for field.
+/// Piston's execute request, field for field. Unknown fields are ignored, as
+/// Piston ignores them (`/v1` refuses them: there, strictness is ours).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     language: String,
     version: String,
-    files: Vec<FileIn>,
+    files: Vec<PistonFile>,
     #[serde(default)]
     stdin: Option<String>,
     #[serde(default)]
@@ -57,6 +59,16 @@ pub struct ExecuteRequest {
     run_memory_limit: Option<i64>,
 }
 
+/// A file of a Piston request: `name` is optional, and empty means absent.
+#[derive(Debug, Deserialize)]
+pub struct PistonFile {
+    #[serde(default)]
+    name: Option<String>,
+    content: String,
+    #[serde(default)]
+    encoding: Encoding,
+}
+
 /// Piston's stage result.
 #[derive(Debug, Serialize)]
 pub struct PistonStage {
@@ -72,9 +84,10 @@ pub struct PistonStage {
     memory: u64,
 }
 
+/// Piston skips a limit given as 0 (or absent): the default applies.
 fn ms(name: &str, v: Option<i64>) -> Result<Option<u64>, ApiError> {
     match v {
-        None | Some(-1) => Ok(None),
+        None | Some(-1) | Some(0) => Ok(None),
         Some(n) if n > 0 => Ok(Some(n as u64)),
         Some(n) => Err(ApiError::bad_request(
             "invalid_request",
@@ -88,7 +101,7 @@ fn ms(name: &str, v: Option<i64>) -> Result<Option<u64>, ApiError> {
 /// policy's maximum.
 fn memory_mb(name: &str, v: Option<i64>, max_mb: u64) -> Result<Option<u64>, ApiError> {
     match v {
-        None => Ok(None),
+        None | Some(0) => Ok(None),
         Some(-1) => Ok(Some(max_mb)),
         Some(n) if n > 0 => Ok(Some((n as u64).div_ceil(1 << 20))),
         Some(n) => Err(ApiError::bad_request(
@@ -107,10 +120,15 @@ impl ExecuteRequest {
             .find(&self.language, Some(&self.version))
             .map_err(|e| request_error(e.into()).piston())?;
         let mut files = Vec::with_capacity(self.files.len());
-        for (i, f) in self.files.iter().enumerate() {
-            let content = f.decode(i).map_err(ApiError::piston)?;
-            let name = match &f.name {
-                Some(n) => n.clone(),
+        for (i, f) in self.files.into_iter().enumerate() {
+            let file = FileIn {
+                name: f.name.filter(|n| !n.is_empty()),
+                content: f.content,
+                encoding: f.encoding,
+            };
+            let content = file.decode(i).map_err(ApiError::piston)?;
+            let name = match file.name {
+                Some(n) => n,
                 None => default_name(&lang.name, &lang.source_extensions, i, &content),
             };
             files.push(SubmissionFile { name, content });
@@ -200,7 +218,7 @@ fn stage(s: &StageResult) -> PistonStage {
     PistonStage {
         stdout: s.stdout.clone(),
         stderr: s.stderr.clone(),
-        output: s.output.clone(),
+        output: s.output(),
         code: s.exit_code,
         signal: s.signal.clone(),
         message,
@@ -216,7 +234,9 @@ pub fn response(r: &RunResult) -> Value {
     if let Some(c) = &r.compile {
         out["compile"] = serde_json::to_value(stage(c)).unwrap_or_default();
     }
-    if let Some(run) = &r.run {
+    // Piston: when the run stage never started (the compile failed), `run`
+    // is the compile stage's result; clients read `run` unconditionally.
+    if let Some(run) = r.run.as_ref().or(r.compile.as_ref()) {
         out["run"] = serde_json::to_value(stage(run)).unwrap_or_default();
     }
     out
@@ -232,18 +252,11 @@ pub async fn execute(
     let id = new_job_id();
     let prepared = st
         .sandbox
-        .prepare_as(id.clone(), request.clone())
+        .prepare_as(id.clone(), request)
         .map_err(|e| request_error(e).piston())?;
-    enqueue(
-        &st,
-        &p,
-        &id,
-        &prepared.language.name,
-        &prepared.language.version,
-        &RunSpec::from_request(&request),
-    )
-    .await
-    .map_err(ApiError::piston)?;
+    enqueue(&st, &p, &prepared)
+        .await
+        .map_err(ApiError::piston)?;
     let rec = st
         .scheduler
         .wait_final(&p.tenant, &id, st.config.wait_timeout)
@@ -289,7 +302,7 @@ mod tests {
         StageResult {
             stdout: "o".into(),
             stderr: String::new(),
-            output: "o".into(),
+            order: Default::default(),
             stdout_truncated: false,
             stderr_truncated: false,
             exit_code: Some(0),
@@ -338,10 +351,41 @@ mod tests {
     }
 
     #[test]
+    fn a_compile_error_fills_run_with_the_compile_stage() {
+        let failed = StageResult {
+            exit_code: Some(1),
+            stderr: "error: expected ';'".into(),
+            ..base()
+        };
+        let r = RunResult {
+            status: Status::CompileError,
+            language: "c".into(),
+            version: "12".into(),
+            compile: Some(failed),
+            run: None,
+            message: None,
+        };
+        let v = response(&r);
+        assert_eq!(v["run"], v["compile"]);
+        assert_eq!(v["run"]["code"], 1);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_empty_names_are_absent() {
+        let r: ExecuteRequest = serde_json::from_str(
+            r#"{"language":"py","version":"*","files":[{"name":"","content":"x","extra":1}],"client":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.files[0].name.as_deref(), Some(""));
+    }
+
+    #[test]
     fn piston_limits_convert() {
         assert_eq!(ms("run_timeout", Some(3000)).unwrap(), Some(3000));
         assert_eq!(ms("run_timeout", Some(-1)).unwrap(), None);
-        assert!(ms("run_timeout", Some(0)).is_err());
+        assert_eq!(ms("run_timeout", Some(0)).unwrap(), None, "Piston skips 0");
+        assert!(ms("run_timeout", Some(-5)).is_err());
+        assert_eq!(memory_mb("m", Some(0), 1024).unwrap(), None);
         assert_eq!(memory_mb("m", Some(-1), 1024).unwrap(), Some(1024));
         assert_eq!(memory_mb("m", Some(1), 1024).unwrap(), Some(1));
         assert_eq!(memory_mb("m", Some(128_000_000), 1024).unwrap(), Some(123));

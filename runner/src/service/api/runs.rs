@@ -1,11 +1,10 @@
 //! `/v1/runs`: submit, read, list, cancel, and follow runs.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +15,12 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Auth, require};
-use super::model::{RunSummary, RunView, SubmitRun, request_error};
-use crate::sandbox::{SandboxEvent, new_job_id};
+use super::extract::{ApiJson, ApiQuery, Auth, require};
+use super::model::{RunSummary, RunView, StageView, SubmitRun, compact, request_error};
+use crate::sandbox::{PreparedRun, SandboxEvent, new_job_id};
 use crate::service::auth::{Action, Principal};
-use crate::service::scheduler::{RunEvent, RunSpec};
+use crate::service::scheduler::RunEvent;
+use crate::service::spec::JobSpec;
 use crate::service::store::{CancelOutcome, NewAuditEntry, NewRun, RunRecord, Submitted};
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,13 +29,24 @@ pub struct SubmitQuery {
     /// Wait (up to the server's bound) for the verdict before answering.
     #[serde(default)]
     wait: bool,
+    /// Also show each stage's combined `output`.
+    #[serde(default)]
+    combined: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    /// Also show each stage's combined `output`.
+    #[serde(default)]
+    combined: bool,
 }
 
 /// Checks, queues durably, and (with `?wait=true`) waits for the verdict.
 pub async fn submit(
     State(st): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<SubmitQuery>,
+    ApiQuery(q): ApiQuery<SubmitQuery>,
     ApiJson(body): ApiJson<SubmitRun>,
 ) -> Result<Response, ApiError> {
     require(&p, Action::SubmitRun, "submit runs")?;
@@ -43,17 +54,9 @@ pub async fn submit(
     let id = new_job_id();
     let prepared = st
         .sandbox
-        .prepare_as(id.clone(), request.clone())
+        .prepare_as(id.clone(), request)
         .map_err(request_error)?;
-    let rec = enqueue(
-        &st,
-        &p,
-        &id,
-        &prepared.language.name,
-        &prepared.language.version,
-        &RunSpec::from_request(&request),
-    )
-    .await?;
+    let rec = enqueue(&st, &p, &prepared).await?;
     let view = if q.wait {
         st.scheduler
             .wait_final(&p.tenant, &id, st.config.wait_timeout)
@@ -67,37 +70,35 @@ pub async fn submit(
     } else {
         StatusCode::ACCEPTED
     };
-    let mut resp = (status, Json(RunView::from(view))).into_response();
+    let mut resp = (status, Json(RunView::new(view, q.combined))).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/runs/{id}")) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(resp)
 }
 
-/// Stores a checked run in the queue (or refuses: queue full) and audits it.
+/// Stores a checked run's job spec in the queue (or refuses: queue full)
+/// and audits it.
 pub async fn enqueue(
     st: &AppState,
     p: &Principal,
-    id: &str,
-    language: &str,
-    version: &str,
-    spec: &RunSpec,
+    run: &PreparedRun,
 ) -> Result<RunRecord, ApiError> {
-    let bytes = serde_json::to_vec(spec).map_err(ApiError::internal)?;
+    let bytes = JobSpec::from_prepared(run).encode();
     let capacity = st.config.queue_capacity;
     let (tenant, key, id2, lang, ver) = (
         p.tenant.clone(),
         p.key_id.clone(),
-        id.to_owned(),
-        language.to_owned(),
-        version.to_owned(),
+        run.id.clone(),
+        run.language.name.clone(),
+        run.language.version.clone(),
     );
     let audit = NewAuditEntry {
         actor: p.actor(),
         tenant: Some(p.tenant_name.clone()),
         action: "run.submit".into(),
-        target: Some(format!("run:{id}")),
-        detail: Some(language.to_owned()),
+        target: Some(format!("run:{}", run.id)),
+        detail: Some(run.language.name.clone()),
     };
     let submitted = st
         .store
@@ -118,7 +119,7 @@ pub async fn enqueue(
             Ok(*rec)
         }
         Submitted::QueueFull { capacity } => {
-            st.metrics.queue_full.fetch_add(1, Ordering::Relaxed);
+            st.metrics.queue_full.inc();
             Err(ApiError::too_many(
                 "queue_full",
                 format!("the queue is full ({capacity} runs waiting); retry later"),
@@ -144,9 +145,45 @@ pub async fn get(
     State(st): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<GetQuery>,
 ) -> Result<Json<RunView>, ApiError> {
     require(&p, Action::ReadOwnRuns, "read runs")?;
-    Ok(Json(visible(&st, &p, &id).await?.into()))
+    Ok(Json(RunView::new(visible(&st, &p, &id).await?, q.combined)))
+}
+
+/// List cursors: opaque to clients; a position among the tenant's own runs
+/// only, so nothing in them tells how busy other tenants are.
+mod cursor {
+    use base64::Engine as _;
+
+    const PREFIX: &str = "c1.";
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    /// Longest cursor accepted (ours are far shorter).
+    pub const MAX_LEN: usize = 64;
+
+    pub fn encode(tenant_seq: i64) -> String {
+        format!("{PREFIX}{}", B64.encode(tenant_seq.to_be_bytes()))
+    }
+
+    pub fn decode(text: &str) -> Option<i64> {
+        if text.len() > MAX_LEN {
+            return None;
+        }
+        let bytes = B64.decode(text.strip_prefix(PREFIX)?).ok()?;
+        Some(i64::from_be_bytes(bytes.try_into().ok()?)).filter(|n| *n > 0)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn cursors_round_trip_and_refuse_anything_else() {
+            let c = super::encode(42);
+            assert_eq!(super::decode(&c), Some(42));
+            for bad in ["", "42", "c1.", "c1.!!", "c1.AAAA", &"c".repeat(100)] {
+                assert_eq!(super::decode(bad), None, "{bad}");
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,7 +201,7 @@ pub struct ListQuery {
 pub async fn list(
     State(st): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require(&p, Action::ReadOwnRuns, "read runs")?;
     let limit = q.limit.unwrap_or(20);
@@ -176,7 +213,7 @@ pub async fn list(
     }
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+        Some(c) => Some(cursor::decode(c).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
                 "cursor must be the next_cursor of a previous page",
@@ -192,7 +229,7 @@ pub async fn list(
     let more = runs.len() > limit;
     let page: Vec<RunRecord> = runs.into_iter().take(limit).collect();
     let next = if more {
-        page.last().map(|r| r.seq.to_string())
+        page.last().map(|r| cursor::encode(r.tenant_seq))
     } else {
         None
     };
@@ -286,7 +323,7 @@ pub async fn events(
                 return Some((ev, (None, rx, done, false)));
             }
             if let Some(rec) = done {
-                let view = serde_json::to_value(RunView::from(rec)).unwrap_or_default();
+                let view = serde_json::to_value(RunView::new(rec, true)).unwrap_or_default();
                 return Some((event("result", view), (None, rx, None, true)));
             }
             let (ev, done) = match rx.recv().await {
@@ -302,20 +339,17 @@ pub async fn events(
                     stage,
                     stream,
                     text,
-                })) => (
-                    event(
-                        "output",
-                        json!({ "stage": stage.as_str(), "stream": stream.as_str(), "text": text }),
-                    ),
-                    None,
-                ),
-                Ok(RunEvent::Sandbox(SandboxEvent::StageFinished { stage, result })) => (
-                    event(
-                        "stage",
-                        json!({ "stage": stage.as_str(), "state": "finished", "result": result }),
-                    ),
-                    None,
-                ),
+                })) => {
+                    let (text, encoding) = compact(&text);
+                    let data = json!({ "stage": stage.as_str(), "stream": stream.as_str(), "text": text, "encoding": encoding });
+                    (event("output", data), None)
+                }
+                Ok(RunEvent::Sandbox(SandboxEvent::StageFinished { stage, result })) => {
+                    let result = StageView::new(&result, false);
+                    let data =
+                        json!({ "stage": stage.as_str(), "state": "finished", "result": result });
+                    (event("stage", data), None)
+                }
                 Ok(RunEvent::Done(rec)) => (
                     event("state", json!({ "state": rec.state.as_str() })),
                     Some(*rec),

@@ -5,6 +5,8 @@
 //! happened. The chain proves integrity relative to its head: keep the head
 //! (`runner audit head`) somewhere else to also detect a rewritten tail.
 
+use std::collections::{HashMap, HashSet};
+
 use rusqlite::params;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -124,86 +126,109 @@ impl std::fmt::Display for Tampering {
 /// hash) from the genesis; what the walk cannot reach, or reaches out of
 /// order, is where the log was tampered with.
 pub fn verify(entries: &[AuditEntry]) -> Vec<Tampering> {
-    use std::collections::{HashMap, HashSet};
-    let mut found: Vec<Tampering> = entries
-        .iter()
-        .filter(|e| recompute(e) != e.hash)
-        .map(|e| Tampering::Modified { seq: e.seq })
-        .collect();
-    let referenced: HashSet<&str> = entries.iter().map(|e| e.prev_hash.as_str()).collect();
-    let by_hash: HashMap<&str, i64> = entries.iter().map(|e| (e.hash.as_str(), e.seq)).collect();
-    let mut successors: HashMap<&str, Vec<&AuditEntry>> = HashMap::new();
-    for e in entries {
-        successors.entry(e.prev_hash.as_str()).or_default().push(e);
+    let mut chain = Chain::new(entries);
+    chain.walk(GENESIS, None);
+    for (i, e) in entries.iter().enumerate() {
+        if !chain.visited.contains(&e.seq) {
+            chain.unreached(i, e);
+        }
     }
-    let mut visited: HashSet<i64> = HashSet::new();
-    // Follows links from `from`, preferring at a fork the entry something
-    // else still links to (the forged branch of an insertion is a dead end).
-    let walk = |from: &str,
-                visited: &mut HashSet<i64>,
-                found: &mut Vec<Tampering>,
-                mut last: Option<i64>| {
-        let mut cur = from.to_owned();
-        loop {
-            let candidates: Vec<&AuditEntry> = successors
-                .get(cur.as_str())
-                .map(|v| {
-                    v.iter()
-                        .copied()
-                        .filter(|e| !visited.contains(&e.seq))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let Some(next) = candidates
+    chain.found
+}
+
+/// The links of a chain, and what a walk along them found.
+struct Chain<'a> {
+    entries: &'a [AuditEntry],
+    /// Hashes some entry names as its predecessor.
+    referenced: HashSet<&'a str>,
+    by_hash: HashMap<&'a str, i64>,
+    successors: HashMap<&'a str, Vec<&'a AuditEntry>>,
+    visited: HashSet<i64>,
+    found: Vec<Tampering>,
+}
+
+impl<'a> Chain<'a> {
+    fn new(entries: &'a [AuditEntry]) -> Self {
+        let mut successors: HashMap<&str, Vec<&AuditEntry>> = HashMap::new();
+        for e in entries {
+            successors.entry(e.prev_hash.as_str()).or_default().push(e);
+        }
+        Chain {
+            entries,
+            referenced: entries.iter().map(|e| e.prev_hash.as_str()).collect(),
+            by_hash: entries.iter().map(|e| (e.hash.as_str(), e.seq)).collect(),
+            successors,
+            visited: HashSet::new(),
+            found: entries
                 .iter()
-                .find(|e| referenced.contains(e.hash.as_str()))
-                .or_else(|| candidates.iter().min_by_key(|e| e.seq))
-                .copied()
-            else {
-                return;
-            };
-            visited.insert(next.seq);
-            if let Some(prev) = last {
-                if next.seq < prev {
-                    found.push(Tampering::Reordered {
-                        seq: next.seq,
-                        follows: prev,
-                    });
-                }
+                .filter(|e| recompute(e) != e.hash)
+                .map(|e| Tampering::Modified { seq: e.seq })
+                .collect(),
+        }
+    }
+
+    /// The next entry after the one hashed `cur`: at a fork, the one
+    /// something else still links to (the forged branch of an insertion is
+    /// a dead end).
+    fn next(&self, cur: &str) -> Option<&'a AuditEntry> {
+        let candidates: Vec<&AuditEntry> = self
+            .successors
+            .get(cur)
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|e| !self.visited.contains(&e.seq))
+                    .collect()
+            })
+            .unwrap_or_default();
+        candidates
+            .iter()
+            .find(|e| self.referenced.contains(e.hash.as_str()))
+            .or_else(|| candidates.iter().min_by_key(|e| e.seq))
+            .copied()
+    }
+
+    /// Follows links from `from`; an entry reached after a later one was
+    /// moved.
+    fn walk(&mut self, from: &str, mut last: Option<i64>) {
+        let mut cur = from.to_owned();
+        while let Some(next) = self.next(&cur) {
+            self.visited.insert(next.seq);
+            if let Some(prev) = last.filter(|p| next.seq < *p) {
+                self.found.push(Tampering::Reordered {
+                    seq: next.seq,
+                    follows: prev,
+                });
             }
             last = Some(next.seq);
             cur = next.hash.clone();
         }
-    };
-    walk(GENESIS, &mut visited, &mut found, None);
-    for (i, e) in entries.iter().enumerate() {
-        if visited.contains(&e.seq) {
-            continue;
-        }
-        let physical_prev = i.checked_sub(1).map(|p| &entries[p]);
-        if e.prev_hash == GENESIS || by_hash.contains_key(e.prev_hash.as_str()) {
+    }
+
+    /// Names why the walk did not reach entry `i`, then walks on from it.
+    fn unreached(&mut self, i: usize, e: &'a AuditEntry) {
+        let physical_prev = i.checked_sub(1).map(|p| &self.entries[p]);
+        self.visited.insert(e.seq);
+        if e.prev_hash == GENESIS || self.by_hash.contains_key(e.prev_hash.as_str()) {
             // It links into the chain, but the chain goes on without it.
-            found.push(Tampering::Inserted { seq: e.seq });
-            visited.insert(e.seq);
-            continue;
+            self.found.push(Tampering::Inserted { seq: e.seq });
+            return;
         }
         // It links to an entry that is no longer there.
         match physical_prev {
             Some(p) if p.seq + 1 == e.seq => {
                 // No gap in numbering: its predecessor was rewritten, hash and all.
-                if !found.contains(&Tampering::Modified { seq: p.seq }) {
-                    found.push(Tampering::Modified { seq: p.seq });
+                if !self.found.contains(&Tampering::Modified { seq: p.seq }) {
+                    self.found.push(Tampering::Modified { seq: p.seq });
                 }
             }
-            _ => found.push(Tampering::Deleted {
+            _ => self.found.push(Tampering::Deleted {
                 after: physical_prev.map_or(0, |p| p.seq),
                 before: e.seq,
             }),
         }
-        visited.insert(e.seq);
-        walk(&e.hash, &mut visited, &mut found, Some(e.seq));
+        self.walk(&e.hash, Some(e.seq));
     }
-    found
 }
 
 /// Checks that the chain still holds an anchored head (`seq`, `hash`), as

@@ -78,6 +78,8 @@ impl Store {
 
     /// Revokes a key of `tenant` (`None`: of any tenant, for the operator's
     /// CLI). Returns the key, or `None` when no such key exists there.
+    /// Refuses to revoke a tenant's last active admin key: nobody could
+    /// manage the tenant's keys any more (create another admin key first).
     pub fn revoke_key(
         &self,
         tenant: Option<&TenantId>,
@@ -85,20 +87,34 @@ impl Store {
     ) -> Result<Option<KeyRecord>, StoreError> {
         let at = now_ms();
         self.with(|c| {
-            let changed = match tenant {
-                Some(t) => c.execute(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2 AND tenant_id = ?3",
-                    params![at, id, t.as_str()],
-                )?,
-                None => c.execute(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2",
-                    params![at, id],
-                )?,
-            };
-            if changed == 0 {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(key) = tx
+                .query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row)
+                .optional()?
+                .filter(|k| tenant.is_none_or(|t| *t == k.tenant))
+            else {
                 return Ok(None);
+            };
+            if key.role == "admin" && key.revoked_at.is_none() {
+                let admins: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?1 AND role = 'admin' AND revoked_at IS NULL",
+                    [key.tenant.as_str()],
+                    |r| r.get(0),
+                )?;
+                if admins <= 1 {
+                    return Err(StoreError::LastAdmin {
+                        tenant: key.tenant_name,
+                        key: key.id,
+                    });
+                }
             }
-            Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row).optional()?)
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2",
+                params![at, id],
+            )?;
+            let rec = tx.query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row)?;
+            tx.commit()?;
+            Ok(Some(rec))
         })
     }
 }
@@ -134,5 +150,43 @@ mod tests {
         // Revoking twice keeps the first time.
         let again = s.revoke_key(None, &k.id).unwrap().unwrap();
         assert_eq!(again.revoked_at, revoked.revoked_at);
+    }
+
+    fn key(s: &Store, t: &TenantId, id: &str, role: &str) {
+        s.insert_key(
+            t,
+            &NewKey {
+                id,
+                role,
+                secret_hash: "$argon2id$x",
+                label: "",
+                created_by: "cli",
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_last_admin_key_of_a_tenant_stays() {
+        let s = Store::in_memory().unwrap();
+        let a = s.create_tenant("a").unwrap().id;
+        let b = s.create_tenant("b").unwrap().id;
+        key(&s, &a, "a-admin-1", "admin");
+        key(&s, &a, "a-admin-2", "admin");
+        key(&s, &a, "a-dev", "developer");
+        key(&s, &b, "b-admin", "admin");
+        assert!(s.revoke_key(Some(&a), "a-admin-1").unwrap().is_some());
+        let e = s.revoke_key(Some(&a), "a-admin-2").unwrap_err();
+        assert!(matches!(e, StoreError::LastAdmin { .. }), "{e}");
+        assert!(e.to_string().contains("last admin key"), "{e}");
+        let e = s.revoke_key(None, "b-admin").unwrap_err();
+        assert!(
+            matches!(e, StoreError::LastAdmin { .. }),
+            "the CLI too: {e}"
+        );
+        assert!(s.revoke_key(Some(&a), "a-dev").unwrap().is_some());
+        // Another admin first, then the old one can go.
+        key(&s, &a, "a-admin-3", "admin");
+        assert!(s.revoke_key(Some(&a), "a-admin-2").unwrap().is_some());
     }
 }

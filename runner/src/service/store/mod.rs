@@ -12,10 +12,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod audit;
 mod keys;
+mod results;
+pub mod retention;
 mod runs;
 
 pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
 pub use keys::{KeyRecord, NewKey};
+pub use retention::{Retention, Swept};
 pub use runs::{CancelOutcome, NewRun, Queue, RunRecord, RunState, Submitted, TenantRuns};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +34,14 @@ pub enum StoreError {
         "the database holds data this runner cannot read ({0}); was it written by a newer version?"
     )]
     Corrupt(String),
-    #[error("{0}")]
-    Conflict(String),
+    #[error(transparent)]
+    InvalidTenantName(#[from] InvalidTenantName),
+    #[error("tenant {0:?} already exists")]
+    TenantExists(String),
+    #[error(
+        "key {key} is the last admin key of tenant {tenant}; create another admin key before revoking it, or the tenant's keys could no longer be managed"
+    )]
+    LastAdmin { tenant: String, key: String },
     #[error("the database task failed: {0}")]
     Task(String),
 }
@@ -44,6 +53,11 @@ pub struct TenantId(String);
 impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str) -> TenantId {
+        TenantId(id.to_owned())
     }
 }
 
@@ -69,7 +83,8 @@ pub fn now_ms() -> i64 {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -115,7 +130,37 @@ CREATE TABLE audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: results stored once and binary-safe (metadata in `result_meta`,
+    // each stage's output in `run_stages`); `request` holds a job spec
+    // (see `service::spec`) until the run ends; per-tenant positions for
+    // list cursors; the bytes each run keeps, for retention. `result` stays
+    // for rows written before, which are still read.
+    r#"
+ALTER TABLE runs ADD COLUMN tenant_seq INTEGER;
+UPDATE runs SET tenant_seq = w.n
+  FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY seq) AS n FROM runs) AS w
+  WHERE w.seq = runs.seq;
+CREATE UNIQUE INDEX runs_tenant_seq ON runs(tenant_id, tenant_seq);
+ALTER TABLE tenants ADD COLUMN runs_submitted INTEGER NOT NULL DEFAULT 0;
+UPDATE tenants SET runs_submitted =
+  (SELECT COALESCE(MAX(tenant_seq), 0) FROM runs WHERE runs.tenant_id = tenants.id);
+ALTER TABLE runs ADD COLUMN result_meta TEXT;
+ALTER TABLE runs ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET stored_bytes = length(request) + COALESCE(length(result), 0);
+CREATE INDEX runs_queued_by_tenant ON runs(state, tenant_id, seq);
+CREATE INDEX runs_finished_at ON runs(finished_at);
+CREATE TABLE run_stages (
+    run_seq INTEGER NOT NULL REFERENCES runs(seq) ON DELETE CASCADE,
+    stage TEXT NOT NULL CHECK (stage IN ('compile', 'run')),
+    meta TEXT NOT NULL,
+    stdout BLOB NOT NULL,
+    stderr BLOB NOT NULL,
+    output_order BLOB NOT NULL,
+    PRIMARY KEY (run_seq, stage)
+);
+"#,
+];
 
 /// The database. Cheap to clone; all clones share one connection.
 #[derive(Debug, Clone)]
@@ -197,7 +242,7 @@ impl Store {
     }
 
     pub fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
-        validate_tenant_name(name).map_err(StoreError::Conflict)?;
+        validate_tenant_name(name)?;
         let id = format!("t_{}", &crate::sandbox::new_job_id()[..16]);
         let at = now_ms();
         self.with(|c| {
@@ -213,9 +258,7 @@ impl Store {
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    Err(StoreError::Conflict(format!(
-                        "tenant {name:?} already exists"
-                    )))
+                    Err(StoreError::TenantExists(name.to_owned()))
                 }
                 Err(e) => Err(e.into()),
             }
@@ -269,8 +312,12 @@ impl Store {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant name {0:?} must be 1-64 characters of letters, digits, '-', '_' or '.'")]
+pub struct InvalidTenantName(pub String);
+
 /// Tenant names: short, printable, no surprises in logs or URLs.
-pub fn validate_tenant_name(name: &str) -> Result<(), String> {
+pub fn validate_tenant_name(name: &str) -> Result<(), InvalidTenantName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -279,9 +326,7 @@ pub fn validate_tenant_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "tenant name {name:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
-        ))
+        Err(InvalidTenantName(name.to_owned()))
     }
 }
 
@@ -299,6 +344,54 @@ mod tests {
         assert_eq!(s.tenant_by_name("school-a").unwrap().unwrap().id, a.id);
         assert!(s.tenant_by_name("nope").unwrap().is_none());
         assert!(s.create_tenant("bad name").is_err());
+    }
+
+    #[test]
+    fn a_first_version_database_is_migrated_and_still_read() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {}; PRAGMA user_version = 1; COMMIT;",
+            MIGRATIONS[0]
+        ))
+        .unwrap();
+        let legacy =
+            r#"{"status":"ok","language":"python","version":"3","compile":null,"run":null}"#;
+        conn.execute_batch(&format!(
+            "INSERT INTO tenants VALUES ('t_a', 'a', 0), ('t_b', 'b', 0);
+             INSERT INTO runs (id, tenant_id, key_id, language, version, state, request, result, status, created_at)
+             VALUES ('a1', 't_a', 'k', 'python', '3', 'finished', X'7B7D', '{legacy}', 'ok', 1),
+                    ('b1', 't_b', 'k', 'python', '3', 'queued', X'7B7D', NULL, NULL, 2),
+                    ('a2', 't_a', 'k', 'python', '3', 'queued', X'7B7D', NULL, NULL, 3);"
+        ))
+        .unwrap();
+        Store::migrate(&conn).unwrap();
+        let store = Store {
+            conn: Arc::new(Mutex::new(conn)),
+        };
+        let a = store.tenant_by_name("a").unwrap().unwrap().id;
+        let listed = store.runs(&a).list(None, 10, None).unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|r| (r.id.as_str(), r.tenant_seq))
+                .collect::<Vec<_>>(),
+            [("a2", 2), ("a1", 1)],
+            "positions are per tenant"
+        );
+        let old = store.runs(&a).get("a1").unwrap().unwrap();
+        assert_eq!(old.result.unwrap().status, crate::verdict::Status::Ok);
+        // New runs continue the tenant's count.
+        let run = NewRun {
+            id: "a3",
+            key_id: "k",
+            language: "python",
+            version: "3",
+            request: b"",
+        };
+        let Submitted::Queued(rec) = store.runs(&a).submit(&run, 10, None).unwrap() else {
+            panic!("queued")
+        };
+        assert_eq!(rec.tenant_seq, 3);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Runs: tenant-scoped reads and writes ([`TenantRuns`]) and the scheduler's
 //! cross-tenant queue operations ([`Queue`]).
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Store, StoreError, TenantId, now_ms};
-use crate::verdict::RunResult;
+use super::{Store, StoreError, TenantId, now_ms, results};
+use crate::verdict::{RunResult, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,56 +41,97 @@ impl RunState {
     }
 }
 
-/// A run as stored (without its request, which can be large).
+/// A run as stored. Its request is not part of it (it is the scheduler's),
+/// and its result is read only where one run is read, not in listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
     pub seq: i64,
+    /// Its position among its tenant's runs (1, 2, ...): list cursors are
+    /// built from it, so they say nothing of other tenants.
+    pub tenant_seq: i64,
     pub id: String,
     pub tenant: TenantId,
     pub key_id: String,
     pub language: String,
     pub version: String,
     pub state: RunState,
+    /// The verdict, once finished.
+    pub status: Option<Status>,
+    /// The whole result, when it was read.
     pub result: Option<RunResult>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
 }
 
-const SELECT: &str = "SELECT seq, id, tenant_id, key_id, language, version, state, result, created_at, started_at, finished_at FROM runs";
+const SELECT: &str =
+    "SELECT seq, tenant_seq, id, tenant_id, key_id, language, version, state, status,
+    created_at, started_at, finished_at, result_meta, result FROM runs";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String, Option<String>)> {
-    Ok((
-        RunRecord {
-            seq: r.get(0)?,
-            id: r.get(1)?,
-            tenant: TenantId(r.get(2)?),
-            key_id: r.get(3)?,
-            language: r.get(4)?,
-            version: r.get(5)?,
-            state: RunState::Queued,
-            result: None,
-            created_at: r.get(8)?,
-            started_at: r.get(9)?,
-            finished_at: r.get(10)?,
-        },
-        r.get(6)?,
-        r.get(7)?,
-    ))
+/// A row, before its state and result are parsed.
+struct Raw {
+    rec: RunRecord,
+    state: String,
+    status: Option<String>,
+    meta: Option<String>,
+    legacy: Option<String>,
 }
 
-fn finish_row(
-    (mut rec, state, result): (RunRecord, String, Option<String>),
-) -> Result<RunRecord, StoreError> {
-    rec.state = RunState::parse(&state)?;
-    rec.result = match result {
-        Some(json) => Some(
-            serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("result of run {}: {e}", rec.id)))?,
-        ),
-        None => None,
-    };
-    Ok(rec)
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
+    Ok(Raw {
+        rec: RunRecord {
+            seq: r.get(0)?,
+            tenant_seq: r.get(1)?,
+            id: r.get(2)?,
+            tenant: TenantId(r.get(3)?),
+            key_id: r.get(4)?,
+            language: r.get(5)?,
+            version: r.get(6)?,
+            state: RunState::Queued,
+            status: None,
+            result: None,
+            created_at: r.get(9)?,
+            started_at: r.get(10)?,
+            finished_at: r.get(11)?,
+        },
+        state: r.get(7)?,
+        status: r.get(8)?,
+        meta: r.get(12)?,
+        legacy: r.get(13)?,
+    })
+}
+
+impl Raw {
+    /// The record; with its result read from `c` when `c` is given.
+    fn into_record(self, c: Option<&Connection>) -> Result<RunRecord, StoreError> {
+        let mut rec = self.rec;
+        rec.state = RunState::parse(&self.state)?;
+        rec.status =
+            match self.status.as_deref() {
+                None => None,
+                Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                    StoreError::Corrupt(format!("status {s:?} of run {}", rec.id))
+                })?),
+            };
+        if let Some(c) = c {
+            rec.result = results::read(c, rec.seq, self.meta.as_deref(), self.legacy.as_deref())?;
+            if rec.status.is_none() {
+                rec.status = rec.result.as_ref().map(|r| r.status);
+            }
+        }
+        Ok(rec)
+    }
+}
+
+fn one(
+    c: &Connection,
+    filter: &str,
+    p: impl rusqlite::Params,
+) -> Result<Option<RunRecord>, StoreError> {
+    c.query_row(&format!("{SELECT} {filter}"), p, row)
+        .optional()?
+        .map(|raw| raw.into_record(Some(c)))
+        .transpose()
 }
 
 /// A run to queue.
@@ -101,7 +142,7 @@ pub struct NewRun<'a> {
     pub key_id: &'a str,
     pub language: &'a str,
     pub version: &'a str,
-    /// The request, as the scheduler reads it back.
+    /// The job spec, as the scheduler reads it back.
     pub request: &'a [u8],
 }
 
@@ -155,35 +196,51 @@ impl<'a> TenantRuns<'a> {
             if queued as usize >= capacity {
                 return Ok(Submitted::QueueFull { capacity });
             }
-            tx.execute(
-                "INSERT INTO runs (id, tenant_id, key_id, language, version, state, request, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
-                params![run.id, self.tenant.as_str(), run.key_id, run.language, run.version, run.request, at],
+            let tenant_seq: i64 = tx.query_row(
+                "UPDATE tenants SET runs_submitted = runs_submitted + 1 WHERE id = ?1 RETURNING runs_submitted",
+                [self.tenant.as_str()],
+                |r| r.get(0),
             )?;
-            let rec = tx.query_row(&format!("{SELECT} WHERE id = ?1"), [run.id], row)?;
+            tx.execute(
+                "INSERT INTO runs (id, tenant_id, tenant_seq, key_id, language, version, state, request,
+                                   stored_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)",
+                params![
+                    run.id,
+                    self.tenant.as_str(),
+                    tenant_seq,
+                    run.key_id,
+                    run.language,
+                    run.version,
+                    run.request,
+                    run.request.len() as i64,
+                    at
+                ],
+            )?;
+            let rec = one(&tx, "WHERE id = ?1", [run.id])?.ok_or_else(|| {
+                StoreError::Corrupt(format!("run {} vanished while it was queued", run.id))
+            })?;
             if let Some(a) = audit {
                 super::audit::append_in(&tx, a)?;
             }
             tx.commit()?;
-            Ok(Submitted::Queued(Box::new(finish_row(rec)?)))
+            Ok(Submitted::Queued(Box::new(rec)))
         })
     }
 
+    /// One run, with its result.
     pub fn get(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         self.store.with(|c| {
-            c.query_row(
-                &format!("{SELECT} WHERE tenant_id = ?1 AND id = ?2"),
+            one(
+                c,
+                "WHERE tenant_id = ?1 AND id = ?2",
                 params![self.tenant.as_str(), id],
-                row,
             )
-            .optional()?
-            .map(finish_row)
-            .transpose()
         })
     }
 
-    /// Newest first; `before` is the `seq` to continue below (a cursor);
-    /// `submitted_by` restricts to one key's runs.
+    /// Newest first, without results; `before` is the `tenant_seq` to
+    /// continue below (a cursor); `submitted_by` restricts to one key's runs.
     pub fn list(
         &self,
         before: Option<i64>,
@@ -192,8 +249,8 @@ impl<'a> TenantRuns<'a> {
     ) -> Result<Vec<RunRecord>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!(
-                "{SELECT} WHERE tenant_id = ?1 AND seq < ?2 AND (?3 IS NULL OR key_id = ?3)
-                 ORDER BY seq DESC LIMIT ?4"
+                "{SELECT} WHERE tenant_id = ?1 AND tenant_seq < ?2 AND (?3 IS NULL OR key_id = ?3)
+                 ORDER BY tenant_seq DESC LIMIT ?4"
             ))?;
             let rows = st.query_map(
                 params![
@@ -204,7 +261,7 @@ impl<'a> TenantRuns<'a> {
                 ],
                 row,
             )?;
-            rows.map(|r| finish_row(r?)).collect()
+            rows.map(|r| r?.into_record(None)).collect()
         })
     }
 
@@ -213,24 +270,25 @@ impl<'a> TenantRuns<'a> {
         let at = now_ms();
         self.store.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(rec) = tx
-                .query_row(
-                    &format!("{SELECT} WHERE tenant_id = ?1 AND id = ?2"),
-                    params![self.tenant.as_str(), id],
-                    row,
-                )
-                .optional()?
+            let Some(rec) = one(
+                &tx,
+                "WHERE tenant_id = ?1 AND id = ?2",
+                params![self.tenant.as_str(), id],
+            )?
             else {
                 return Ok(CancelOutcome::NotFound);
             };
-            let rec = finish_row(rec)?;
             let outcome = match rec.state {
                 RunState::Queued => {
                     tx.execute(
-                        "UPDATE runs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'queued'",
+                        &format!(
+                            "UPDATE runs SET state = 'cancelled', finished_at = ?1, {DROP_REQUEST}
+                             WHERE id = ?2 AND state = 'queued'"
+                        ),
                         params![at, id],
                     )?;
-                    let rec = finish_row(tx.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)?)?;
+                    let rec = one(&tx, "WHERE id = ?1", [id])?
+                        .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))?;
                     CancelOutcome::Cancelled(rec)
                 }
                 RunState::Running => {
@@ -245,6 +303,10 @@ impl<'a> TenantRuns<'a> {
     }
 }
 
+/// Once a run is final, its request is no longer needed: nothing reads it
+/// again, and keeping it would double what a run costs to store.
+const DROP_REQUEST: &str = "request = X'', stored_bytes = stored_bytes - length(request)";
+
 /// The scheduler's view: all tenants' queued and running runs.
 #[derive(Debug)]
 pub struct Queue<'a> {
@@ -256,46 +318,66 @@ impl<'a> Queue<'a> {
         Queue { store }
     }
 
-    /// Oldest queued runs first: (id, tenant).
-    pub fn waiting(&self, limit: usize) -> Result<Vec<(String, TenantId)>, StoreError> {
+    /// Tenants with queued runs, the one waiting longest first.
+    pub fn waiting_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(
-                "SELECT id, tenant_id FROM runs WHERE state = 'queued' ORDER BY seq LIMIT ?1",
+                "SELECT tenant_id, MIN(seq) AS oldest FROM runs WHERE state = 'queued'
+                 GROUP BY tenant_id ORDER BY oldest",
             )?;
-            let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, TenantId(r.get(1)?))))?;
+            let rows = st.query_map([], |r| Ok(TenantId(r.get(0)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
-    /// Moves a queued run to running; returns its request, or `None` if
-    /// another claimant (or a cancellation) got there first.
-    pub fn claim(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Moves the oldest queued run of `tenant` to running; returns its id
+    /// and job spec, or `None` when the tenant has none queued.
+    pub fn claim_next(&self, tenant: &TenantId) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = tx.execute(
-                "UPDATE runs SET state = 'running', started_at = ?1 WHERE id = ?2 AND state = 'queued'",
-                params![at, id],
-            )?;
-            if n == 0 {
-                return Ok(None);
+            let next: Option<(String, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT id, request FROM runs WHERE state = 'queued' AND tenant_id = ?1
+                     ORDER BY seq LIMIT 1",
+                    [tenant.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((id, _)) = &next {
+                tx.execute(
+                    "UPDATE runs SET state = 'running', started_at = ?1 WHERE id = ?2",
+                    params![at, id],
+                )?;
             }
-            let req: Vec<u8> = tx.query_row("SELECT request FROM runs WHERE id = ?1", [id], |r| r.get(0))?;
             tx.commit()?;
-            Ok(Some(req))
+            Ok(next)
         })
     }
 
     /// Records the result of a running run, exactly once.
     pub fn finish(&self, id: &str, result: &RunResult) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let at = now_ms();
         self.store.with(|c| {
-            Ok(c.execute(
-                "UPDATE runs SET state = 'finished', result = ?1, status = ?2, finished_at = ?3
-                 WHERE id = ?4 AND state = 'running'",
-                params![json, result.status.as_str(), at, id],
-            )? == 1)
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let seq: Option<i64> = tx
+                .query_row(
+                    "UPDATE runs SET state = 'finished', status = ?1, finished_at = ?2, request = X''
+                     WHERE id = ?3 AND state = 'running' RETURNING seq",
+                    params![result.status.as_str(), at, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(seq) = seq else {
+                return Ok(false);
+            };
+            let bytes = results::write(&tx, seq, result)?;
+            tx.execute(
+                "UPDATE runs SET stored_bytes = ?1 WHERE seq = ?2",
+                params![bytes, seq],
+            )?;
+            tx.commit()?;
+            Ok(true)
         })
     }
 
@@ -304,7 +386,10 @@ impl<'a> Queue<'a> {
         let at = now_ms();
         self.store.with(|c| {
             Ok(c.execute(
-                "UPDATE runs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2 AND state = 'running'",
+                &format!(
+                    "UPDATE runs SET state = 'cancelled', finished_at = ?1, {DROP_REQUEST}
+                     WHERE id = ?2 AND state = 'running'"
+                ),
                 params![at, id],
             )? == 1)
         })
@@ -346,12 +431,7 @@ impl<'a> Queue<'a> {
 
     /// A run by id, whatever its tenant (the scheduler's own bookkeeping).
     pub fn record(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        self.store.with(|c| {
-            c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
-                .optional()?
-                .map(finish_row)
-                .transpose()
-        })
+        self.store.with(|c| one(c, "WHERE id = ?1", [id]))
     }
 
     /// (queued, running) counts.
@@ -375,7 +455,7 @@ impl<'a> Queue<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::Status;
+    use crate::verdict::{OutputOrder, StageResult, Stream};
 
     fn result() -> RunResult {
         RunResult {
@@ -397,6 +477,10 @@ mod tests {
             version: "3",
             request,
         }
+    }
+
+    fn claim(s: &Store, t: &TenantId) -> Option<String> {
+        s.queue().claim_next(t).unwrap().map(|(id, _)| id)
     }
 
     #[test]
@@ -428,7 +512,7 @@ mod tests {
             Submitted::QueueFull { capacity: 2 }
         );
         // A claimed run leaves the queue.
-        assert!(s.queue().claim("r1").unwrap().is_some());
+        assert_eq!(claim(&s, &a).as_deref(), Some("r1"));
         assert!(matches!(
             s.runs(&a).submit(&queued("r3", b"{}"), 2, None).unwrap(),
             Submitted::Queued(_)
@@ -440,33 +524,45 @@ mod tests {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
         s.runs(&a).submit(&queued("r1", b"REQ"), 10, None).unwrap();
+        assert_eq!(s.queue().waiting_tenants().unwrap(), vec![a.clone()]);
         assert_eq!(
-            s.queue().waiting(10).unwrap(),
-            vec![("r1".to_string(), a.clone())]
+            s.queue().claim_next(&a).unwrap(),
+            Some(("r1".to_string(), b"REQ".to_vec()))
         );
-        assert_eq!(s.queue().claim("r1").unwrap().as_deref(), Some(&b"REQ"[..]));
-        assert_eq!(s.queue().claim("r1").unwrap(), None);
+        assert_eq!(s.queue().claim_next(&a).unwrap(), None);
+        assert!(s.queue().waiting_tenants().unwrap().is_empty());
         assert!(s.queue().finish("r1", &result()).unwrap());
         assert!(!s.queue().finish("r1", &result()).unwrap());
         let rec = s.runs(&a).get("r1").unwrap().unwrap();
         assert_eq!(rec.state, RunState::Finished);
+        assert_eq!(rec.status, Some(Status::Ok));
         assert_eq!(rec.result.unwrap().status, Status::Ok);
+    }
+
+    #[test]
+    fn tenants_waiting_come_oldest_first() {
+        let s = Store::in_memory().unwrap();
+        let a = s.create_tenant("a").unwrap().id;
+        let b = s.create_tenant("b").unwrap().id;
+        s.runs(&b).submit(&queued("b1", b"{}"), 10, None).unwrap();
+        s.runs(&a).submit(&queued("a1", b"{}"), 10, None).unwrap();
+        s.runs(&b).submit(&queued("b2", b"{}"), 10, None).unwrap();
+        assert_eq!(s.queue().waiting_tenants().unwrap(), vec![b.clone(), a]);
+        assert_eq!(claim(&s, &b).as_deref(), Some("b1"));
+        assert_eq!(claim(&s, &b).as_deref(), Some("b2"));
     }
 
     #[test]
     fn cancelling_depends_on_the_state() {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
-        s.runs(&a).submit(&queued("q", b"{}"), 10, None).unwrap();
         s.runs(&a).submit(&queued("r", b"{}"), 10, None).unwrap();
-        s.queue().claim("r").unwrap();
+        s.runs(&a).submit(&queued("q", b"{}"), 10, None).unwrap();
+        assert_eq!(claim(&s, &a).as_deref(), Some("r"));
         assert!(
             matches!(s.runs(&a).cancel("q").unwrap(), CancelOutcome::Cancelled(r) if r.state == RunState::Cancelled)
         );
-        assert!(
-            s.queue().claim("q").unwrap().is_none(),
-            "a cancelled run never starts"
-        );
+        assert!(claim(&s, &a).is_none(), "a cancelled run never starts");
         assert!(matches!(
             s.runs(&a).cancel("r").unwrap(),
             CancelOutcome::Requested(_)
@@ -480,9 +576,10 @@ mod tests {
     }
 
     #[test]
-    fn listing_is_newest_first_with_a_cursor() {
+    fn listing_is_newest_first_with_a_per_tenant_cursor() {
         let s = Store::in_memory().unwrap();
         let a = s.create_tenant("a").unwrap().id;
+        let b = s.create_tenant("b").unwrap().id;
         for i in 0..5 {
             let id = format!("r{i}");
             let run = NewRun {
@@ -493,13 +590,20 @@ mod tests {
                 request: b"{}",
             };
             s.runs(&a).submit(&run, 10, None).unwrap();
+            // Another tenant's runs in between leave no trace in a's positions.
+            let other = format!("o{i}");
+            s.runs(&b)
+                .submit(&queued(&other, b"{}"), 100, None)
+                .unwrap();
         }
         let page = s.runs(&a).list(None, 2, None).unwrap();
         assert_eq!(
-            page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["r4", "r3"]
+            page.iter()
+                .map(|r| (r.id.as_str(), r.tenant_seq))
+                .collect::<Vec<_>>(),
+            [("r4", 5), ("r3", 4)]
         );
-        let next = s.runs(&a).list(Some(page[1].seq), 2, None).unwrap();
+        let next = s.runs(&a).list(Some(page[1].tenant_seq), 2, None).unwrap();
         assert_eq!(
             next.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             ["r2", "r1"]
@@ -509,5 +613,91 @@ mod tests {
             mine.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             ["r3", "r1"]
         );
+    }
+
+    fn bytes_of(s: &Store, id: &str) -> i64 {
+        s.with(|c| {
+            Ok(
+                c.query_row("SELECT stored_bytes FROM runs WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn output_is_stored_once_as_bytes_and_the_request_is_dropped_when_final() {
+        let s = Store::in_memory().unwrap();
+        let a = s.create_tenant("a").unwrap().id;
+        let request = vec![7u8; 10_000];
+        s.runs(&a)
+            .submit(&queued("r1", &request), 10, None)
+            .unwrap();
+        assert_eq!(bytes_of(&s, "r1"), 10_000);
+        claim(&s, &a).unwrap();
+        let nul = "\0".repeat(100_000);
+        let mut order = OutputOrder::default();
+        order.push(Stream::Stdout, 50_000);
+        order.push(Stream::Stderr, 100_000);
+        order.push(Stream::Stdout, 50_000);
+        let stage = StageResult {
+            stdout: nul.clone(),
+            stderr: nul.clone(),
+            order,
+            exit_code: Some(0),
+            ..StageResult::default()
+        };
+        let r = RunResult {
+            run: Some(stage.clone()),
+            ..result()
+        };
+        assert!(s.queue().finish("r1", &r).unwrap());
+        let stored = bytes_of(&s, "r1");
+        assert!(
+            (200_000..201_000).contains(&stored),
+            "each NUL costs one byte, each stream is kept once: {stored}"
+        );
+        let request_left: i64 = s
+            .with(|c| {
+                Ok(c.query_row(
+                    "SELECT length(request) FROM runs WHERE id = 'r1'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(request_left, 0);
+        let back = s.runs(&a).get("r1").unwrap().unwrap().result.unwrap();
+        assert_eq!(back, r);
+        let out = back.run.unwrap().output();
+        assert_eq!(out.len(), 200_000);
+        assert_eq!(out, nul.clone() + &nul);
+    }
+
+    #[test]
+    fn results_stored_as_json_before_are_still_read() {
+        let s = Store::in_memory().unwrap();
+        let a = s.create_tenant("a").unwrap().id;
+        s.runs(&a).submit(&queued("old", b"{}"), 10, None).unwrap();
+        let legacy = r#"{"status":"ok","language":"python","version":"3","compile":null,"run":{"stdout":"o","stderr":"e","output":"eo","stdout_truncated":false,"stderr_truncated":false,"exit_code":0,"signal":null,"wall_ms":1,"cpu_ms":1,"memory_peak_bytes":1,"limit":null,"message":null}}"#;
+        s.with(|c| {
+            c.execute(
+                "UPDATE runs SET state = 'finished', status = 'ok', result = ?1 WHERE id = 'old'",
+                [legacy],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let run = s
+            .runs(&a)
+            .get("old")
+            .unwrap()
+            .unwrap()
+            .result
+            .unwrap()
+            .run
+            .unwrap();
+        assert_eq!(run.output(), "eo");
     }
 }
