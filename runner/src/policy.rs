@@ -405,6 +405,53 @@ mod tests {
         assert!(err.to_string().contains("deny by default"), "{err}");
     }
 
+    /// What takes from a pool wider than the container and is not bounded
+    /// per uid stays out of the allow-list (policies/seccomp/sandbox.json,
+    /// reviewNotes); the real-engine test calls each and expects EPERM.
+    #[test]
+    fn calls_on_host_wide_pools_are_not_allowed() {
+        let v: serde_json::Value = serde_json::from_str(EMBEDDED_SECCOMP).unwrap();
+        let allowed: Vec<&str> = v["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "SCMP_ACT_ALLOW")
+            .flat_map(|e| e["names"].as_array().unwrap())
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        for denied in [
+            "io_setup",
+            "io_submit",
+            "io_getevents",
+            "io_pgetevents",
+            "io_cancel",
+            "io_destroy",
+            "add_key",
+            "keyctl",
+            "request_key",
+            "fanotify_init",
+            "fanotify_mark",
+            "perf_event_open",
+            "userfaultfd",
+            "io_uring_setup",
+            "msgget",
+            "msgsnd",
+            "msgrcv",
+            "msgctl",
+            "semget",
+            "semop",
+            "semtimedop",
+            "semctl",
+            "shmget",
+            "shmat",
+            "shmdt",
+            "shmctl",
+        ] {
+            assert!(!allowed.contains(&denied), "{denied} is allowed");
+        }
+        assert!(v["reviewNotes"].as_array().is_some_and(|n| !n.is_empty()));
+    }
+
     #[test]
     fn docker_default_seccomp_is_accepted() {
         let p = with(
