@@ -183,8 +183,7 @@ impl SandboxPolicy {
                 .map_err(|p| invalid(&format!("{name}.wall_time_ms"), p))?;
             check_bounded(&stage.cpu_time_ms, 1, 3_600_000)
                 .map_err(|p| invalid(&format!("{name}.cpu_time_ms"), p))?;
-            // Docker refuses memory limits under 6 MB.
-            check_bounded(&stage.memory_mb, 6, 1 << 20)
+            check_bounded(&stage.memory_mb, crate::limits::MIN_MEMORY_MB, 1 << 20)
                 .map_err(|p| invalid(&format!("{name}.memory_mb"), p))?;
             if !(8..=100_000).contains(&stage.pids) {
                 return Err(invalid(

@@ -13,7 +13,9 @@ pub struct SubmissionFile {
     pub content: Vec<u8>,
 }
 
-/// Longest file name accepted, in bytes (the usual `NAME_MAX`).
+/// Longest file name accepted, in bytes (`NAME_MAX` of tmpfs). sandbox-init
+/// places files under the same limit (`NAME_MAX_BYTES` in
+/// `sandbox-images/base/sandbox-init.c`; a test keeps the two equal).
 pub const MAX_NAME_BYTES: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -264,6 +266,20 @@ mod tests {
                 .to_string()
                 .contains("'/'")
         );
+    }
+
+    /// One limit on both sides: what the validator accepts, sandbox-init
+    /// places (the real-engine test runs a name of exactly this length).
+    #[test]
+    fn the_validator_and_sandbox_init_share_the_name_limit() {
+        let init = include_str!("../../sandbox-images/base/sandbox-init.c");
+        let define = format!("#define NAME_MAX_BYTES {MAX_NAME_BYTES}\n");
+        assert!(
+            init.contains(&define),
+            "sandbox-init.c must have {define:?}"
+        );
+        validate_name(&"x".repeat(MAX_NAME_BYTES)).unwrap();
+        assert!(validate_name(&"x".repeat(MAX_NAME_BYTES + 1)).is_err());
     }
 
     #[test]

@@ -211,37 +211,24 @@ impl StageRun<'_> {
             } else {
                 Duration::ZERO
             };
-        let exchange = async {
-            let (written, read) = tokio::join!(write, read);
-            (written, read)
-        };
-        let (written, ending) = match tokio::time::timeout(deadline, exchange).await {
+        let (written, ending) = match tokio::time::timeout(deadline, exchange(write, read)).await {
             Ok((written, read)) => (written, read?),
             Err(_) => {
                 // sandbox-init enforces every limit itself; getting here means
                 // the container stopped answering. Stop it from outside.
                 self.engine.kill(id).await.map_err(err)?;
                 warn!(container = %id, "no report within {deadline:?}; killed from the host");
-                return Ok(StageOutcome {
-                    result: StageResult {
-                        stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
-                        stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
-                        output: String::from_utf8_lossy(&decoder.combined).into_owned(),
-                        stdout_truncated: false,
-                        stderr_truncated: false,
-                        exit_code: None,
-                        signal: Some("SIGKILL".into()),
-                        wall_ms: started.elapsed().as_millis() as u64,
-                        cpu_ms: 0,
-                        memory_peak_bytes: 0,
-                        limit: Some(LimitHit::WallTime),
-                        message: Some(format!(
-                            "the sandbox did not finish within {} ms; the runner stopped it",
-                            deadline.as_millis()
-                        )),
-                    },
-                    archive: None,
-                });
+                // Memory running out is the verdict whatever else happened.
+                let (limit, message) = if self.engine.inspect(id).await.map_err(err)?.oom_killed {
+                    (LimitHit::Memory, self.memory_message())
+                } else {
+                    let message = format!(
+                        "the sandbox did not finish within {} ms; the runner stopped it",
+                        deadline.as_millis()
+                    );
+                    (LimitHit::WallTime, message)
+                };
+                return Ok(self.stopped_outside(&decoder, started, limit, message));
             }
         };
 
@@ -285,29 +272,11 @@ impl StageRun<'_> {
                 let _ = tokio::time::timeout(REPORT_GRACE, self.engine.wait(id)).await;
                 let state = self.engine.inspect(id).await.map_err(err)?;
                 if state.oom_killed {
-                    return Ok(StageOutcome {
-                        result: StageResult {
-                            stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
-                            stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
-                            output: String::from_utf8_lossy(&decoder.combined).into_owned(),
-                            stdout_truncated: false,
-                            stderr_truncated: false,
-                            exit_code: None,
-                            signal: Some("SIGKILL".into()),
-                            wall_ms: started.elapsed().as_millis() as u64,
-                            cpu_ms: 0,
-                            memory_peak_bytes: self.limits.memory_bytes,
-                            limit: Some(LimitHit::Memory),
-                            message: Some(format!(
-                                "the container reached its memory limit of {} MiB",
-                                self.limits.memory_bytes >> 20
-                            )),
-                        },
-                        archive: None,
-                    });
+                    let message = self.memory_message();
+                    return Ok(self.stopped_outside(&decoder, started, LimitHit::Memory, message));
                 }
                 let written = written
-                    .err()
+                    .and_then(Result::err)
                     .map(|e| format!("; sending the job failed: {e}"));
                 Err(SandboxError::NoResult {
                     job: self.job_id.to_owned(),
@@ -320,6 +289,68 @@ impl StageRun<'_> {
                     ),
                 })
             }
+        }
+    }
+
+    fn memory_message(&self) -> String {
+        format!(
+            "the container reached its memory limit of {} MiB",
+            self.limits.memory_bytes >> 20
+        )
+    }
+
+    /// The result of a stage sandbox-init could not report on: stopped from
+    /// the host, or gone with the engine's word that memory ran out.
+    fn stopped_outside(
+        &self,
+        decoder: &Decoder,
+        started: Instant,
+        limit: LimitHit,
+        message: String,
+    ) -> StageOutcome {
+        // When memory ran out, it ran out at the limit.
+        let memory_peak_bytes = if limit == LimitHit::Memory {
+            self.limits.memory_bytes
+        } else {
+            0
+        };
+        StageOutcome {
+            result: StageResult {
+                stdout: String::from_utf8_lossy(&decoder.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&decoder.stderr).into_owned(),
+                output: String::from_utf8_lossy(&decoder.combined).into_owned(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                exit_code: None,
+                signal: Some("SIGKILL".into()),
+                wall_ms: started.elapsed().as_millis() as u64,
+                cpu_ms: 0,
+                memory_peak_bytes,
+                limit: Some(limit),
+                message: Some(message),
+            },
+            archive: None,
+        }
+    }
+}
+
+/// Sends the job and reads the frames together, until the read ends (a
+/// report, a fatal error, or the stream closed). A write still under way
+/// then is abandoned: a container killed for memory stops reading its stdin,
+/// and waiting for the write would wait for the stage's whole deadline.
+async fn exchange<W, R>(write: W, read: R) -> (Option<std::io::Result<()>>, R::Output)
+where
+    W: Future<Output = std::io::Result<()>>,
+    R: Future,
+{
+    tokio::pin!(write);
+    tokio::pin!(read);
+    let mut written = None;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut read => return (written, r),
+            w = &mut write, if written.is_none() => written = Some(w),
         }
     }
 }
