@@ -14,6 +14,7 @@ pub mod protocol;
 mod reaper;
 pub mod spec;
 mod stage;
+pub mod uids;
 
 use crate::engine::{ContainerEngine, EngineError};
 use crate::language::{Catalog, Language, LookupError};
@@ -341,7 +342,9 @@ impl Sandbox {
             self.check_image(&run.language.image).await?;
             let lang = &run.language;
             let c = &self.policy.container;
-            let mut archive = submission::archive(&run.files, c.uid, c.gid);
+            // Owner fields of the archive are not used: sandbox-init
+            // creates the files as the sandbox's own uid.
+            let mut archive = submission::archive(&run.files, c.uids.first, c.uids.first);
             let mut archive_kind = ArchiveKind::Files;
 
             let compile = match &lang.compile {
@@ -408,8 +411,8 @@ impl Sandbox {
                 .expect("the policy's defaults are within its maxima"),
         };
         let env = spec::environment(&language.run.env);
-        let archive =
-            submission::archive(&[], self.policy.container.uid, self.policy.container.gid);
+        let first = self.policy.container.uids.first;
+        let archive = submission::archive(&[], first, first);
         let plan = StagePlan {
             kind: StageKind::Run,
             argv,

@@ -19,6 +19,8 @@ pub const BASE_ENV: [(&str, &str); 5] = [
     ("TMPDIR", "/tmp"),
 ];
 
+/// The container of a stage. It runs as the first uid of the policy's range
+/// until [`run_as`] gives it the uid leased for it.
 pub fn stage_spec(
     policy: &SandboxPolicy,
     image: &str,
@@ -29,7 +31,7 @@ pub fn stage_spec(
     SandboxSpec {
         image: image.to_owned(),
         labels,
-        user: format!("{}:{}", c.uid, c.gid),
+        user: format!("{0}:{0}", c.uids.first),
         memory_bytes: limits.memory_bytes,
         nano_cpus: c.nano_cpus,
         pids: limits.pids,
