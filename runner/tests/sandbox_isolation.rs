@@ -395,6 +395,72 @@ ls /proc | grep -c '^[0-9]'
     assert!(procs <= 5, "saw other processes: {procs}");
 }
 
+/// The submission is the OOM killer's first choice (1000; sandbox-init,
+/// which reports, stays at 0). It may lower its score, but never below
+/// sandbox-init's, and a submission that did still gets the memory verdict.
+async fn a_submission_lowering_its_oom_score_still_gets_the_memory_verdict(env: &Env) {
+    let prog = r#"
+def score(pid):
+    return open(f"/proc/{pid}/oom_score_adj").read().strip()
+print("self", score("self"), "init", score(1))
+for value in ["-1", "0"]:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(value)
+        print("set", value)
+    except OSError:
+        print("refused", value)
+print("now", score("self"), flush=True)
+chunks = []
+while True:
+    chunks.append(bytearray(8 << 20))
+"#;
+    // Under the default limits, so the warm case runs warm.
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::MemoryLimit, "{}", show(&r));
+    assert_eq!(
+        lines(&r),
+        ["self 1000 init 0", "refused -1", "set 0", "now 0"],
+        "{}",
+        show(&r)
+    );
+}
+
+/// Host information under /proc is masked like the engine's own list
+/// (which ours replaces, so it repeats it), plus the kernel's build
+/// configuration and the host's load; kernel tunables stay read-only.
+async fn host_information_in_proc_is_masked(env: &Env) {
+    let prog = r#"
+import os
+masked = ["/proc/config.gz", "/proc/loadavg", "/proc/kcore", "/proc/keys",
+          "/proc/timer_list", "/proc/sched_debug", "/proc/acpi", "/proc/scsi",
+          "/proc/interrupts", "/sys/firmware"]
+for p in masked:
+    if not os.path.exists(p):
+        print(p, "absent")
+    elif os.path.isdir(p):
+        print(p, "empty" if not os.listdir(p) else "LISTED")
+    else:
+        try:
+            print(p, "empty" if open(p, "rb").read(64) == b"" else "READ")
+        except OSError:
+            print(p, "unreadable")
+for p in ["/proc/sys/kernel/hostname", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"]:
+    if os.path.exists(p):
+        print(p, "ro" if os.statvfs(p).f_flag & os.ST_RDONLY else "WRITABLE")
+"#;
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let text = out(&r);
+    assert!(!text.contains("READ") && !text.contains("LISTED"), "{text}");
+    assert!(!text.contains("WRITABLE"), "{text}");
+    for p in ["/proc/config.gz", "/proc/loadavg"] {
+        if std::path::Path::new(p).exists() {
+            assert!(text.contains(&format!("{p} empty")), "{p}: {text}");
+        }
+    }
+}
+
 /// Every case runs twice: in containers created for the job (cold) and in
 /// containers of the warm pool, which must isolate just as well.
 macro_rules! cold_and_warm {
@@ -438,4 +504,6 @@ cold_and_warm! {
     background_processes_do_not_outlive_the_job => ["bash"],
     the_submission_cannot_tamper_with_sandbox_init => ["python"],
     concurrent_jobs_cannot_see_each_other => ["bash"],
+    a_submission_lowering_its_oom_score_still_gets_the_memory_verdict => ["python"],
+    host_information_in_proc_is_masked => ["python"],
 }

@@ -654,7 +654,10 @@ int main(void) {
          * at 0. At equal scores the killer takes the larger process, the
          * submission all but always. Should it take us anyway, the container
          * ends without a report and the runner reads the engine's OOM state:
-         * the verdict is still the memory limit. */
+         * the verdict is still the memory limit. Non-dumpable (inherited
+         * from us), our /proc entries belong to root and the write would
+         * fail: the program is dumpable after exec anyway. */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
             if (write(fd, "1000", 4) < 0) {}
