@@ -25,7 +25,12 @@ for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Secco
     let r = env.run("python", &[("main.py", prog)]).await;
     assert_eq!(r.status, Status::Ok, "{}", show(&r));
     let l = lines(&r);
-    assert_eq!(l[0], "10001 10001 10001 [10001]");
+    // A uid of the policy's range, leased for this sandbox alone; its gid
+    // is the same number, and no other group is held.
+    let ids: Vec<&str> = l[0].split(' ').collect();
+    let uid: u32 = ids[0].parse().unwrap();
+    assert!(env.sandbox.policy().container.uids.contains(uid), "{l:?}");
+    assert_eq!(ids[1..], [ids[0], ids[0], &format!("[{uid}]")], "{l:?}");
     for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert!(
             l.contains(&format!("{cap} 0000000000000000")),
@@ -506,4 +511,159 @@ cold_and_warm! {
     concurrent_jobs_cannot_see_each_other => ["bash"],
     a_submission_lowering_its_oom_score_still_gets_the_memory_verdict => ["python"],
     host_information_in_proc_is_masked => ["python"],
+}
+
+/// Takes every per-user kernel resource it can (inotify instances, POSIX
+/// message-queue bytes, queued real-time signals), prints how much it got,
+/// and with `hold` keeps them.
+const PER_USER_HOLDER: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    int inotify = 0;
+    while (inotify_init1(IN_CLOEXEC) >= 0) inotify++;
+    long mq_bytes = 0;
+    struct mq_attr attr = {.mq_maxmsg = 10, .mq_msgsize = 8192};
+    for (int i = 0;; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/q%d", i);
+        if (mq_open(name, O_CREAT | O_RDWR | O_CLOEXEC, 0600, &attr) == (mqd_t)-1) break;
+        mq_bytes += attr.mq_maxmsg * attr.mq_msgsize;
+    }
+    sigset_t rt;
+    sigemptyset(&rt);
+    sigaddset(&rt, SIGRTMIN);
+    sigprocmask(SIG_BLOCK, &rt, NULL);
+    long signals = 0;
+    union sigval v = {0};
+    while (sigqueue(getpid(), SIGRTMIN, v) == 0) signals++;
+    printf("inotify=%d mq_bytes=%ld rt_signals=%ld\n", inotify, mq_bytes, signals);
+    fflush(stdout);
+    if (argc > 1 && strcmp(argv[1], "hold") == 0) sleep(60);
+    return 0;
+}
+"#;
+
+fn holdings(text: &str) -> [u64; 3] {
+    let mut v = [0; 3];
+    for (i, key) in ["inotify=", "mq_bytes=", "rt_signals="].iter().enumerate() {
+        let at = text
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} in {text:?}"));
+        let rest = &text[at + key.len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        v[i] = rest[..end].parse().unwrap();
+    }
+    v
+}
+
+/// Per-user kernel limits (inotify instances, RLIMIT_MSGQUEUE,
+/// RLIMIT_SIGPENDING) count per uid on the host. A sandbox holding all of
+/// its share must leave a concurrent sandbox its own full share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_of_per_user_kernel_limits_does_not_starve_a_concurrent_sandbox() {
+    test_support::require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("c").await;
+    let limits = LimitsRequest {
+        run_wall_time_ms: Some(20_000),
+        ..Default::default()
+    };
+    let holder = env
+        .sandbox
+        .prepare(runner::sandbox::RunRequest {
+            language: "c".into(),
+            files: vec![common::file("main.c", PER_USER_HOLDER)],
+            args: vec!["hold".into()],
+            limits: limits.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let holding = {
+        let sandbox = &env.sandbox;
+        async move { sandbox.execute_observed(&holder, Some(&tx)).await }
+    };
+    let held = async {
+        let mut seen = String::new();
+        while let Some(ev) = rx.recv().await {
+            if let runner::sandbox::SandboxEvent::Output { text, .. } = ev {
+                seen.push_str(&text);
+                if seen.contains('\n') {
+                    return seen;
+                }
+            }
+        }
+        panic!("the holder ended without reporting: {seen}");
+    };
+    // The holder runs until the probe is done, then is cancelled.
+    let probe = async {
+        let held = held.await;
+        let r = env
+            .run_with("c", &[("main.c", PER_USER_HOLDER)], "", &[], limits.clone())
+            .await;
+        (held, r)
+    };
+    let (held, probe) = tokio::select! {
+        r = holding => panic!("the holder finished first: {r:?}"),
+        r = probe => r,
+    };
+    assert_eq!(probe.status, Status::Ok, "{}", show(&probe));
+    let held = holdings(&held);
+    let got = holdings(&out(&probe));
+    eprintln!(
+        "holder held inotify={} mq_bytes={} rt_signals={}; concurrent sandbox got inotify={} mq_bytes={} rt_signals={}",
+        held[0], held[1], held[2], got[0], got[1], got[2]
+    );
+    assert!(
+        held.iter().all(|n| *n > 0),
+        "the holder got nothing: {held:?}"
+    );
+    assert_eq!(
+        got, held,
+        "the concurrent sandbox did not get its own share"
+    );
+    env.sandbox.flush_removals().await;
+    assert_eq!(env.leftovers().await, Vec::<String>::new());
+}
+
+/// A job cancelled at any moment of its start (its future dropped: a client
+/// gone, a run cancelled, Ctrl-C) leaves no container behind, even one the
+/// engine was still creating when the job was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_right_after_start_leaves_no_container() {
+    test_support::require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("bash").await;
+    let mut cancelled = 0;
+    for i in 0..30u64 {
+        let prepared = env
+            .sandbox
+            .prepare(runner::sandbox::RunRequest {
+                language: "bash".into(),
+                files: vec![common::file("main.sh", "sleep 30")],
+                ..Default::default()
+            })
+            .unwrap();
+        // From 0 to 290 ms: before, during and after the engine's create.
+        let delay = Duration::from_millis((i % 15) * 20 + (i / 15) * 10);
+        let run = tokio::time::timeout(delay, env.sandbox.execute(&prepared)).await;
+        assert!(run.is_err(), "the 30 s job finished within {delay:?}");
+        cancelled += 1;
+    }
+    assert_eq!(cancelled, 30);
+    env.sandbox.shutdown().await;
+    // A creation the engine was still working on must not surface later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.leftovers().await, Vec::<String>::new());
 }

@@ -171,6 +171,13 @@ pub enum SandboxError {
         cause: Box<SandboxError>,
         cleanup: EngineError,
     },
+    #[error("job {job}, {stage} stage: {source}")]
+    Uid {
+        job: String,
+        stage: StageKind,
+        #[source]
+        source: uids::UidError,
+    },
     #[error("cannot check sandbox image {image}: {source}")]
     ImageCheck {
         image: String,
@@ -190,6 +197,8 @@ pub struct Sandbox {
     checked_images: Mutex<HashSet<String>>,
     stats: Arc<SandboxStats>,
     reaper: Arc<reaper::Reaper>,
+    /// A uid of its own for every sandbox alive at once.
+    uids: Arc<uids::UidAllocator>,
     pool: OnceLock<Arc<pool::WarmPool>>,
     /// Labels every container this sandbox makes.
     instance: String,
@@ -202,7 +211,10 @@ impl Sandbox {
         catalog: Arc<Catalog>,
     ) -> Self {
         let stats = Arc::new(SandboxStats::default());
+        let uids =
+            uids::UidAllocator::new(policy.container.uids, uids::UidAllocator::default_dir());
         Sandbox {
+            uids: Arc::new(uids),
             reaper: Arc::new(reaper::Reaper::start(
                 Arc::clone(&engine),
                 Arc::clone(&stats),
@@ -269,6 +281,7 @@ impl Sandbox {
             pool::WarmPool::new(
                 Arc::clone(&self.engine),
                 self.reaper_handle(),
+                Arc::clone(&self.uids),
                 self.instance.clone(),
                 targets,
                 config.idle_lifetime,
@@ -482,6 +495,7 @@ impl Sandbox {
         StageRun {
             engine: &self.engine,
             reaper: &self.reaper,
+            uids: &self.uids,
             stats: &self.stats,
             events,
             job_id: &run.id,

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::labels;
+use super::uids::UidLease;
 use crate::engine::{SandboxSpec, Tmpfs};
 use crate::limits::StageLimits;
 use crate::policy::{SandboxPolicy, Seccomp};
@@ -56,6 +58,14 @@ pub fn stage_spec(
             Seccomp::Profile { json, .. } => Some(json.clone()),
         },
     }
+}
+
+/// Makes the container run as the leased uid (and gid); its tmpfs mounts
+/// are owned by them, and a label says which uid it holds.
+pub fn run_as(spec: &mut SandboxSpec, lease: &UidLease) {
+    spec.user = lease.user();
+    spec.labels
+        .insert(labels::UID.to_owned(), lease.uid().to_string());
 }
 
 /// `NAME=value` strings: the base environment overlaid with the language's.

@@ -92,6 +92,7 @@ pub async fn serve(
         }
     }
     let dispatcher = scheduler.start();
+    crate::gc::start_sweeper(Arc::clone(sandbox.engine()), crate::gc::SWEEP_INTERVAL);
     if config.pool.default_size > 0 || config.pool.sizes.values().any(|n| *n > 0) {
         sandbox.start_pool(&config.pool, Arc::clone(&permits));
     }
