@@ -153,11 +153,25 @@ fn bad_input_is_refused_with_a_clear_message_and_exit_2() {
     let dir = TempDir::new("cli-bad");
     let dash = write(dir.path(), "-c", "print(1)");
     let dots = write(dir.path(), "a..b.py", "print(1)");
+    let at = write(dir.path(), "@opts.py", "print(1)");
     let good = write(dir.path(), "main.py", "print(1)");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["-f".into(), dash.display().to_string()],
             "starts with '-'",
+        ),
+        (
+            vec!["-f".into(), at.display().to_string()],
+            "starts with '@', which compilers and launchers",
+        ),
+        (
+            vec![
+                "-f".into(),
+                good.display().to_string(),
+                "--memory-limit-mb".into(),
+                "3".into(),
+            ],
+            "run_memory_mb = 3 is under the minimum of 6",
         ),
         (
             vec!["-f".into(), dots.display().to_string()],
@@ -425,5 +439,8 @@ async fn two_runner_processes_never_share_a_sandbox_uid() {
     }
     signal(pid, "-INT");
     child.wait_with_output().unwrap();
-    eprintln!("runner exec held uid {}; this process ran as {uids:?}", held[0]);
+    eprintln!(
+        "runner exec held uid {}; this process ran as {uids:?}",
+        held[0]
+    );
 }
