@@ -29,6 +29,7 @@ async fn check(language: &str) {
         .run_command(&lang, &lang.version_command)
         .await
         .unwrap();
+    env.sandbox.flush_removals().await;
     let said = format!("{}{}", probe.stdout, probe.stderr);
     assert!(
         said.contains(&lang.version),
