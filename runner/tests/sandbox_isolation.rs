@@ -667,3 +667,33 @@ async fn cancelling_right_after_start_leaves_no_container() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.leftovers().await, Vec::<String>::new());
 }
+
+/// Warm containers wait with a uid each, distinct from each other's and
+/// from every running sandbox's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_containers_each_hold_their_own_uid() {
+    test_support::require_docker!();
+    let env = Env::warm(&["bash", "c"], 2).await;
+    let running = env.run("bash", &[("main.sh", "id -u")]);
+    let warm = async {
+        use runner::engine::ContainerEngine as _;
+        env.docker
+            .list(runner::sandbox::labels::INSTANCE, env.sandbox.instance())
+            .await
+            .unwrap()
+    };
+    let (r, listed) = tokio::join!(running, warm);
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let mut uids: Vec<String> = listed
+        .iter()
+        .map(|c| c.labels[runner::sandbox::labels::UID].clone())
+        .collect();
+    // bash run + c run + c compile, two each; the running job's own may be
+    // among them.
+    assert!(uids.len() >= 6, "{uids:?}");
+    let n = uids.len();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), n, "two containers share a uid");
+    env.sandbox.shutdown().await;
+}
