@@ -2,8 +2,10 @@
 //! was killed, or they outlived their deadline.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::engine::{ContainerEngine, EngineError};
 use crate::sandbox::labels::{self, Owner};
@@ -86,6 +88,41 @@ pub async fn collect(
         }
     }
     Ok(report)
+}
+
+/// How often `runner serve` collects orphans by itself: containers of
+/// runners that died, and containers past their deadline (its own, if a
+/// removal failed).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Collects orphans every `every`, for as long as the process runs (a
+/// long-running server must not wait for a manual `runner gc`). The first
+/// sweep is one interval from now.
+pub fn start_sweeper(
+    engine: Arc<dyn ContainerEngine>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match collect(engine.as_ref(), Scope::Orphans, false).await {
+                Ok(r) => {
+                    if !r.removed.is_empty() {
+                        info!(
+                            removed = r.removed.len(),
+                            "collected orphaned sandbox containers"
+                        );
+                    }
+                    for (id, e) in r.failed {
+                        warn!(container = %id, error = %e, "could not remove an orphaned sandbox container");
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not look for orphaned sandbox containers"),
+            }
+        }
+    })
 }
 
 /// Removes every container of one job (after Ctrl-C, or a cancelled run).

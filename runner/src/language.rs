@@ -83,13 +83,29 @@ pub struct Language {
 
 /// Placeholders a command may hold. `{sources}` and `{args}` expand to any
 /// number of arguments, so they must stand alone in their element.
+///
+/// A submitted name must reach a tool as a path, never as an option or a
+/// response file (`@file`, read by gcc, javac, java and rustc): `{sources}`
+/// expands to `./name` each, and `{entry}` must be written `./{entry}`, or
+/// stand alone after a `--` element for tools that print the name as given
+/// (python, ruby, bash). `{entry_stem}` (java's main class) cannot be a path:
+/// the submission validator's refusal of names starting with `-` or `@` is
+/// what keeps it a class name.
 const PLACEHOLDERS: [&str; 4] = ["{entry}", "{entry_stem}", "{sources}", "{args}"];
 
 fn check_template(cmd: &[String], is_run: bool, has_ext: bool) -> Result<(), String> {
     if cmd.is_empty() {
         return Err("command is empty".into());
     }
-    for el in cmd {
+    for (i, el) in cmd.iter().enumerate() {
+        if el.contains("{entry}")
+            && el != "./{entry}"
+            && !(el == "{entry}" && i > 0 && cmd[..i].iter().any(|e| e == "--"))
+        {
+            return Err(format!(
+                "{el:?}: pass the entry file as \"./{{entry}}\", or as \"{{entry}}\" after a \"--\" element, so its name is never read as an option"
+            ));
+        }
         let mut rest = el.as_str();
         while let Some(start) = rest.find('{') {
             let end = rest[start..]
@@ -189,7 +205,7 @@ impl Language {
                                 .iter()
                                 .any(|e| f.name.ends_with(e.as_str()))
                         })
-                        .map(|f| f.name.clone()),
+                        .map(|f| format!("./{}", f.name)),
                 ),
                 _ => out.push(el.replace("{entry_stem}", stem).replace("{entry}", entry)),
             }
@@ -354,20 +370,55 @@ mod tests {
         let java = c.find("java", None).unwrap();
         let fs = files(&["Main.java", "Util.java", "notes.txt"]);
         let compile = java.command(java.compile.as_ref().unwrap(), &fs, &[]);
-        assert!(compile.ends_with(&["Main.java".to_string(), "Util.java".to_string()]));
+        assert!(compile.ends_with(&["./Main.java".to_string(), "./Util.java".to_string()]));
         let run = java.command(&java.run, &fs, &["a b".into(), "c".into()]);
         assert_eq!(&run[run.len() - 3..], ["Main", "a b", "c"]);
         let py = c.find("python", None).unwrap();
         assert_eq!(
             py.command(&py.run, &files(&["main.py"]), &[]),
-            ["python3", "main.py"]
+            ["python3", "--", "main.py"]
         );
+    }
+
+    /// Every command of every language passes a submitted name as a path
+    /// (`./name`) or after `--`: with names that would be options or
+    /// response files if they were bare, nothing bare is left.
+    #[test]
+    fn submitted_names_reach_every_tool_as_paths() {
+        for lang in catalog().languages() {
+            let ext = lang
+                .source_extensions
+                .first()
+                .map_or(".txt", String::as_str);
+            let names = [
+                format!("@entry{ext}"),
+                format!("-x{ext}"),
+                format!("+x{ext}"),
+            ];
+            let fs = files(&names.iter().map(String::as_str).collect::<Vec<_>>());
+            let stages = lang.compile.iter().chain(std::iter::once(&lang.run));
+            for stage in stages {
+                let argv = lang.command(stage, &fs, &[]);
+                let dashdash = argv.iter().position(|a| a == "--");
+                for (i, a) in argv.iter().enumerate() {
+                    let bare = names.iter().any(|n| a == n);
+                    assert!(
+                        !bare || dashdash.is_some_and(|d| d < i),
+                        "{}: {a:?} reaches {argv:?} bare",
+                        lang.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]
     fn templates_are_checked() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert!(check_template(&s(&["x", "{entry}"]), true, false).is_ok());
+        assert!(check_template(&s(&["x", "./{entry}"]), true, false).is_ok());
+        assert!(check_template(&s(&["x", "--", "{entry}"]), true, false).is_ok());
+        assert!(check_template(&s(&["x", "{entry}"]), true, false).is_err());
+        assert!(check_template(&s(&["x", "-f{entry}"]), true, false).is_err());
         assert!(check_template(&s(&["x", "{nope}"]), true, false).is_err());
         assert!(check_template(&s(&["x", "-f{args}"]), true, false).is_err());
         assert!(check_template(&s(&["x", "{args}"]), false, false).is_err());

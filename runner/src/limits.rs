@@ -50,7 +50,19 @@ pub enum LimitError {
     },
     #[error("{name} = 0 is not a limit; ask for at least 1 or leave it out for the default")]
     Zero { name: &'static str },
+    #[error(
+        "{name} = {requested} is under the minimum of {min} the container engine accepts; ask for {min} or more"
+    )]
+    UnderMinimum {
+        name: &'static str,
+        requested: u64,
+        min: u64,
+    },
 }
+
+/// The smallest memory limit, in MiB, Docker accepts for a container (it
+/// refuses less than 6 MiB). The policy's memory limits are held to it too.
+pub const MIN_MEMORY_MB: u64 = 6;
 
 fn pick(name: &'static str, requested: Option<u64>, bound: &Bounded) -> Result<u64, LimitError> {
     match requested {
@@ -62,6 +74,21 @@ fn pick(name: &'static str, requested: Option<u64>, bound: &Bounded) -> Result<u
             max: bound.max,
         }),
         Some(v) => Ok(v),
+    }
+}
+
+fn pick_memory(
+    name: &'static str,
+    requested: Option<u64>,
+    bound: &Bounded,
+) -> Result<u64, LimitError> {
+    match requested {
+        Some(v) if (1..MIN_MEMORY_MB).contains(&v) => Err(LimitError::UnderMinimum {
+            name,
+            requested: v,
+            min: MIN_MEMORY_MB,
+        }),
+        _ => pick(name, requested, bound),
     }
 }
 
@@ -77,7 +104,7 @@ fn stage(
     Ok(StageLimits {
         wall_time_ms: pick(names[0], wall, &policy.wall_time_ms)?,
         cpu_time_ms: pick(names[1], cpu, &policy.cpu_time_ms)?,
-        memory_bytes: pick(names[2], memory, &policy.memory_mb)? << 20,
+        memory_bytes: pick_memory(names[2], memory, &policy.memory_mb)? << 20,
         pids: policy.pids,
         stdout_max_bytes: stdout,
         stderr_max_bytes: stderr,
@@ -191,6 +218,35 @@ mod tests {
                 name: "compile_wall_time_ms"
             }
         );
+    }
+
+    #[test]
+    fn memory_under_the_engines_minimum_is_refused_naming_it() {
+        let p = policy();
+        for mb in 1..MIN_MEMORY_MB {
+            let err = LimitsRequest {
+                run_memory_mb: Some(mb),
+                ..Default::default()
+            }
+            .resolve(&p)
+            .unwrap_err();
+            assert_eq!(
+                err,
+                LimitError::UnderMinimum {
+                    name: "run_memory_mb",
+                    requested: mb,
+                    min: MIN_MEMORY_MB
+                }
+            );
+            assert!(err.to_string().contains("the minimum of 6"), "{err}");
+        }
+        let l = LimitsRequest {
+            compile_memory_mb: Some(MIN_MEMORY_MB),
+            ..Default::default()
+        }
+        .resolve(&p)
+        .unwrap();
+        assert_eq!(l.compile.memory_bytes, MIN_MEMORY_MB << 20);
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub struct SubmissionFile {
     pub content: Vec<u8>,
 }
 
-/// Longest file name accepted, in bytes (the usual `NAME_MAX`).
+/// Longest file name accepted, in bytes (`NAME_MAX` of tmpfs). sandbox-init
+/// places files under the same limit (`NAME_MAX_BYTES` in
+/// `sandbox-images/base/sandbox-init.c`; a test keeps the two equal).
 pub const MAX_NAME_BYTES: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +36,10 @@ pub enum NameError {
         "file name {0:?} starts with '-', which commands would read as an option; rename the file"
     )]
     Dash(String),
+    #[error(
+        "file name {0:?} starts with '@', which compilers and launchers (gcc, javac, java, rustc) read as a file of options; rename the file"
+    )]
+    At(String),
     #[error("file name {0:?} contains a control character; use printable characters")]
     Control(String),
     #[error("file name is {len} bytes long; the limit is {MAX_NAME_BYTES}")]
@@ -63,6 +69,12 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     }
     if name.starts_with('-') {
         return Err(NameError::Dash(name.to_owned()));
+    }
+    // `@file` is a response file to gcc, g++, javac, java and rustc. The
+    // commands pass names as `./name` where the tool allows it; java's main
+    // class cannot be written so, which is why this stays refused here.
+    if name.starts_with('@') {
+        return Err(NameError::At(name.to_owned()));
     }
     if name.chars().any(char::is_control) {
         return Err(NameError::Control(name.to_owned()));
@@ -235,6 +247,14 @@ mod tests {
         assert_eq!(validate_name("a\0b"), Err(NameError::Nul));
         assert!(matches!(validate_name("."), Err(NameError::Dot(_))));
         assert!(matches!(validate_name("-c"), Err(NameError::Dash(_))));
+        assert!(matches!(validate_name("@opts.c"), Err(NameError::At(_))));
+        assert!(
+            validate_name("@x")
+                .unwrap_err()
+                .to_string()
+                .contains("file of options")
+        );
+        validate_name("a@b.c").unwrap();
         assert!(matches!(validate_name("a\nb"), Err(NameError::Control(_))));
         assert_eq!(
             validate_name(&"x".repeat(256)),
@@ -246,6 +266,20 @@ mod tests {
                 .to_string()
                 .contains("'/'")
         );
+    }
+
+    /// One limit on both sides: what the validator accepts, sandbox-init
+    /// places (the real-engine test runs a name of exactly this length).
+    #[test]
+    fn the_validator_and_sandbox_init_share_the_name_limit() {
+        let init = include_str!("../../sandbox-images/base/sandbox-init.c");
+        let define = format!("#define NAME_MAX_BYTES {MAX_NAME_BYTES}\n");
+        assert!(
+            init.contains(&define),
+            "sandbox-init.c must have {define:?}"
+        );
+        validate_name(&"x".repeat(MAX_NAME_BYTES)).unwrap();
+        assert!(validate_name(&"x".repeat(MAX_NAME_BYTES + 1)).is_err());
     }
 
     #[test]

@@ -153,11 +153,25 @@ fn bad_input_is_refused_with_a_clear_message_and_exit_2() {
     let dir = TempDir::new("cli-bad");
     let dash = write(dir.path(), "-c", "print(1)");
     let dots = write(dir.path(), "a..b.py", "print(1)");
+    let at = write(dir.path(), "@opts.py", "print(1)");
     let good = write(dir.path(), "main.py", "print(1)");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["-f".into(), dash.display().to_string()],
             "starts with '-'",
+        ),
+        (
+            vec!["-f".into(), at.display().to_string()],
+            "starts with '@', which compilers and launchers",
+        ),
+        (
+            vec![
+                "-f".into(),
+                good.display().to_string(),
+                "--memory-limit-mb".into(),
+                "3".into(),
+            ],
+            "run_memory_mb = 3 is under the minimum of 6",
         ),
         (
             vec!["-f".into(), dots.display().to_string()],
@@ -318,4 +332,115 @@ async fn a_container_removed_mid_run_is_an_internal_error() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "internal_error");
     assert!(v["message"].as_str().unwrap().contains("job "), "{v}");
+}
+
+/// Ctrl-C at any moment of `runner exec`'s start, including while the engine
+/// is creating the container, leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_start_leaves_no_container() {
+    require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("bash").await;
+    let dir = TempDir::new("cli-int-start");
+    let mut pids = Vec::new();
+    for i in 0..12u64 {
+        let child = spawn_sleeper(dir.path(), false);
+        let pid = child.id();
+        // Soon after its first container appears (the create answered), or
+        // at fixed delays that fall before and during the create.
+        if i % 3 == 0 {
+            wait_for_container(&env, pid).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(40 * i)).await;
+        }
+        signal(pid, "-INT");
+        let out = child.wait_with_output().unwrap();
+        // Interrupted before its handler was installed, a process just dies.
+        assert!(
+            out.status.code() == Some(130) || out.status.code().is_none(),
+            "{:?}: {}",
+            out.status,
+            text(&out.stderr)
+        );
+        pids.push(pid);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for pid in pids {
+        assert_eq!(
+            containers_of(&env, pid).await,
+            Vec::<String>::new(),
+            "runner exec (pid {pid}) left a container"
+        );
+    }
+}
+
+/// A long-running runner collects what dead runners left behind by itself,
+/// without a manual `runner gc`: the sweeper `runner serve` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_collects_orphans_without_a_manual_gc() {
+    require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("bash").await;
+    let dir = TempDir::new("cli-sweep");
+    let mut child = spawn_sleeper(dir.path(), false);
+    let pid = child.id();
+    wait_for_container(&env, pid).await;
+    signal(pid, "-KILL");
+    child.wait().unwrap();
+    assert!(
+        !containers_of(&env, pid).await.is_empty(),
+        "expected an orphan"
+    );
+
+    let engine: std::sync::Arc<dyn ContainerEngine> = std::sync::Arc::new(env.docker.clone());
+    let sweeper = runner::gc::start_sweeper(engine, Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !containers_of(&env, pid).await.is_empty() {
+        assert!(Instant::now() < deadline, "the sweeper left the orphan");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sweeper.abort();
+}
+
+/// Two runner processes of one host never hand out the same uid: while a
+/// `runner exec` holds one, the sandboxes of this process get others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runner_processes_never_share_a_sandbox_uid() {
+    require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("bash").await;
+    let dir = TempDir::new("cli-uids");
+    let child = spawn_sleeper(dir.path(), false);
+    let pid = child.id();
+    let ids = wait_for_container(&env, pid).await;
+    let held: Vec<String> = env
+        .docker
+        .list(labels::MANAGED, "true")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| ids.contains(&c.id))
+        .map(|c| c.labels[labels::UID].clone())
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let prog = [("main.sh", "id -u; id -g")];
+    let (a, b, c) = tokio::join!(
+        env.run("bash", &prog),
+        env.run("bash", &prog),
+        env.run("bash", &prog)
+    );
+    let mut uids = Vec::new();
+    for r in [&a, &b, &c] {
+        let out = common::out(r);
+        let (uid, gid) = out.split_once('\n').unwrap();
+        assert_eq!(uid, gid, "each sandbox's gid is its uid");
+        assert_ne!(uid, held[0], "the runner exec's uid was handed out again");
+        uids.push(uid.to_owned());
+    }
+    signal(pid, "-INT");
+    child.wait_with_output().unwrap();
+    eprintln!(
+        "runner exec held uid {}; this process ran as {uids:?}",
+        held[0]
+    );
 }

@@ -25,7 +25,12 @@ for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Secco
     let r = env.run("python", &[("main.py", prog)]).await;
     assert_eq!(r.status, Status::Ok, "{}", show(&r));
     let l = lines(&r);
-    assert_eq!(l[0], "10001 10001 10001 [10001]");
+    // A uid of the policy's range, leased for this sandbox alone; its gid
+    // is the same number, and no other group is held.
+    let ids: Vec<&str> = l[0].split(' ').collect();
+    let uid: u32 = ids[0].parse().unwrap();
+    assert!(env.sandbox.policy().container.uids.contains(uid), "{l:?}");
+    assert_eq!(ids[1..], [ids[0], ids[0], &format!("[{uid}]")], "{l:?}");
     for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert!(
             l.contains(&format!("{cap} 0000000000000000")),
@@ -81,6 +86,28 @@ calls = [
     ("modify_ldt", 154, (0, 0, 0)),
     ("open_by_handle_at", 304, (0, 0, 0)),
     ("fanotify_init", 300, (0, 0)),
+    ("fanotify_mark", 301, (0, 0, 0, 0, 0)),
+    # Host-wide AIO contexts (fs.aio-max-nr): a real request, which the
+    # kernel would grant.
+    ("io_setup", 206, (1, ctypes.byref(ctypes.c_ulong(0)))),
+    ("io_destroy", 207, (0,)),
+    ("io_getevents", 208, (0, 0, 0, 0, 0)),
+    ("io_submit", 209, (0, 0, 0)),
+    ("io_cancel", 210, (0, 0, 0)),
+    ("io_pgetevents", 333, (0, 0, 0, 0, 0, 0)),
+    # System V IPC; the get calls are real requests (IPC_PRIVATE, IPC_CREAT | 0600).
+    ("msgget", 68, (0, 0o1600)),
+    ("msgsnd", 69, (0, 0, 0, 0)),
+    ("msgrcv", 70, (0, 0, 0, 0, 0)),
+    ("msgctl", 71, (0, 0, 0)),
+    ("semget", 64, (0, 1, 0o1600)),
+    ("semop", 65, (0, 0, 0)),
+    ("semctl", 66, (0, 0, 0, 0)),
+    ("semtimedop", 220, (0, 0, 0, 0)),
+    ("shmget", 29, (0, 4096, 0o1600)),
+    ("shmat", 30, (0, 0, 0)),
+    ("shmctl", 31, (0, 0, 0)),
+    ("shmdt", 67, (0,)),
     ("personality(READ_IMPLIES_EXEC)", 135, (0x0400000,)),
     ("acct", 163, (0,)),
     ("settimeofday", 164, (0, 0)),
@@ -373,6 +400,72 @@ ls /proc | grep -c '^[0-9]'
     assert!(procs <= 5, "saw other processes: {procs}");
 }
 
+/// The submission is the OOM killer's first choice (1000; sandbox-init,
+/// which reports, stays at 0). It may lower its score, but never below
+/// sandbox-init's, and a submission that did still gets the memory verdict.
+async fn a_submission_lowering_its_oom_score_still_gets_the_memory_verdict(env: &Env) {
+    let prog = r#"
+def score(pid):
+    return open(f"/proc/{pid}/oom_score_adj").read().strip()
+print("self", score("self"), "init", score(1))
+for value in ["-1", "0"]:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(value)
+        print("set", value)
+    except OSError:
+        print("refused", value)
+print("now", score("self"), flush=True)
+chunks = []
+while True:
+    chunks.append(bytearray(8 << 20))
+"#;
+    // Under the default limits, so the warm case runs warm.
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::MemoryLimit, "{}", show(&r));
+    assert_eq!(
+        lines(&r),
+        ["self 1000 init 0", "refused -1", "set 0", "now 0"],
+        "{}",
+        show(&r)
+    );
+}
+
+/// Host information under /proc is masked like the engine's own list
+/// (which ours replaces, so it repeats it), plus the kernel's build
+/// configuration and the host's load; kernel tunables stay read-only.
+async fn host_information_in_proc_is_masked(env: &Env) {
+    let prog = r#"
+import os
+masked = ["/proc/config.gz", "/proc/loadavg", "/proc/kcore", "/proc/keys",
+          "/proc/timer_list", "/proc/sched_debug", "/proc/acpi", "/proc/scsi",
+          "/proc/interrupts", "/sys/firmware"]
+for p in masked:
+    if not os.path.exists(p):
+        print(p, "absent")
+    elif os.path.isdir(p):
+        print(p, "empty" if not os.listdir(p) else "LISTED")
+    else:
+        try:
+            print(p, "empty" if open(p, "rb").read(64) == b"" else "READ")
+        except OSError:
+            print(p, "unreadable")
+for p in ["/proc/sys/kernel/hostname", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"]:
+    if os.path.exists(p):
+        print(p, "ro" if os.statvfs(p).f_flag & os.ST_RDONLY else "WRITABLE")
+"#;
+    let r = env.run("python", &[("main.py", prog)]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let text = out(&r);
+    assert!(!text.contains("READ") && !text.contains("LISTED"), "{text}");
+    assert!(!text.contains("WRITABLE"), "{text}");
+    for p in ["/proc/config.gz", "/proc/loadavg"] {
+        if std::path::Path::new(p).exists() {
+            assert!(text.contains(&format!("{p} empty")), "{p}: {text}");
+        }
+    }
+}
+
 /// Every case runs twice: in containers created for the job (cold) and in
 /// containers of the warm pool, which must isolate just as well.
 macro_rules! cold_and_warm {
@@ -416,4 +509,191 @@ cold_and_warm! {
     background_processes_do_not_outlive_the_job => ["bash"],
     the_submission_cannot_tamper_with_sandbox_init => ["python"],
     concurrent_jobs_cannot_see_each_other => ["bash"],
+    a_submission_lowering_its_oom_score_still_gets_the_memory_verdict => ["python"],
+    host_information_in_proc_is_masked => ["python"],
+}
+
+/// Takes every per-user kernel resource it can (inotify instances, POSIX
+/// message-queue bytes, queued real-time signals), prints how much it got,
+/// and with `hold` keeps them.
+const PER_USER_HOLDER: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    int inotify = 0;
+    while (inotify_init1(IN_CLOEXEC) >= 0) inotify++;
+    long mq_bytes = 0;
+    struct mq_attr attr = {.mq_maxmsg = 10, .mq_msgsize = 8192};
+    for (int i = 0;; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/q%d", i);
+        if (mq_open(name, O_CREAT | O_RDWR | O_CLOEXEC, 0600, &attr) == (mqd_t)-1) break;
+        mq_bytes += attr.mq_maxmsg * attr.mq_msgsize;
+    }
+    sigset_t rt;
+    sigemptyset(&rt);
+    sigaddset(&rt, SIGRTMIN);
+    sigprocmask(SIG_BLOCK, &rt, NULL);
+    long signals = 0;
+    union sigval v = {0};
+    while (sigqueue(getpid(), SIGRTMIN, v) == 0) signals++;
+    printf("inotify=%d mq_bytes=%ld rt_signals=%ld\n", inotify, mq_bytes, signals);
+    fflush(stdout);
+    if (argc > 1 && strcmp(argv[1], "hold") == 0) sleep(60);
+    return 0;
+}
+"#;
+
+fn holdings(text: &str) -> [u64; 3] {
+    let mut v = [0; 3];
+    for (i, key) in ["inotify=", "mq_bytes=", "rt_signals="].iter().enumerate() {
+        let at = text
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} in {text:?}"));
+        let rest = &text[at + key.len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        v[i] = rest[..end].parse().unwrap();
+    }
+    v
+}
+
+/// Per-user kernel limits (inotify instances, RLIMIT_MSGQUEUE,
+/// RLIMIT_SIGPENDING) count per uid on the host. A sandbox holding all of
+/// its share must leave a concurrent sandbox its own full share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_of_per_user_kernel_limits_does_not_starve_a_concurrent_sandbox() {
+    test_support::require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("c").await;
+    let limits = LimitsRequest {
+        run_wall_time_ms: Some(20_000),
+        ..Default::default()
+    };
+    let holder = env
+        .sandbox
+        .prepare(runner::sandbox::RunRequest {
+            language: "c".into(),
+            files: vec![common::file("main.c", PER_USER_HOLDER)],
+            args: vec!["hold".into()],
+            limits: limits.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let holding = {
+        let sandbox = &env.sandbox;
+        async move { sandbox.execute_observed(&holder, Some(&tx)).await }
+    };
+    let held = async {
+        let mut seen = String::new();
+        while let Some(ev) = rx.recv().await {
+            if let runner::sandbox::SandboxEvent::Output { text, .. } = ev {
+                seen.push_str(&text);
+                if seen.contains('\n') {
+                    return seen;
+                }
+            }
+        }
+        panic!("the holder ended without reporting: {seen}");
+    };
+    // The holder runs until the probe is done, then is cancelled.
+    let probe = async {
+        let held = held.await;
+        let r = env
+            .run_with("c", &[("main.c", PER_USER_HOLDER)], "", &[], limits.clone())
+            .await;
+        (held, r)
+    };
+    let (held, probe) = tokio::select! {
+        r = holding => panic!("the holder finished first: {r:?}"),
+        r = probe => r,
+    };
+    assert_eq!(probe.status, Status::Ok, "{}", show(&probe));
+    let held = holdings(&held);
+    let got = holdings(&out(&probe));
+    eprintln!(
+        "holder held inotify={} mq_bytes={} rt_signals={}; concurrent sandbox got inotify={} mq_bytes={} rt_signals={}",
+        held[0], held[1], held[2], got[0], got[1], got[2]
+    );
+    assert!(
+        held.iter().all(|n| *n > 0),
+        "the holder got nothing: {held:?}"
+    );
+    assert_eq!(
+        got, held,
+        "the concurrent sandbox did not get its own share"
+    );
+    env.sandbox.flush_removals().await;
+    assert_eq!(env.leftovers().await, Vec::<String>::new());
+}
+
+/// A job cancelled at any moment of its start (its future dropped: a client
+/// gone, a run cancelled, Ctrl-C) leaves no container behind, even one the
+/// engine was still creating when the job was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_right_after_start_leaves_no_container() {
+    test_support::require_docker!();
+    let env = Env::new().await;
+    env.ensure_image("bash").await;
+    let mut cancelled = 0;
+    for i in 0..30u64 {
+        let prepared = env
+            .sandbox
+            .prepare(runner::sandbox::RunRequest {
+                language: "bash".into(),
+                files: vec![common::file("main.sh", "sleep 30")],
+                ..Default::default()
+            })
+            .unwrap();
+        // From 0 to 290 ms: before, during and after the engine's create.
+        let delay = Duration::from_millis((i % 15) * 20 + (i / 15) * 10);
+        let run = tokio::time::timeout(delay, env.sandbox.execute(&prepared)).await;
+        assert!(run.is_err(), "the 30 s job finished within {delay:?}");
+        cancelled += 1;
+    }
+    assert_eq!(cancelled, 30);
+    env.sandbox.shutdown().await;
+    // A creation the engine was still working on must not surface later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.leftovers().await, Vec::<String>::new());
+}
+
+/// Warm containers wait with a uid each, distinct from each other's and
+/// from every running sandbox's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_containers_each_hold_their_own_uid() {
+    test_support::require_docker!();
+    let env = Env::warm(&["bash", "c"], 2).await;
+    let running = env.run("bash", &[("main.sh", "id -u")]);
+    let warm = async {
+        use runner::engine::ContainerEngine as _;
+        env.docker
+            .list(runner::sandbox::labels::INSTANCE, env.sandbox.instance())
+            .await
+            .unwrap()
+    };
+    let (r, listed) = tokio::join!(running, warm);
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let mut uids: Vec<String> = listed
+        .iter()
+        .map(|c| c.labels[runner::sandbox::labels::UID].clone())
+        .collect();
+    // bash run + c run + c compile, two each; the running job's own may be
+    // among them.
+    assert!(uids.len() >= 6, "{uids:?}");
+    let n = uids.len();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), n, "two containers share a uid");
+    env.sandbox.shutdown().await;
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{Env, out, show};
 use runner::limits::LimitsRequest;
 use runner::verdict::{LimitHit, Status};
@@ -270,4 +272,137 @@ async fn compiled_programs_get_their_files_and_stdin() {
     assert_eq!(r.status, Status::Ok, "{}", show(&r));
     assert_eq!(out(&r), "42\nfrom a file");
     assert!(r.compile.as_ref().unwrap().succeeded());
+}
+
+/// The validator and the sandbox agree on the longest file name: the
+/// longest name accepted runs, one byte more is refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_accepted_file_name_runs_and_one_byte_more_is_refused() {
+    require_docker!();
+    let env = Env::new().await;
+    let max = runner::submission::MAX_NAME_BYTES;
+    let longest = format!("{}.py", "n".repeat(max - 3));
+    assert_eq!(longest.len(), max);
+    let r = env.run("python", &[(&longest, "print('OK')")]).await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    assert_eq!(out(&r), "OK");
+    // A compiled language carries the name through both stages.
+    let c = format!("{}.c", "c".repeat(max - 2));
+    let r = env
+        .run(
+            "c",
+            &[(&c, "#include <stdio.h>\nint main(void){puts(\"OK\");}\n")],
+        )
+        .await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+
+    let too_long = format!("{}.py", "n".repeat(max - 2));
+    let err = env
+        .sandbox
+        .prepare(runner::sandbox::RunRequest {
+            language: "python".into(),
+            files: vec![common::file(&too_long, "print(1)")],
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("the limit is {max}")),
+        "{err}"
+    );
+}
+
+/// Docker refuses memory limits under 6 MiB: such a request is the
+/// client's to fix, refused with the minimum, never an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limits_under_the_engines_minimum_are_refused_and_the_minimum_runs() {
+    require_docker!();
+    let env = Env::new().await;
+    for mb in 1..6 {
+        for limits in [
+            LimitsRequest {
+                run_memory_mb: Some(mb),
+                ..Default::default()
+            },
+            LimitsRequest {
+                compile_memory_mb: Some(mb),
+                ..Default::default()
+            },
+        ] {
+            let err = env
+                .sandbox
+                .prepare(runner::sandbox::RunRequest {
+                    language: "c".into(),
+                    files: vec![common::file("main.c", "int main(void){return 0;}")],
+                    limits,
+                    ..Default::default()
+                })
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, runner::sandbox::RequestError::Limit(_)),
+                "{text}"
+            );
+            assert!(text.contains("the minimum of 6"), "{text}");
+        }
+    }
+    // The minimum itself gets a verdict: C's hello world fits, Python's
+    // interpreter does not.
+    let six = LimitsRequest {
+        run_memory_mb: Some(6),
+        ..Default::default()
+    };
+    let r = env
+        .run_with(
+            "c",
+            &[(
+                "main.c",
+                "#include <stdio.h>\nint main(void){puts(\"OK\");}\n",
+            )],
+            "",
+            &[],
+            six.clone(),
+        )
+        .await;
+    assert_eq!(r.status, Status::Ok, "{}", show(&r));
+    let r = env
+        .run_with(
+            "python",
+            &[("main.py", "x = bytearray(16 << 20)\nprint('OK')")],
+            "",
+            &[],
+            six,
+        )
+        .await;
+    assert_eq!(r.status, Status::MemoryLimit, "{}", show(&r));
+}
+
+/// A compiled program larger than the run stage's memory cannot even be
+/// placed in /work (a tmpfs, held in RAM): that is the memory verdict, at
+/// once, not an internal error nor a time limit after the host's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_larger_than_the_run_stages_memory_is_a_prompt_memory_limit() {
+    require_docker!();
+    let env = Env::new().await;
+    // 12 MiB of data the assembler fills in (not zeros: the archive
+    // carrying /work to the run stage keeps holes as holes).
+    let prog = "__asm__(\".data\\n.fill 12582912, 1, 0x55\\n\");\nint main(void){ return 0; }\n";
+    let limits = LimitsRequest {
+        run_memory_mb: Some(8),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let r = env
+        .run_with("c", &[("main.c", prog)], "", &[], limits)
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status, Status::MemoryLimit, "{}", show(&r));
+    let run = r.run.as_ref().unwrap();
+    assert_eq!(run.limit, Some(LimitHit::Memory));
+    assert!(
+        run.message.as_deref().unwrap_or("").contains("8 MiB"),
+        "{}",
+        show(&r)
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(env.leftovers().await, Vec::<String>::new());
 }

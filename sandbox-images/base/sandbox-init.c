@@ -33,6 +33,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -55,23 +56,36 @@
 #define POLL_MS 10                   /* CPU accounting resolution */
 #define COLLECT_WALL_MS 10000        /* bound on archiving /work */
 #define CHUNK 65536
+/* Longest file name of a submission: NAME_MAX of tmpfs. The runner's
+ * validator accepts exactly as long (runner/src/submission.rs,
+ * MAX_NAME_BYTES; a test there keeps the two equal). */
+#define NAME_MAX_BYTES 255
 
 extern char **environ;
 
 /* ---------- output frames ---------- */
 
-static void write_all(int fd, const void *buf, size_t len) {
+/* Writes to a descriptor of ours: 0, or -1 with errno set. */
+static int write_fd(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n < 0) {
             if (errno == EINTR) continue;
-            /* The host went away: nobody is left to report to. */
-            kill(-1, SIGKILL);
-            _exit(70);
+            return -1;
         }
         p += n;
         len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Writes to the host (our stdout). Only here does a failed write mean the
+ * host went away: nobody is left to report to. */
+static void write_all(int fd, const void *buf, size_t len) {
+    if (write_fd(fd, buf, len) < 0) {
+        kill(-1, SIGKILL);
+        _exit(70);
     }
 }
 
@@ -87,7 +101,13 @@ static void frame(char type, const void *buf, size_t len) {
 }
 
 static void killall_and_reap(void);
+static int oom_since_start(uint64_t *kills);
+__attribute__((noreturn)) static void report_memory_before_run(uint64_t kills);
 
+/* A failure of ours ends the job with an 'x' frame: the sandbox failed, not
+ * the program. Unless the kernel's OOM killer struck meanwhile (the files for
+ * /work did not fit in the container's memory): that is the submission's
+ * memory verdict, and it is reported as such. */
 __attribute__((noreturn, format(printf, 1, 2))) static void fatal(const char *fmt, ...) {
     char msg[1024];
     va_list ap;
@@ -97,6 +117,8 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fatal(const char *fm
     if (n < 0) n = 0;
     if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
     killall_and_reap();
+    uint64_t kills;
+    if (oom_since_start(&kills)) report_memory_before_run(kills);
     frame('x', msg, (size_t)n);
     _exit(71);
 }
@@ -136,16 +158,20 @@ static void read_line(char *line, size_t cap) {
     line[n] = 0;
 }
 
-/* Copies exactly len bytes of input to fd (or discards them when fd < 0). */
-static void read_to_fd(uint64_t len, int fd) {
+/* Copies exactly len bytes of input to fd (or discards them when fd < 0).
+ * Returns 0, or the errno of the first write that failed; the rest of the
+ * field is still consumed, so the protocol stays in step. */
+static int read_to_fd(uint64_t len, int fd) {
+    int err = 0;
     while (len > 0) {
         if (!in_fill()) fatal("protocol: input ended inside a field");
         size_t avail = in_len - in_pos;
         size_t take = avail < len ? avail : (size_t)len;
-        if (fd >= 0) write_all(fd, inbuf + in_pos, take);
+        if (fd >= 0 && !err && write_fd(fd, inbuf + in_pos, take) < 0) err = errno ? errno : EIO;
         in_pos += take;
         len -= take;
     }
+    return err;
 }
 
 static char *read_bytes(uint64_t len) {
@@ -247,6 +273,41 @@ static int cg_oom_kills(uint64_t *n) {
     return keyed_value("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill", n);
 }
 
+/* The OOM-kill counter when we started (a fresh container: usually 0). */
+static uint64_t oom_base;
+static int have_oom_base;
+
+static int oom_since_start(uint64_t *kills) {
+    uint64_t n;
+    if (!have_oom_base || cg_oom_kills(&n) < 0 || n <= oom_base) return 0;
+    *kills = n - oom_base;
+    return 1;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    if (ftw->level > 0) remove(path);
+    return 0;
+}
+
+/* The program never ran: the kernel killed a process (tar extracting a
+ * compile stage's /work) because the files did not fit in the container's
+ * memory. /work is emptied first, so the report itself has memory to run in. */
+__attribute__((noreturn)) static void report_memory_before_run(uint64_t kills) {
+    nftw("/work", remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    uint64_t mem = 0;
+    if (cg_mem_peak(&mem) < 0) mem = 0;
+    char res[512];
+    int n = snprintf(res, sizeof res,
+                     "exit_code=-1\nsignal=%d\nlimit=none\nwall_ms=0\ncpu_ms=0\nmemory_peak_bytes=%llu\n"
+                     "memory_source=cgroup\noom_kills=%llu\nstdout_truncated=0\nstderr_truncated=0\n"
+                     "collected=0\ncollect_error=\n",
+                     SIGKILL, (unsigned long long)mem, (unsigned long long)kills);
+    if (n > 0 && (size_t)n < sizeof res) frame('r', res, (size_t)n);
+    _exit(0);
+}
+
 /* ---------- process control ---------- */
 
 /* SIGCHLD wakes the main loop through this pipe: the result goes out as soon
@@ -316,8 +377,9 @@ static void extract_tar(uint64_t len) {
     close(data[0]);
     close(errp[1]);
     /* tar reads as we write; its stderr stays small (pipe buffer) and is read
-     * after it exits. */
-    read_to_fd(len, data[1]);
+     * after it exits. If tar dies (killed for memory), the rest is
+     * discarded and the failure reported below. */
+    int werr = read_to_fd(len, data[1]);
     close(data[1]);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
@@ -326,7 +388,9 @@ static void extract_tar(uint64_t len) {
     if (n < 0) n = 0;
     msg[n] = 0;
     close(errp[0]);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fatal("extracting files into /work failed: %s", msg);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fatal("extracting files into /work failed (tar status %d): %s", status, msg);
+    if (werr) fatal("extracting files into /work failed: %s", strerror(werr));
 }
 
 /* Reads exactly len bytes of input into buf. */
@@ -360,7 +424,8 @@ static uint64_t octal(const unsigned char *f, size_t n) {
 static void extract_files(uint64_t len) {
     int dir = open("/work", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) fatal("open /work: %s", strerror(errno));
-    char longname[256];
+    /* The name, the NUL the archive carries after it, and ours. */
+    char longname[NAME_MAX_BYTES + 2];
     int have_long = 0;
     unsigned char h[512];
     while (len >= 512) {
@@ -374,7 +439,7 @@ static void extract_files(uint64_t len) {
         if (padded > len) fatal("files: entry larger than the archive");
         char type = (char)h[156];
         if (type == 'L') {
-            if (size >= sizeof longname) fatal("files: name too long");
+            if (size > NAME_MAX_BYTES + 1) fatal("files: name longer than %d bytes", NAME_MAX_BYTES);
             read_exact((unsigned char *)longname, (size_t)size);
             longname[size] = 0;
             read_to_fd(padded - size, -1);
@@ -383,9 +448,11 @@ static void extract_files(uint64_t len) {
             continue;
         }
         if (type != '0' && type != 0) fatal("files: entry type '%c' is not a plain file", type);
-        char name[256];
+        char name[NAME_MAX_BYTES + 1];
         if (have_long) {
-            snprintf(name, sizeof name, "%s", longname);
+            size_t n = strlen(longname);
+            if (n > NAME_MAX_BYTES) fatal("files: name longer than %d bytes", NAME_MAX_BYTES);
+            memcpy(name, longname, n + 1);
             have_long = 0;
         } else {
             memcpy(name, h, 100);
@@ -395,8 +462,9 @@ static void extract_files(uint64_t len) {
             fatal("files: refusing entry name '%.60s'", name);
         int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0) fatal("files: cannot create %s: %s", name, strerror(errno));
-        read_to_fd(size, fd);
+        int werr = read_to_fd(size, fd);
         close(fd);
+        if (werr) fatal("files: writing %s: %s", name, strerror(werr));
         read_to_fd(padded - size, -1);
         len -= padded;
     }
@@ -427,7 +495,8 @@ static void read_job(struct job *j) {
         if (strcmp(name, "stdin") == 0) {
             int fd = memfd_create("stdin", MFD_CLOEXEC);
             if (fd < 0) fatal("memfd_create: %s", strerror(errno));
-            read_to_fd(len, fd);
+            int werr = read_to_fd(len, fd);
+            if (werr) fatal("stdin: %s", strerror(werr));
             lseek(fd, 0, SEEK_SET);
             j->stdin_fd = fd;
             continue;
@@ -548,6 +617,7 @@ int main(void) {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
     cg_detect();
+    have_oom_base = cg_oom_kills(&oom_base) == 0;
     if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) < 0) fatal("pipe: %s", strerror(errno));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -567,9 +637,8 @@ int main(void) {
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0)
         fatal("pipe: %s", strerror(errno));
 
-    uint64_t cpu0 = 0, oom0 = 0;
+    uint64_t cpu0 = 0;
     int have_cpu = cg_cpu_ns(&cpu0) == 0;
-    int have_oom = cg_oom_kills(&oom0) == 0;
     struct rusage ru0;
     getrusage(RUSAGE_CHILDREN, &ru0);
     uint64_t t0 = now_ms();
@@ -578,8 +647,17 @@ int main(void) {
     if (child < 0) fatal("fork: %s", strerror(errno));
     if (child == 0) {
         setsid();
-        /* Make the submission, never us, the OOM killer's first choice; an
-         * unprivileged process cannot lower this again. */
+        /* Make the submission, not us, the OOM killer's first choice. It
+         * can lower its score again, but not below ours: an unprivileged
+         * process may go down to its floor (oom_score_adj_min, 0 unless a
+         * privileged writer set another; the engine sets none), and we stay
+         * at 0. At equal scores the killer takes the larger process, the
+         * submission all but always. Should it take us anyway, the container
+         * ends without a report and the runner reads the engine's OOM state:
+         * the verdict is still the memory limit. Non-dumpable (inherited
+         * from us), our /proc entries belong to root and the write would
+         * fail: the program is dumpable after exec anyway. */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
             if (write(fd, "1000", 4) < 0) {}
@@ -702,12 +780,12 @@ int main(void) {
         mem_source = "rusage";
     }
     uint64_t oom1 = 0;
-    int oom_known = have_oom && cg_oom_kills(&oom1) == 0;
+    int oom_known = have_oom_base && cg_oom_kills(&oom1) == 0;
 
     char collect_err[256] = {0};
     int collected = 0;
     int succeeded = strcmp(limit, "none") == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (j.collect_max > 0 && succeeded && !(oom_known && oom1 > oom0))
+    if (j.collect_max > 0 && succeeded && !(oom_known && oom1 > oom_base))
         collected = collect_work(j.collect_max, collect_err, sizeof collect_err) == 0;
 
     char res[1024];
@@ -717,7 +795,7 @@ int main(void) {
                      "stdout_truncated=%d\nstderr_truncated=%d\ncollected=%d\ncollect_error=%s\n",
                      WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
                      limit, (unsigned long long)(t_end - t0), (unsigned long long)cpu_ms, (unsigned long long)mem,
-                     mem_source, oom_known ? (long long)(oom1 - oom0) : -1LL, so.truncated, se.truncated, collected,
+                     mem_source, oom_known ? (long long)(oom1 - oom_base) : -1LL, so.truncated, se.truncated, collected,
                      collect_err);
     if (n < 0 || (size_t)n >= sizeof res) fatal("result too long");
     frame('r', res, (size_t)n);

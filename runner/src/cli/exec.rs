@@ -156,15 +156,27 @@ pub async fn run(global: &Global, args: ExecArgs) -> Result<ExitCode, Failure> {
     }
 
     let outcome = tokio::select! {
-        r = sandbox.execute(&prepared) => r,
-        () = super::interrupted() => {
-            let removed = runner::gc::remove_job(engine.as_ref(), &prepared.id).await;
-            match removed {
-                Ok(n) => eprintln!("runner: interrupted; removed {n} container(s) of job {}", prepared.id),
-                Err(e) => eprintln!("runner: interrupted; removing the containers of job {} failed: {e}; run `runner gc`", prepared.id),
-            }
-            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        r = sandbox.execute(&prepared) => Some(r),
+        () = super::interrupted() => None,
+    };
+    let Some(outcome) = outcome else {
+        // The job is dropped: its containers, including one the engine was
+        // still creating, are queued for removal. Wait for that, then make
+        // sure by the job's label.
+        sandbox.shutdown().await;
+        let removed = runner::gc::remove_job(engine.as_ref(), &prepared.id).await;
+        if let Err(e) = removed {
+            eprintln!(
+                "runner: interrupted; removing the containers of job {} failed: {e}; run `runner gc`",
+                prepared.id
+            );
+        } else {
+            eprintln!(
+                "runner: interrupted; removed the containers of job {}",
+                prepared.id
+            );
         }
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
     };
     // Used containers are removed in the background; wait for that before
     // exiting, after the result is out.

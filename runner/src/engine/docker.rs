@@ -20,6 +20,38 @@ use super::{
 /// cannot substitute another entrypoint.
 pub const SANDBOX_INIT: &str = "/usr/local/sbin/sandbox-init";
 
+/// Paths under /proc and /sys hidden from the sandbox (a file becomes
+/// /dev/null, a directory an empty read-only tmpfs). Setting this replaces
+/// the engine's default list, so it starts with Docker's own (the newest
+/// engine's; paths a kernel lacks are skipped), then adds what shows the
+/// host: the kernel's build configuration and the host's load average.
+pub const MASKED_PATHS: [&str; 14] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/config.gz",
+    "/proc/loadavg",
+];
+
+/// Kernel interfaces mounted read-only: Docker's own list, stated here so
+/// it holds whatever the engine's defaults become.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 /// Requests to the engine time out after this long (bollard's default is 2
 /// minutes, too short for image builds; stages carry their own deadlines).
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
@@ -136,6 +168,8 @@ pub fn create_body(spec: &SandboxSpec) -> ContainerCreateBody {
             nano_cpus: Some(spec.nano_cpus),
             pids_limit: Some(i64::from(spec.pids)),
             oom_kill_disable: Some(false),
+            masked_paths: Some(MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect()),
+            readonly_paths: Some(READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect()),
             ulimits: Some(vec![
                 ResourcesUlimits {
                     name: Some("nofile".into()),
@@ -411,6 +445,16 @@ mod tests {
         assert_eq!(h.log_config.unwrap().typ.as_deref(), Some("none"));
         assert_eq!(b.user.as_deref(), Some("10001:10001"));
         assert_eq!(b.entrypoint, Some(vec![SANDBOX_INIT.to_string()]));
+        let masked = h.masked_paths.unwrap();
+        for p in [
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/config.gz",
+            "/proc/loadavg",
+        ] {
+            assert!(masked.iter().any(|m| m == p), "{p} not masked");
+        }
+        assert!(h.readonly_paths.unwrap().iter().any(|p| p == "/proc/sys"));
         let work = &h.tmpfs.unwrap()["/work"];
         assert_eq!(
             work,

@@ -14,6 +14,8 @@ pub const EXPIRES: &str = "io.runner.expires";
 pub const INSTANCE: &str = "io.runner.instance";
 /// `language/stage` of the warm pool a container was made for.
 pub const POOL: &str = "io.runner.pool";
+/// The uid (and gid) the container runs as, leased for it alone.
+pub const UID: &str = "io.runner.uid";
 
 /// The process that created a container: host, boot, pid and the pid's start
 /// time, so a recycled pid is not mistaken for the owner.

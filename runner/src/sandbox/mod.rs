@@ -14,6 +14,7 @@ pub mod protocol;
 mod reaper;
 pub mod spec;
 mod stage;
+pub mod uids;
 
 use crate::engine::{ContainerEngine, EngineError};
 use crate::language::{Catalog, Language, LookupError};
@@ -170,6 +171,13 @@ pub enum SandboxError {
         cause: Box<SandboxError>,
         cleanup: EngineError,
     },
+    #[error("job {job}, {stage} stage: {source}")]
+    Uid {
+        job: String,
+        stage: StageKind,
+        #[source]
+        source: uids::UidError,
+    },
     #[error("cannot check sandbox image {image}: {source}")]
     ImageCheck {
         image: String,
@@ -189,6 +197,8 @@ pub struct Sandbox {
     checked_images: Mutex<HashSet<String>>,
     stats: Arc<SandboxStats>,
     reaper: Arc<reaper::Reaper>,
+    /// A uid of its own for every sandbox alive at once.
+    uids: Arc<uids::UidAllocator>,
     pool: OnceLock<Arc<pool::WarmPool>>,
     /// Labels every container this sandbox makes.
     instance: String,
@@ -201,7 +211,10 @@ impl Sandbox {
         catalog: Arc<Catalog>,
     ) -> Self {
         let stats = Arc::new(SandboxStats::default());
+        let uids =
+            uids::UidAllocator::new(policy.container.uids, uids::UidAllocator::default_dir());
         Sandbox {
+            uids: Arc::new(uids),
             reaper: Arc::new(reaper::Reaper::start(
                 Arc::clone(&engine),
                 Arc::clone(&stats),
@@ -268,6 +281,7 @@ impl Sandbox {
             pool::WarmPool::new(
                 Arc::clone(&self.engine),
                 self.reaper_handle(),
+                Arc::clone(&self.uids),
                 self.instance.clone(),
                 targets,
                 config.idle_lifetime,
@@ -341,7 +355,9 @@ impl Sandbox {
             self.check_image(&run.language.image).await?;
             let lang = &run.language;
             let c = &self.policy.container;
-            let mut archive = submission::archive(&run.files, c.uid, c.gid);
+            // Owner fields of the archive are not used: sandbox-init
+            // creates the files as the sandbox's own uid.
+            let mut archive = submission::archive(&run.files, c.uids.first, c.uids.first);
             let mut archive_kind = ArchiveKind::Files;
 
             let compile = match &lang.compile {
@@ -408,8 +424,8 @@ impl Sandbox {
                 .expect("the policy's defaults are within its maxima"),
         };
         let env = spec::environment(&language.run.env);
-        let archive =
-            submission::archive(&[], self.policy.container.uid, self.policy.container.gid);
+        let first = self.policy.container.uids.first;
+        let archive = submission::archive(&[], first, first);
         let plan = StagePlan {
             kind: StageKind::Run,
             argv,
@@ -479,6 +495,7 @@ impl Sandbox {
         StageRun {
             engine: &self.engine,
             reaper: &self.reaper,
+            uids: &self.uids,
             stats: &self.stats,
             events,
             job_id: &run.id,

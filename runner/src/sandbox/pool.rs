@@ -13,7 +13,9 @@
 //! exits by itself.
 //!
 //! Only jobs under the policy's default limits use the pool: a container's
-//! memory and pids limits are fixed when it is created.
+//! memory and pids limits are fixed when it is created. Each warm container
+//! runs as a uid of its own (see [`super::uids`]), leased when it is made and
+//! given back when it is removed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,9 +25,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, warn};
 
-use super::StageKind;
 use super::labels::{self, Owner};
 use super::reaper::Reaper;
+use super::uids::{UidAllocator, UidError, UidLease};
+use super::{StageKind, spec};
 use crate::engine::{Attachment, ContainerEngine, EngineError, SandboxSpec};
 
 /// Pool settings (from the service configuration).
@@ -44,7 +47,18 @@ pub struct PoolConfig {
 pub struct Warm {
     pub id: String,
     pub attachment: Attachment,
+    /// The uid it runs as, held until the container is removed.
+    pub lease: UidLease,
     created: Instant,
+}
+
+/// Why a warm container could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RefillError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Uid(#[from] UidError),
 }
 
 /// What a pool keeps ready: the container as a job under default limits
@@ -63,10 +77,10 @@ impl Target {
     }
 }
 
-/// Same container in all that matters: everything but the labels.
+/// Same container in all that matters: everything but the labels and the
+/// uid (each container has its own; every one is from the policy's range).
 fn same_container(a: &SandboxSpec, b: &SandboxSpec) -> bool {
     a.image == b.image
-        && a.user == b.user
         && a.memory_bytes == b.memory_bytes
         && a.nano_cpus == b.nano_cpus
         && a.pids == b.pids
@@ -89,6 +103,7 @@ pub struct PoolStats {
 pub struct WarmPool {
     engine: Arc<dyn ContainerEngine>,
     reaper: Arc<Reaper>,
+    uids: Arc<UidAllocator>,
     owner: Owner,
     instance: String,
     targets: Vec<Target>,
@@ -104,6 +119,7 @@ impl WarmPool {
     pub fn new(
         engine: Arc<dyn ContainerEngine>,
         reaper: Arc<Reaper>,
+        uids: Arc<UidAllocator>,
         instance: String,
         targets: Vec<Target>,
         idle_lifetime: Duration,
@@ -112,6 +128,7 @@ impl WarmPool {
         Arc::new(WarmPool {
             engine,
             reaper,
+            uids,
             owner: Owner::current(),
             instance,
             targets,
@@ -138,7 +155,7 @@ impl WarmPool {
                 match q.pop_front() {
                     Some(w) if w.created.elapsed() >= self.idle_lifetime => {
                         self.stats.expired.fetch_add(1, Ordering::Relaxed);
-                        self.reaper.remove(w.id);
+                        self.reaper.remove(w.id, Some(w.lease));
                     }
                     other => break other,
                 }
@@ -222,14 +239,14 @@ impl WarmPool {
             {
                 let w = q.pop_front().expect("checked");
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
-                self.reaper.remove(w.id);
+                self.reaper.remove(w.id, Some(w.lease));
             }
         }
     }
 
     /// Creates one container for the emptiest pool below its size.
     /// `Ok(false)` when all pools are full.
-    async fn refill_one(&self) -> Result<bool, EngineError> {
+    async fn refill_one(&self) -> Result<bool, RefillError> {
         let target = {
             let slots = self.slots.lock().expect("pool lock");
             self.targets
@@ -256,7 +273,10 @@ impl WarmPool {
             &target.language,
             self.idle_lifetime + Duration::from_secs(300),
         );
-        let id = self.engine.create(&spec).await?;
+        let lease = self.uids.lease()?;
+        spec::run_as(&mut spec, &lease);
+        let (id, lease) = self.reaper.create(&self.engine, spec, Some(lease)).await?;
+        let lease = lease.expect("the lease comes back with the container");
         let prepared = async {
             let attachment = self.engine.attach(&id).await?;
             self.engine.start(&id).await?;
@@ -266,8 +286,8 @@ impl WarmPool {
         let attachment = match prepared {
             Ok(a) => a,
             Err(e) => {
-                self.reaper.remove(id);
-                return Err(e);
+                self.reaper.remove(id, Some(lease));
+                return Err(e.into());
             }
         };
         self.stats.created.fetch_add(1, Ordering::Relaxed);
@@ -275,10 +295,11 @@ impl WarmPool {
         let warm = Warm {
             id,
             attachment,
+            lease,
             created: Instant::now(),
         };
         if self.closed.load(Ordering::SeqCst) {
-            self.reaper.remove(warm.id);
+            self.reaper.remove(warm.id, Some(warm.lease));
             return Ok(false);
         }
         self.slots
@@ -302,7 +323,7 @@ impl WarmPool {
             .flat_map(|(_, q)| q)
             .collect();
         for w in drained {
-            self.reaper.remove(w.id);
+            self.reaper.remove(w.id, Some(w.lease));
         }
     }
 }
@@ -344,6 +365,12 @@ mod tests {
         assert!(
             same_container(&spec(1), &other_labels),
             "labels do not matter"
+        );
+        let mut other_uid = spec(1);
+        other_uid.user = "10002:10002".into();
+        assert!(
+            same_container(&spec(1), &other_uid),
+            "every container has a uid of its own"
         );
         assert!(!same_container(&spec(1), &spec(2)), "limits do");
     }

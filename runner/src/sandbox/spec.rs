@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::labels;
+use super::uids::UidLease;
 use crate::engine::{SandboxSpec, Tmpfs};
 use crate::limits::StageLimits;
 use crate::policy::{SandboxPolicy, Seccomp};
@@ -19,6 +21,8 @@ pub const BASE_ENV: [(&str, &str); 5] = [
     ("TMPDIR", "/tmp"),
 ];
 
+/// The container of a stage. It runs as the first uid of the policy's range
+/// until [`run_as`] gives it the uid leased for it.
 pub fn stage_spec(
     policy: &SandboxPolicy,
     image: &str,
@@ -29,7 +33,7 @@ pub fn stage_spec(
     SandboxSpec {
         image: image.to_owned(),
         labels,
-        user: format!("{}:{}", c.uid, c.gid),
+        user: format!("{0}:{0}", c.uids.first),
         memory_bytes: limits.memory_bytes,
         nano_cpus: c.nano_cpus,
         pids: limits.pids,
@@ -54,6 +58,14 @@ pub fn stage_spec(
             Seccomp::Profile { json, .. } => Some(json.clone()),
         },
     }
+}
+
+/// Makes the container run as the leased uid (and gid); its tmpfs mounts
+/// are owned by them, and a label says which uid it holds.
+pub fn run_as(spec: &mut SandboxSpec, lease: &UidLease) {
+    spec.user = lease.user();
+    spec.labels
+        .insert(labels::UID.to_owned(), lease.uid().to_string());
 }
 
 /// `NAME=value` strings: the base environment overlaid with the language's.

@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 use super::pool::Warm;
 use super::protocol::{Decoder, Ending, Job};
 use super::reaper::Reaper;
+use super::uids::{UidAllocator, UidLease};
 use super::{EventSink, OutputStream, SandboxError, SandboxEvent, SandboxStats, StageKind};
 use crate::engine::{Attachment, ContainerEngine, EngineError, Output, SandboxSpec};
 use crate::limits::StageLimits;
@@ -34,35 +35,37 @@ pub struct StageOutcome {
     pub archive: Option<Vec<u8>>,
 }
 
-/// Removes a container when dropped while still armed: a cancelled job (the
-/// client went away, Ctrl-C) leaves nothing behind.
-struct RemoveOnDrop {
-    engine: Arc<dyn ContainerEngine>,
+/// Queues a container for removal when dropped while still armed: a
+/// cancelled job (the client went away, Ctrl-C) leaves nothing behind, and
+/// [`Reaper::flush`] waits for the removal. Holds the container's uid lease
+/// until then.
+struct RemoveOnDrop<'a> {
+    reaper: &'a Reaper,
     id: Option<String>,
+    lease: Option<UidLease>,
 }
 
-impl RemoveOnDrop {
-    fn disarm(mut self) {
+impl RemoveOnDrop<'_> {
+    /// Stops the guard; the lease is the caller's to give back once the
+    /// container is gone.
+    fn disarm(mut self) -> Option<UidLease> {
         self.id = None;
+        self.lease.take()
     }
 }
 
-impl Drop for RemoveOnDrop {
+impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        if let (Some(id), Ok(handle)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
-            let engine = Arc::clone(&self.engine);
-            handle.spawn(async move {
-                if let Err(e) = engine.remove(&id).await {
-                    warn!(container = %id, error = %e, "removing the container of a cancelled stage failed; `runner gc` will collect it");
-                }
-            });
+        if let Some(id) = self.id.take() {
+            self.reaper.remove(id, self.lease.take());
         }
     }
 }
 
 pub struct StageRun<'a> {
     pub engine: &'a Arc<dyn ContainerEngine>,
-    pub reaper: &'a Reaper,
+    pub reaper: &'a Arc<Reaper>,
+    pub uids: &'a UidAllocator,
     pub stats: &'a SandboxStats,
     pub events: Option<&'a EventSink>,
     pub job_id: &'a str,
@@ -81,34 +84,32 @@ impl StageRun<'_> {
             stage: self.kind,
             source,
         };
-        let (id, attachment) = match warm {
-            Some(w) => (w.id, Ok(w.attachment)),
+        let (id, lease, warm) = match warm {
+            Some(w) => (w.id, Some(w.lease), Some(w.attachment)),
             None => {
-                let id = self.engine.create(&self.spec).await.map_err(|e| {
-                    self.stats.create_failures.fetch_add(1, Ordering::Relaxed);
-                    match e {
-                        EngineError::ImageMissing { image } => SandboxError::ImageMissing { image },
-                        other => err(other),
-                    }
-                })?;
-                self.stats
-                    .containers_created
-                    .fetch_add(1, Ordering::Relaxed);
+                let (id, lease) = self.create().await?;
+                (id, lease, None)
+            }
+        };
+        // From here on, dropping the stage removes the container.
+        let guard = RemoveOnDrop {
+            reaper: self.reaper,
+            id: Some(id.clone()),
+            lease,
+        };
+        let attachment = match warm {
+            Some(attachment) => Ok(attachment),
+            None => {
                 // Attaching and starting are independent: one round trip
                 // instead of two. Nothing is lost: sandbox-init writes only
                 // after it has read its job.
                 let (attached, started) =
                     tokio::join!(self.engine.attach(&id), self.engine.start(&id));
-                let ready = match (attached, started) {
+                match (attached, started) {
                     (Ok(a), Ok(())) => Ok(a),
                     (Err(e), _) | (_, Err(e)) => Err(err(e)),
-                };
-                (id, ready)
+                }
             }
-        };
-        let guard = RemoveOnDrop {
-            engine: Arc::clone(self.engine),
-            id: Some(id.clone()),
         };
         debug!(container = %id, stage = %self.kind, "ready");
         let outcome = match attachment {
@@ -117,10 +118,10 @@ impl StageRun<'_> {
         };
         match outcome {
             Ok(o) => {
-                guard.disarm();
+                let lease = guard.disarm();
                 // Off the critical path: the result does not wait for the
                 // engine to remove the container.
-                self.reaper.remove(id);
+                self.reaper.remove(id, lease);
                 if let Some(events) = self.events {
                     let _ = events.send(SandboxEvent::StageFinished {
                         stage: self.kind,
@@ -146,6 +147,35 @@ impl StageRun<'_> {
                 }
             }
         }
+    }
+
+    /// Creates the stage's container, running as a uid leased for it alone
+    /// (see [`Reaper::create`]: a cancelled stage never leaves one behind,
+    /// even mid-creation).
+    async fn create(&self) -> Result<(String, Option<UidLease>), SandboxError> {
+        let lease = self.uids.lease().map_err(|source| SandboxError::Uid {
+            job: self.job_id.to_owned(),
+            stage: self.kind,
+            source,
+        })?;
+        let mut spec = self.spec.clone();
+        super::spec::run_as(&mut spec, &lease);
+        let created = self.reaper.create(self.engine, spec, Some(lease)).await;
+        let created = created.map_err(|e| {
+            self.stats.create_failures.fetch_add(1, Ordering::Relaxed);
+            match e {
+                EngineError::ImageMissing { image } => SandboxError::ImageMissing { image },
+                source => SandboxError::Engine {
+                    job: self.job_id.to_owned(),
+                    stage: self.kind,
+                    source,
+                },
+            }
+        })?;
+        self.stats
+            .containers_created
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(created)
     }
 
     async fn drive(&self, id: &str, attachment: Attachment) -> Result<StageOutcome, SandboxError> {
@@ -211,39 +241,24 @@ impl StageRun<'_> {
             } else {
                 Duration::ZERO
             };
-        let exchange = async {
-            let (written, read) = tokio::join!(write, read);
-            (written, read)
-        };
-        let (written, ending) = match tokio::time::timeout(deadline, exchange).await {
+        let (written, ending) = match tokio::time::timeout(deadline, exchange(write, read)).await {
             Ok((written, read)) => (written, read?),
             Err(_) => {
                 // sandbox-init enforces every limit itself; getting here means
                 // the container stopped answering. Stop it from outside.
                 self.engine.kill(id).await.map_err(err)?;
                 warn!(container = %id, "no report within {deadline:?}; killed from the host");
-                return Ok(StageOutcome {
-                    result: StageResult {
-                        stdout_truncated: false,
-                        stderr_truncated: false,
-                        exit_code: None,
-                        signal: Some("SIGKILL".into()),
-                        wall_ms: started.elapsed().as_millis() as u64,
-                        cpu_ms: 0,
-                        memory_peak_bytes: 0,
-                        limit: Some(LimitHit::WallTime),
-                        message: Some(format!(
-                            "the sandbox did not finish within {} ms; the runner stopped it",
-                            deadline.as_millis()
-                        )),
-                        ..StageResult::with_output(
-                            &decoder.stdout,
-                            &decoder.stderr,
-                            &decoder.combined,
-                        )
-                    },
-                    archive: None,
-                });
+                // Memory running out is the verdict whatever else happened.
+                let (limit, message) = if self.engine.inspect(id).await.map_err(err)?.oom_killed {
+                    (LimitHit::Memory, self.memory_message())
+                } else {
+                    let message = format!(
+                        "the sandbox did not finish within {} ms; the runner stopped it",
+                        deadline.as_millis()
+                    );
+                    (LimitHit::WallTime, message)
+                };
+                return Ok(self.stopped_outside(&decoder, started, limit, message));
             }
         };
 
@@ -287,31 +302,11 @@ impl StageRun<'_> {
                 let _ = tokio::time::timeout(REPORT_GRACE, self.engine.wait(id)).await;
                 let state = self.engine.inspect(id).await.map_err(err)?;
                 if state.oom_killed {
-                    return Ok(StageOutcome {
-                        result: StageResult {
-                            stdout_truncated: false,
-                            stderr_truncated: false,
-                            exit_code: None,
-                            signal: Some("SIGKILL".into()),
-                            wall_ms: started.elapsed().as_millis() as u64,
-                            cpu_ms: 0,
-                            memory_peak_bytes: self.limits.memory_bytes,
-                            limit: Some(LimitHit::Memory),
-                            message: Some(format!(
-                                "the container reached its memory limit of {} MiB",
-                                self.limits.memory_bytes >> 20
-                            )),
-                            ..StageResult::with_output(
-                                &decoder.stdout,
-                                &decoder.stderr,
-                                &decoder.combined,
-                            )
-                        },
-                        archive: None,
-                    });
+                    let message = self.memory_message();
+                    return Ok(self.stopped_outside(&decoder, started, LimitHit::Memory, message));
                 }
                 let written = written
-                    .err()
+                    .and_then(Result::err)
                     .map(|e| format!("; sending the job failed: {e}"));
                 Err(SandboxError::NoResult {
                     job: self.job_id.to_owned(),
@@ -324,6 +319,66 @@ impl StageRun<'_> {
                     ),
                 })
             }
+        }
+    }
+
+    fn memory_message(&self) -> String {
+        format!(
+            "the container reached its memory limit of {} MiB",
+            self.limits.memory_bytes >> 20
+        )
+    }
+
+    /// The result of a stage sandbox-init could not report on: stopped from
+    /// the host, or gone with the engine's word that memory ran out.
+    fn stopped_outside(
+        &self,
+        decoder: &Decoder,
+        started: Instant,
+        limit: LimitHit,
+        message: String,
+    ) -> StageOutcome {
+        // When memory ran out, it ran out at the limit.
+        let memory_peak_bytes = if limit == LimitHit::Memory {
+            self.limits.memory_bytes
+        } else {
+            0
+        };
+        StageOutcome {
+            result: StageResult {
+                stdout_truncated: false,
+                stderr_truncated: false,
+                exit_code: None,
+                signal: Some("SIGKILL".into()),
+                wall_ms: started.elapsed().as_millis() as u64,
+                cpu_ms: 0,
+                memory_peak_bytes,
+                limit: Some(limit),
+                message: Some(message),
+                ..StageResult::with_output(&decoder.stdout, &decoder.stderr, &decoder.combined)
+            },
+            archive: None,
+        }
+    }
+}
+
+/// Sends the job and reads the frames together, until the read ends (a
+/// report, a fatal error, or the stream closed). A write still under way
+/// then is abandoned: a container killed for memory stops reading its stdin,
+/// and waiting for the write would wait for the stage's whole deadline.
+async fn exchange<W, R>(write: W, read: R) -> (Option<std::io::Result<()>>, R::Output)
+where
+    W: Future<Output = std::io::Result<()>>,
+    R: Future,
+{
+    tokio::pin!(write);
+    tokio::pin!(read);
+    let mut written = None;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut read => return (written, r),
+            w = &mut write, if written.is_none() => written = Some(w),
         }
     }
 }

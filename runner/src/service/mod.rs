@@ -128,6 +128,12 @@ impl Service {
             self.sandbox.start_pool(pool, Arc::clone(&self.permits));
         }
         tasks.push(self.start_sweeper());
+        // What this server leaves behind (a cancelled start, a failed
+        // removal) is collected without waiting for `runner gc`.
+        tasks.push(crate::gc::start_sweeper(
+            Arc::clone(self.sandbox.engine()),
+            crate::gc::SWEEP_INTERVAL,
+        ));
         tasks
     }
 

@@ -139,12 +139,36 @@ impl Env {
             limits,
         };
         let prepared = self.sandbox.prepare(req).expect("a valid request");
-        let result = self
-            .sandbox
-            .execute(&prepared)
-            .await
-            .unwrap_or_else(|e| panic!("running {language}: {e}"));
+        let result = self.sandbox.execute(&prepared).await;
+        // Used containers go in the background; a test process must not exit
+        // before they are gone.
+        self.sandbox.flush_removals().await;
+        let result = result.unwrap_or_else(|e| panic!("running {language}: {e}"));
         (prepared.id, result)
+    }
+
+    /// Runs files the submission validator would refuse (names starting
+    /// with `-` or `@`): for proving that the commands themselves never let
+    /// a name become an option, should a name ever get past the validator.
+    pub async fn run_unvalidated(
+        &self,
+        language: &str,
+        files: &[(&str, &str)],
+    ) -> Result<RunResult, runner::sandbox::SandboxError> {
+        self.ensure_image(language).await;
+        let prepared = runner::sandbox::PreparedRun {
+            id: runner::sandbox::new_job_id(),
+            language: self.sandbox.catalog().find(language, None).unwrap(),
+            files: files.iter().map(|(n, c)| file(n, c)).collect(),
+            stdin: Vec::new(),
+            args: Vec::new(),
+            limits: LimitsRequest::default()
+                .resolve(self.sandbox.policy())
+                .unwrap(),
+        };
+        let result = self.sandbox.execute(&prepared).await;
+        self.sandbox.flush_removals().await;
+        result
     }
 
     /// Containers of one job still present.
