@@ -11,6 +11,7 @@ use anyhow::{Context as _, anyhow};
 use pipeline::build;
 use pipeline::cosign::{PredicateKind, provenance, publish};
 use pipeline::reference::Reference;
+use pipeline::scan::sarif::SarifContext;
 use pipeline::sbom::{self, Options, Source};
 
 use super::attest::vuln_predicate;
@@ -269,7 +270,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
                 write(
                     &args.output_dir,
                     "scan.sarif",
-                    &serde_json::to_vec_pretty(&eval.to_sarif()).map_err(infra)?,
+                    &serde_json::to_vec_pretty(&eval.to_sarif(&SarifContext {
+                        repository_root: Some(plan.git.root.clone()),
+                        dockerfile: Some(plan.dockerfile.clone()),
+                    }))
+                    .map_err(infra)?,
                 )?;
                 write(&args.output_dir, "grype.json", &bytes)?;
                 eprint!("{}", eval.table());

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use pipeline::scan::sarif::SarifContext;
 use pipeline::scan::{
     self, GrypeOptions, MAX_REPORT_BYTES, ScanError, ScanPolicy, VexDocument, evaluate_for_image,
 };
@@ -63,6 +64,10 @@ pub struct ScanArgs {
     /// Write SARIF 2.1.0 (for code-scanning upload) to FILE.
     #[arg(long, value_name = "FILE")]
     pub sarif: Option<PathBuf>,
+    /// The Dockerfile the image was built from: SARIF attaches findings to
+    /// it (code scanning shows only results located in a repository file).
+    #[arg(long, value_name = "FILE", requires = "sarif")]
+    pub dockerfile: Option<PathBuf>,
     /// The Grype executable [default: $PIPELINE_GRYPE, else grype on PATH].
     #[arg(long, value_name = "PATH", conflicts_with = "grype_report")]
     pub grype: Option<PathBuf>,
@@ -142,7 +147,8 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, Failure> {
         write_json(path, &evaluation.to_json())?;
     }
     if let Some(path) = &args.sarif {
-        write_json(path, &evaluation.to_sarif())?;
+        let context = sarif_context(args.policy.as_deref(), args.dockerfile.clone());
+        write_json(path, &evaluation.to_sarif(&context))?;
     }
     let mut out = std::io::stdout().lock();
     out.write_all(evaluation.table().as_bytes())
@@ -167,6 +173,24 @@ fn load_policy(path: Option<&Path>) -> Result<ScanPolicy, Failure> {
         }
         _ => usage(e),
     })
+}
+
+/// SARIF paths are relative to the repository the command runs in (where
+/// code scanning's upload runs), else to the one holding the policy.
+fn sarif_context(policy: Option<&Path>, dockerfile: Option<PathBuf>) -> SarifContext {
+    let mut context = SarifContext::discover(Path::new("."));
+    if context.repository_root.is_none() {
+        let policy = policy.unwrap_or(Path::new(DEFAULT_POLICY));
+        if let Some(dir) = policy.parent() {
+            context = SarifContext::discover(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            });
+        }
+    }
+    context.dockerfile = dockerfile;
+    context
 }
 
 fn grype_failure(e: ScanError) -> Failure {

@@ -127,7 +127,10 @@ pub struct VexSource {
 /// first), then vulnerability id, package name, version.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
+    /// The policy as it was named (for messages).
     pub policy: String,
+    /// The policy's file, when it was read from one.
+    pub policy_path: Option<std::path::PathBuf>,
     pub fail_on: Severity,
     pub only_fixed: bool,
     /// The day ignore-rule expiry was judged against.
@@ -255,6 +258,7 @@ pub fn evaluate_for_image(
 
     Evaluation {
         policy: policy.origin.clone(),
+        policy_path: policy.path.clone(),
         fail_on: policy.fail_on,
         only_fixed: policy.only_fixed,
         today,

@@ -70,6 +70,9 @@ struct PackageFile {
 pub struct ScanPolicy {
     /// Where it came from, for messages and outputs.
     pub origin: String,
+    /// The file it was read from ([`ScanPolicy::load`]); `None` when
+    /// parsed from text.
+    pub path: Option<PathBuf>,
     /// Findings at or above this severity fail the gate.
     pub fail_on: Severity,
     /// Fail only on findings that have a fixed version (`fix.state: fixed`).
@@ -163,7 +166,9 @@ impl ScanPolicy {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        ScanPolicy::parse(&text, &origin, base)
+        let mut policy = ScanPolicy::parse(&text, &origin, base)?;
+        policy.path = Some(path.to_owned());
+        Ok(policy)
     }
 
     /// Parses policy text; `origin` names it in messages, `base_dir`
@@ -214,6 +219,7 @@ impl ScanPolicy {
         }
         Ok(ScanPolicy {
             origin: origin.to_owned(),
+            path: None,
             fail_on,
             only_fixed: file.only_fixed,
             ignore,
