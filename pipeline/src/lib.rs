@@ -8,6 +8,7 @@ pub mod cosign;
 pub mod credentials;
 pub mod digest;
 pub mod engine;
+pub mod output;
 pub mod push;
 pub mod reference;
 pub mod registry;

@@ -1,11 +1,7 @@
 //! Command-line interface: arguments, exit codes, and one small file per
 //! subcommand.
 
-use std::io::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
-
-use anyhow::Context as _;
 
 use clap::{Parser, Subcommand};
 
@@ -107,32 +103,4 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(args) => verify::run(args).await,
         Command::Run(args) => run::run(*args).await,
     }
-}
-
-/// Writes next to the destination and renames, so a reader (an upload step)
-/// never sees half a file. Devices and pipes are written in place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    // Devices and pipes (`-o /dev/null`, `-o /dev/stdout`) are written in
-    // place: renaming over them would replace them.
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        return f
-            .write_all(bytes)
-            .with_context(|| format!("cannot write {}", path.display()));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -11,8 +11,8 @@ use anyhow::{Context as _, anyhow};
 use pipeline::build;
 use pipeline::cosign::{PredicateKind, provenance, publish};
 use pipeline::reference::Reference;
-use pipeline::scan::sarif::SarifContext;
 use pipeline::sbom::{self, Options, Source};
+use pipeline::scan::sarif::SarifContext;
 
 use super::attest::vuln_predicate;
 use super::registry::RegistryArgs;
@@ -122,7 +122,7 @@ fn base_images(dockerfile: &Path, args: &[(String, String)]) -> Vec<String> {
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, Failure> {
     let path = dir.join(name);
-    super::write_atomically(&path, bytes).map_err(usage)?;
+    pipeline::output::write_atomically(&path, bytes).map_err(usage)?;
     Ok(path)
 }
 

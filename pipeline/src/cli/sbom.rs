@@ -41,7 +41,7 @@ pub async fn run(args: SbomArgs) -> Result<ExitCode, Failure> {
         eprintln!("warning: {w}");
     }
     match &args.output {
-        Some(path) => super::write_atomically(path, &report.json).map_err(usage)?,
+        Some(path) => pipeline::output::write_atomically(path, &report.json).map_err(usage)?,
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(&report.json)

@@ -245,13 +245,13 @@ fn parse_digest(s: &str) -> Result<String, String> {
     Ok(s.to_ascii_lowercase())
 }
 
-/// Writes a JSON result (atomically, see [`super::write_atomically`]).
+/// Writes a JSON result (atomically, see [`pipeline::output::write_atomically`]).
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), Failure> {
     let mut bytes = serde_json::to_vec_pretty(value)
         .context("cannot serialize the result")
         .map_err(infra)?;
     bytes.push(b'\n');
-    super::write_atomically(path, &bytes).map_err(usage)
+    pipeline::output::write_atomically(path, &bytes).map_err(usage)
 }
 
 #[cfg(test)]
