@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod digest;
 pub mod engine;
 pub mod output;
+pub mod purl;
 pub mod push;
 pub mod reference;
 pub mod registry;

@@ -694,8 +694,7 @@ fn sarif_paths_are_relative_to_the_repository_and_every_result_has_stable_finger
             }
             if r["ruleId"] != "pipeline/expired-ignore-rule" {
                 assert_eq!(
-                    r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
-                    "Dockerfile",
+                    r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "Dockerfile",
                     "findings are attached to the Dockerfile: {r}"
                 );
             }
@@ -705,7 +704,11 @@ fn sarif_paths_are_relative_to_the_repository_and_every_result_has_stable_finger
     assert_eq!(fingerprints(&runs[0].1), fingerprints(&runs[1].1));
     let all = fingerprints(&runs[0].1);
     let unique: std::collections::HashSet<String> = all.iter().map(Value::to_string).collect();
-    assert_eq!(unique.len(), all.len(), "distinct findings, distinct fingerprints");
+    assert_eq!(
+        unique.len(),
+        all.len(),
+        "distinct findings, distinct fingerprints"
+    );
 }
 
 #[test]
@@ -728,6 +731,11 @@ fn sarif_leaves_out_paths_outside_the_repository() {
             r["locations"][0].get("physicalLocation").is_none(),
             "no path is better than an absolute one: {r}"
         );
-        assert!(!r["locations"][0]["logicalLocations"].as_array().unwrap().is_empty());
+        assert!(
+            !r["locations"][0]["logicalLocations"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -7,10 +7,10 @@ use serde_json::Value;
 use time::{Date, OffsetDateTime};
 
 use super::policy::{IgnoreRule, ScanPolicy};
-use super::purl::Purl;
 use super::report::{Descriptor, GrypeReport, Match};
 use super::severity::{FixState, Severity};
 use super::vex::{VexDocument, VexStatement, VexStatus};
+use crate::purl::Purl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use time::{Date, Month};
 
 use super::ScanError;
-use super::purl::Purl;
 use super::read::{MAX_POLICY_BYTES, read_bounded};
 use super::report::Match;
 use super::severity::{FixState, Severity};
 use super::vex::{VexDocument, load_vex};
+use crate::purl::Purl;
 
 #[derive(Debug, Deserialize)]
 #[serde(
@@ -251,7 +251,7 @@ fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, Strin
     };
     let package_purl = purl_text
         .as_deref()
-        .map(|p| Purl::parse(p).map_err(|e| fail(".package.purl", e)))
+        .map(|p| Purl::parse(p).map_err(|e| fail(".package.purl", e.to_string())))
         .transpose()?;
     let fix_state = text(".fix_state", r.fix_state)?
         .map(|s| {

@@ -114,7 +114,10 @@ impl<'a> Rules<'a> {
     }
 
     fn index(&self, id: &str) -> usize {
-        self.0.iter().position(|(rule, ..)| *rule == id).unwrap_or(0)
+        self.0
+            .iter()
+            .position(|(rule, ..)| *rule == id)
+            .unwrap_or(0)
     }
 
     fn to_json(&self) -> Vec<Value> {
@@ -179,11 +182,7 @@ impl Evaluation {
         if !expired.is_empty() {
             let index = rule_values.len();
             rule_values.push(expired_rule());
-            results.extend(
-                expired
-                    .into_iter()
-                    .map(|r| expired_note(r, index, &policy)),
-            );
+            results.extend(expired.into_iter().map(|r| expired_note(r, index, &policy)));
         }
         json!({
             "$schema": SARIF_SCHEMA,

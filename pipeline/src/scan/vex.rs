@@ -32,8 +32,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::ScanError;
-use super::purl::Purl;
 use super::read::{MAX_VEX_BYTES, expect_json_object, read_bounded};
+use crate::purl::Purl;
 
 /// The justifications OpenVEX allows for `not_affected`.
 pub const JUSTIFICATIONS: [&str; 5] = [
@@ -427,7 +427,11 @@ fn identify(
         id.clone()
             .filter(|i| i.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("pkg:")))
     });
-    let purl = purl_text.as_deref().map(Purl::parse).transpose()?;
+    let purl = purl_text
+        .as_deref()
+        .map(Purl::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let id = id.or(listed).ok_or_else(|| {
         "has neither an @id nor identifiers.purl: name it, e.g. {\"@id\": \"pkg:deb/debian/openssl@3.0.11-1~deb12u2\"}"
             .to_owned()
