@@ -233,7 +233,9 @@ fn grype_missing_exits_6_with_the_install_hint() {
         let stderr = text(&out.stderr);
         assert!(stderr.contains("grype was not found"), "{stderr}");
         assert!(
-            stderr.contains("https://raw.githubusercontent.com/anchore/grype/main/install.sh"),
+            stderr.contains("https://github.com/anchore/grype/releases")
+                && stderr.contains("checksums file")
+                && !stderr.contains("| sh"),
             "{stderr}"
         );
         assert!(stderr.contains("--grype-report"), "{stderr}");

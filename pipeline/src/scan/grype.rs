@@ -17,9 +17,9 @@ pub const GRYPE_ENV: &str = "PIPELINE_GRYPE";
 /// How much of Grype's stderr an error message quotes.
 pub const STDERR_TAIL_BYTES: usize = 4 << 10;
 
-pub const INSTALL_HINT: &str = "Install Grype with its official script: \
-`curl -sSfL https://raw.githubusercontent.com/anchore/grype/main/install.sh | sh -s -- -b /usr/local/bin` \
-(or a package manager: `brew install grype`, `choco install grype`), \
+pub const INSTALL_HINT: &str = "Install Grype from a release (https://github.com/anchore/grype/releases: \
+check the archive against the release's checksums file, then put `grype` on PATH) \
+or with a package manager (`brew install grype`), \
 or point at it with --grype PATH or PIPELINE_GRYPE=PATH; \
 or scan where Grype is installed (`grype sbom:FILE -o json > report.json`) and evaluate that report with --grype-report report.json.";
 
