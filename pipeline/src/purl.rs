@@ -107,7 +107,8 @@ impl Purl {
             .ok_or_else(|| fail("it must start with `pkg:`".into()))?;
         // The crate decodes `%zz` as the three characters it is; a policy
         // typo must not silently match nothing.
-        check_escapes(rest).map_err(fail)?;
+        check_escapes(rest)
+            .map_err(|at| fail(format!("it has a bad percent-escape at byte {at}")))?;
         let parsed = PackageUrl::from_str(&format!("pkg:{rest}")).map_err(|e| {
             fail(match e {
                 packageurl::Error::MissingType | packageurl::Error::MissingName => {
@@ -183,8 +184,9 @@ impl fmt::Display for Purl {
     }
 }
 
-/// Every `%` starts an escape of two hex digits.
-fn check_escapes(s: &str) -> Result<(), String> {
+/// Every `%` starts an escape of two hex digits; `Err` is the offset of
+/// one that does not.
+fn check_escapes(s: &str) -> Result<(), usize> {
     let bytes = s.as_bytes();
     for (i, b) in bytes.iter().enumerate() {
         if *b == b'%'
@@ -192,7 +194,7 @@ fn check_escapes(s: &str) -> Result<(), String> {
                 .get(i + 1..i + 3)
                 .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
         {
-            return Err(format!("it has a bad percent-escape at byte {i}"));
+            return Err(i);
         }
     }
     Ok(())

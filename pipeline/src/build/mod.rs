@@ -17,9 +17,9 @@ pub mod context;
 pub mod dockerignore;
 pub mod git;
 
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
+pub use crate::labels::{
+    CREATED as CREATED_LABEL, REVISION as REVISION_LABEL, SOURCE as SOURCE_LABEL,
+};
 
 /// Lines of build output kept to explain a failure.
 const TAIL_LINES: usize = 20;
@@ -73,13 +73,9 @@ pub enum BuildError {
     Failed { image: String, message: String },
 }
 
-/// How a failure should be reported (exit code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    Usage,
-    Infra,
-    BuildFailed,
-}
+/// How a failure is reported: [`crate::error::Blame`] (usage,
+/// infrastructure, or the build itself failed).
+pub use crate::error::Blame as FailureKind;
 
 impl BuildError {
     pub fn kind(&self) -> FailureKind {
@@ -97,13 +93,7 @@ impl BuildError {
     }
 }
 
-/// RFC 3339 UTC time of a Unix timestamp.
-pub fn rfc3339(unix: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()?
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
+pub use crate::clock::rfc3339;
 
 /// Checks `--image`: a repository, without tag or digest.
 pub fn check_repository(input: &str) -> Result<(), BuildError> {
@@ -324,23 +314,32 @@ pub async fn build(
     })
 }
 
+/// A `--build-arg` that is not `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildArgError {
+    #[error("--build-arg {given:?}: expected KEY=VALUE (or KEY set in the environment)")]
+    NoValue { given: String },
+    #[error("--build-arg {given:?}: the name must be letters, digits and `_`")]
+    BadName { given: String },
+}
+
 /// `K=V` (or `K`, taking the value from the environment, as Docker does).
-pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
+pub fn parse_build_arg(s: &str) -> Result<(String, String), BuildArgError> {
     let (k, v) = match s.split_once('=') {
         Some((k, v)) => (k, v.to_owned()),
         None => match std::env::var(s) {
             Ok(v) => (s, v),
             Err(_) => {
-                return Err(format!(
-                    "--build-arg {s:?}: expected KEY=VALUE (or KEY set in the environment)"
-                ));
+                return Err(BuildArgError::NoValue {
+                    given: s.to_owned(),
+                });
             }
         },
     };
     if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "--build-arg {s:?}: the name must be letters, digits and `_`"
-        ));
+        return Err(BuildArgError::BadName {
+            given: s.to_owned(),
+        });
     }
     Ok((k.to_owned(), v))
 }

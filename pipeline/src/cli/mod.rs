@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pipeline::error::{Blame, Classify};
 
 mod attest;
 mod build;
@@ -19,6 +20,10 @@ mod verify;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INFRA: u8 = 3;
 pub const EXIT_BUILD_FAILED: u8 = 4;
+/// The gate failed: a finding at or above the policy's threshold remains.
+pub const EXIT_POLICY_FAILED: u8 = 5;
+/// Grype is not installed.
+pub const EXIT_GRYPE_MISSING: u8 = 6;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +65,32 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
+/// The exit code of each kind of failure: the one place the library's
+/// [`Blame`] becomes a number.
+pub fn exit_code(blame: Blame) -> u8 {
+    match blame {
+        Blame::Usage => EXIT_USAGE,
+        Blame::Infra => EXIT_INFRA,
+        Blame::BuildFailed => EXIT_BUILD_FAILED,
+        Blame::PolicyFailed => EXIT_POLICY_FAILED,
+        Blame::GrypeMissing => EXIT_GRYPE_MISSING,
+    }
+}
+
+/// Every library error that knows whose problem it is becomes a failure
+/// with the matching exit code, so commands use `?`.
+impl<E> From<E> for Failure
+where
+    E: Classify + std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: E) -> Failure {
+        Failure {
+            code: exit_code(e.blame()),
+            error: e.into(),
+        }
+    }
+}
+
 pub fn usage(e: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_USAGE,
@@ -88,7 +119,7 @@ pub fn source_date_epoch() -> Result<Option<i64>, Failure> {
 }
 
 pub async fn connect() -> Result<bollard::Docker, Failure> {
-    pipeline::engine::connect().await.map_err(infra)
+    Ok(pipeline::engine::connect().await?)
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {

@@ -31,11 +31,6 @@ use pipeline::scan::{
 
 use super::{Failure, infra, usage};
 
-/// The gate failed: a finding at or above the policy's threshold remains.
-pub const EXIT_POLICY_FAILED: u8 = 5;
-/// Grype is not installed.
-pub const EXIT_GRYPE_MISSING: u8 = 6;
-
 const DEFAULT_POLICY: &str = "policies/scan.yaml";
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +51,7 @@ pub struct ScanArgs {
     pub vex: Vec<PathBuf>,
     /// The scanned image's manifest digest, so that VEX statements about
     /// the image (pkg:oci/...@sha256:...) apply to an SBOM scan.
-    #[arg(long, value_name = "sha256:HEX", value_parser = parse_digest)]
+    #[arg(long, value_name = "sha256:HEX", value_parser = pipeline::digest::parse)]
     pub image_digest: Option<String>,
     /// Write the evaluation as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -126,8 +121,7 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, Failure> {
             let bytes = tokio::task::spawn_blocking(move || scan::run_grype(&sbom_path, &opts))
                 .await
                 .context("the task running grype failed")
-                .map_err(infra)?
-                .map_err(grype_failure)?;
+                .map_err(infra)??;
             // Grype exited 0 but wrote something that is not a report: its fault.
             let origin = format!("from grype for sbom:{}", sbom.display());
             scan::parse_report(&bytes, &origin).map_err(infra)?
@@ -158,7 +152,7 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, Failure> {
     Ok(if evaluation.passed() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(EXIT_POLICY_FAILED)
+        ExitCode::from(super::EXIT_POLICY_FAILED)
     })
 }
 
@@ -193,19 +187,6 @@ fn sarif_context(policy: Option<&Path>, dockerfile: Option<PathBuf>) -> SarifCon
     context
 }
 
-fn grype_failure(e: ScanError) -> Failure {
-    if e.is_grype_not_found() {
-        Failure {
-            code: EXIT_GRYPE_MISSING,
-            error: e.into(),
-        }
-    } else if e.is_usage() {
-        usage(e)
-    } else {
-        infra(e)
-    }
-}
-
 /// A report file, or standard input for `-`, with its name for messages.
 fn read_report(path: &Path) -> Result<(Vec<u8>, String), Failure> {
     if path == Path::new("-") {
@@ -223,62 +204,11 @@ fn read_report(path: &Path) -> Result<(Vec<u8>, String), Failure> {
     Ok((bytes, path.display().to_string()))
 }
 
-fn parse_digest(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let (algorithm, hex) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?} is not a digest: write sha256:<64 hex digits>"))?;
-    let len = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown digest algorithm {other:?}; write sha256:<64 hex digits>"
-            ));
-        }
-    };
-    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "{s:?} is not a digest: {algorithm} takes {len} hex digits"
-        ));
-    }
-    Ok(s.to_ascii_lowercase())
-}
-
 /// Writes a JSON result (atomically, see [`pipeline::output::write_atomically`]).
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), Failure> {
     let mut bytes = serde_json::to_vec_pretty(value)
         .context("cannot serialize the result")
         .map_err(infra)?;
     bytes.push(b'\n');
-    pipeline::output::write_atomically(path, &bytes).map_err(usage)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_are_checked() {
-        let hex = "ab".repeat(32);
-        assert_eq!(
-            parse_digest(&format!("sha256:{}", hex.to_uppercase())).unwrap(),
-            format!("sha256:{hex}")
-        );
-        assert!(
-            parse_digest("sha256:abc")
-                .unwrap_err()
-                .contains("64 hex digits")
-        );
-        assert!(
-            parse_digest(&format!("md5:{hex}"))
-                .unwrap_err()
-                .contains("unknown digest algorithm")
-        );
-        assert!(
-            parse_digest("latest")
-                .unwrap_err()
-                .contains("is not a digest")
-        );
-    }
+    Ok(pipeline::output::write_atomically(path, &bytes)?)
 }

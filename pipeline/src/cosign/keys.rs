@@ -98,10 +98,27 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-fn derive(password: &str, salt: &[u8], log_n: u8, r: u32, p: u32) -> Result<[u8; 32], String> {
-    let params = scrypt::Params::new(log_n, r, p).map_err(|e| e.to_string())?;
+/// scrypt parameters the scrypt crate refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("its scrypt parameters (log2 N = {log_n}, r = {r}, p = {p}) are invalid")]
+struct BadScryptParams {
+    log_n: u8,
+    r: u32,
+    p: u32,
+}
+
+fn derive(
+    password: &str,
+    salt: &[u8],
+    log_n: u8,
+    r: u32,
+    p: u32,
+) -> Result<[u8; 32], BadScryptParams> {
+    let bad = || BadScryptParams { log_n, r, p };
+    let params = scrypt::Params::new(log_n, r, p).map_err(|_| bad())?;
     let mut key = [0u8; 32];
-    scrypt::scrypt(password.as_bytes(), salt, &params, &mut key).map_err(|e| e.to_string())?;
+    // The output length is fixed at 32, which scrypt always accepts.
+    scrypt::scrypt(password.as_bytes(), salt, &params, &mut key).map_err(|_| bad())?;
     Ok(key)
 }
 
@@ -163,24 +180,35 @@ fn pem(label: &str, body: &[u8]) -> String {
     out
 }
 
+/// Text that is not a PEM document.
+#[derive(Debug, thiserror::Error)]
+enum PemError {
+    #[error("no PEM BEGIN line")]
+    NoBegin,
+    #[error("a malformed BEGIN line")]
+    MalformedBegin,
+    #[error("no END line for {label}")]
+    NoEnd { label: String },
+    #[error("the PEM body is not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+}
+
 /// The label and decoded body of a PEM document.
-fn unpem(text: &str) -> Result<(String, Vec<u8>), String> {
-    let begin = text.find("-----BEGIN ").ok_or("no PEM BEGIN line")?;
+fn unpem(text: &str) -> Result<(String, Vec<u8>), PemError> {
+    let begin = text.find("-----BEGIN ").ok_or(PemError::NoBegin)?;
     let rest = &text[begin + 11..];
-    let label_end = rest.find("-----").ok_or("a malformed BEGIN line")?;
+    let label_end = rest.find("-----").ok_or(PemError::MalformedBegin)?;
     let label = rest[..label_end].to_owned();
     let body_start = label_end + 5;
     let end_marker = format!("-----END {label}-----");
-    let end = rest
-        .find(&end_marker)
-        .ok_or_else(|| format!("no END line for {label}"))?;
+    let end = rest.find(&end_marker).ok_or_else(|| PemError::NoEnd {
+        label: label.clone(),
+    })?;
     let b64: String = rest[body_start..end]
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("the PEM body is not base64: {e}"))?;
+    let body = base64::engine::general_purpose::STANDARD.decode(b64)?;
     Ok((label, body))
 }
 
@@ -190,7 +218,7 @@ pub fn decrypt(text: &str, password: &str, origin: &str) -> Result<SigningKey, K
         path: origin.to_owned(),
         message,
     };
-    let (label, body) = unpem(text).map_err(format)?;
+    let (label, body) = unpem(text).map_err(|e| format(e.to_string()))?;
     if label != LABEL && label != OLD_LABEL {
         return Err(format(format!(
             "its PEM label is {label:?}, not {LABEL:?} or {OLD_LABEL:?}"
@@ -241,7 +269,7 @@ pub fn decrypt(text: &str, password: &str, origin: &str) -> Result<SigningKey, K
         sealed.kdf.params.r,
         sealed.kdf.params.p,
     )
-    .map_err(format)?;
+    .map_err(|e| format(e.to_string()))?;
     let der = XSalsa20Poly1305::new(Key::from_slice(&secret))
         .decrypt(Nonce::from_slice(&nonce), ciphertext.as_slice())
         .map_err(|_| KeyError::Password {

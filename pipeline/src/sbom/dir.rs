@@ -40,12 +40,25 @@ impl Read for LazyFile {
     }
 }
 
+/// A root that cannot be read as a directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{} is not a directory", .path.display())]
+    NotADirectory { path: PathBuf },
+}
+
 /// Reads the tree under `root` into a file system view.
-pub fn read(root: &Path) -> Result<RootFs, String> {
-    let meta =
-        std::fs::metadata(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+pub fn read(root: &Path) -> Result<RootFs, DirError> {
+    let meta = std::fs::metadata(root).map_err(|source| DirError::Read {
+        path: root.to_owned(),
+        source,
+    })?;
     if !meta.is_dir() {
-        return Err(format!("{} is not a directory", root.display()));
+        return Err(DirError::NotADirectory {
+            path: root.to_owned(),
+        });
     }
     let mut fs = RootFs::new();
     // (absolute path, path relative to root, depth)

@@ -30,7 +30,7 @@ pub fn read(
                 depth += 1;
                 if depth > MAX_INDEX_DEPTH {
                     return Err(client
-                        .invalid(&format!("index {digest}"), "indexes nested too deep".into())
+                        .invalid(&format!("index {digest}"), "indexes nested too deep")
                         .into());
                 }
                 let chosen = manifest::select(&entries, platform).ok_or_else(|| {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use time::{Date, Month};
 
 use super::ScanError;
+use super::error::FieldProblem;
 use super::read::{MAX_POLICY_BYTES, read_bounded};
 use super::report::Match;
 use super::severity::{FixState, Severity};
@@ -201,7 +202,10 @@ impl ScanPolicy {
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                ignore_rule(i, r).map_err(|(field, p)| err(&format!("ignore[{i}]{field}"), p))
+                ignore_rule(i, r).map_err(|p| {
+                    let p = p.under(&format!("ignore[{i}]"));
+                    err(&p.field, p.problem)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut vex = Vec::new();
@@ -229,9 +233,9 @@ impl ScanPolicy {
     }
 }
 
-fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, String)> {
-    let fail = |field: &str, problem: String| (field.to_owned(), problem);
-    let text = |field: &str, v: Option<String>| -> Result<Option<String>, (String, String)> {
+fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, FieldProblem> {
+    let fail = |field: &str, problem: String| FieldProblem::new(field, problem);
+    let text = |field: &str, v: Option<String>| -> Result<Option<String>, FieldProblem> {
         match v {
             Some(s) if s.trim().is_empty() => Err(fail(
                 field,
@@ -288,7 +292,7 @@ fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, Strin
                 .to_owned(),
         )
     })?;
-    let expires = parse_date(&expires).map_err(|p| fail(".expires", p))?;
+    let expires = parse_date(&expires).map_err(|p| fail(".expires", p.to_string()))?;
     Ok(IgnoreRule {
         index,
         vulnerability,
@@ -301,8 +305,16 @@ fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, Strin
     })
 }
 
+/// A date that is not `YYYY-MM-DD`, or no day of the calendar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("is {given:?}: {why}; write the date as YYYY-MM-DD, e.g. 2025-06-30")]
+pub struct InvalidDate {
+    pub given: String,
+    pub why: &'static str,
+}
+
 /// `YYYY-MM-DD`, a real calendar date.
-pub fn parse_date(s: &str) -> Result<Date, String> {
+pub fn parse_date(s: &str) -> Result<Date, InvalidDate> {
     let shape_ok = s.len() == 10
         && s.bytes().enumerate().all(|(i, b)| {
             if i == 4 || i == 7 {
@@ -311,7 +323,10 @@ pub fn parse_date(s: &str) -> Result<Date, String> {
                 b.is_ascii_digit()
             }
         });
-    let bad = |why: &str| format!("is {s:?}: {why}; write the date as YYYY-MM-DD, e.g. 2025-06-30");
+    let bad = |why: &'static str| InvalidDate {
+        given: s.to_owned(),
+        why,
+    };
     if !shape_ok {
         return Err(bad("not a date"));
     }
