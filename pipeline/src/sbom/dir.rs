@@ -89,58 +89,63 @@ pub fn read(root: &Path) -> Result<RootFs, DirError> {
             }
             child_rel.extend_from_slice(child.file_name().as_bytes());
             let path = child.path();
-            let shown_child = String::from_utf8_lossy(&child_rel).into_owned();
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    fs.warnings
-                        .push(Some(&shown_child), format!("cannot stat: {e}"));
-                    continue;
-                }
-            };
-            let ft = meta.file_type();
-            let link = if ft.is_symlink() {
-                match std::fs::read_link(&path) {
-                    Ok(t) => Some(t.as_os_str().as_bytes().to_vec()),
-                    Err(e) => {
-                        fs.warnings
-                            .push(Some(&shown_child), format!("cannot read the symlink: {e}"));
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let kind = if ft.is_dir() {
-                EntryKind::Dir
-            } else if ft.is_file() {
-                EntryKind::File
-            } else if ft.is_symlink() {
-                EntryKind::Symlink
-            } else {
-                EntryKind::Other
-            };
-            let entry = Entry {
-                path: &child_rel,
-                kind,
-                size: meta.len(),
-                mode: meta.permissions().mode(),
-                link: link.as_deref(),
-            };
-            let mut content = LazyFile {
-                path: path.clone(),
-                file: None,
-            };
-            if let Err(e) = fs.add(0, entry, false, &mut content) {
-                fs.warnings
-                    .push(Some(&shown_child), format!("cannot read the file: {e}"));
-            }
-            if kind == EntryKind::Dir {
+            if add(&mut fs, &path, &child_rel) == Some(EntryKind::Dir) {
                 stack.push((path, child_rel, depth + 1));
             }
         }
     }
     Ok(fs)
+}
+
+/// Records the entry at `path` (named `rel` in the tree); its kind, or
+/// `None` when it could not be looked at (a warning says why).
+fn add(fs: &mut RootFs, path: &Path, rel: &[u8]) -> Option<EntryKind> {
+    let shown = String::from_utf8_lossy(rel).into_owned();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            fs.warnings.push(Some(&shown), format!("cannot stat: {e}"));
+            return None;
+        }
+    };
+    let ft = meta.file_type();
+    let link = if ft.is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(t) => Some(t.as_os_str().as_bytes().to_vec()),
+            Err(e) => {
+                fs.warnings
+                    .push(Some(&shown), format!("cannot read the symlink: {e}"));
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    };
+    let entry = Entry {
+        path: rel,
+        kind,
+        size: meta.len(),
+        mode: meta.permissions().mode(),
+        link: link.as_deref(),
+    };
+    let mut content = LazyFile {
+        path: path.to_owned(),
+        file: None,
+    };
+    if let Err(e) = fs.add(0, entry, false, &mut content) {
+        fs.warnings
+            .push(Some(&shown), format!("cannot read the file: {e}"));
+    }
+    Some(kind)
 }
 
 #[cfg(test)]

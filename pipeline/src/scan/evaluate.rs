@@ -301,40 +301,20 @@ fn judge(
     let purl = Purl::parse(&m.artifact.purl).ok();
 
     let vex = effective_statement(documents, &ids, purl.as_ref(), digests);
-    let mut expired_rules = Vec::new();
-    let mut waived_by = None;
-    if !vex.as_ref().is_some_and(|c| c.status.suppresses()) {
-        for outcome in rules.iter_mut() {
-            if !outcome.rule.matches(m, &ids, purl.as_ref()) {
-                continue;
-            }
-            if outcome.expired {
-                outcome.matched += 1;
-                expired_rules.push(outcome.rule.index);
-            } else if waived_by.is_none() {
-                outcome.matched += 1;
-                waived_by = Some(&outcome.rule);
-            }
-        }
-    }
-
-    let (status, reason) = if vex.as_ref().is_some_and(|c| c.status.suppresses()) {
+    let suppressed = vex.as_ref().is_some_and(|c| c.status.suppresses());
+    // Evidence beats waivers: a suppressed finding does not count against
+    // (or for) any ignore rule.
+    let (waived_by, expired_rules) = if suppressed {
+        (None, Vec::new())
+    } else {
+        apply_rules(rules, m, &ids, purl.as_ref())
+    };
+    let (status, reason) = if suppressed {
         (Status::Suppressed, Reason::Vex)
     } else if let Some(rule) = waived_by {
-        (
-            Status::Ignored,
-            Reason::IgnoreRule {
-                rule: rule.index,
-                reason: rule.reason.clone(),
-                expires: rule.expires,
-            },
-        )
-    } else if v.severity < policy.fail_on {
-        (Status::Passing, Reason::BelowThreshold)
-    } else if policy.only_fixed && v.fix.state != FixState::Fixed {
-        (Status::Passing, Reason::NoFixAvailable)
+        (Status::Ignored, rule)
     } else {
-        (Status::Failing, Reason::AtOrAboveThreshold)
+        threshold(v, policy)
     };
 
     Finding {
@@ -361,6 +341,47 @@ fn judge(
         vex,
         expired_rules,
         grype_ignore_rules: None,
+    }
+}
+
+/// The first unexpired rule that matches, as the reason of the waiver, and
+/// the expired rules that would have; each rule counts what it matched.
+fn apply_rules(
+    rules: &mut [RuleOutcome],
+    m: &Match,
+    ids: &[&str],
+    purl: Option<&Purl>,
+) -> (Option<Reason>, Vec<usize>) {
+    let mut expired = Vec::new();
+    let mut waived_by = None;
+    for outcome in rules.iter_mut() {
+        if !outcome.rule.matches(m, ids, purl) {
+            continue;
+        }
+        if outcome.expired {
+            outcome.matched += 1;
+            expired.push(outcome.rule.index);
+        } else if waived_by.is_none() {
+            outcome.matched += 1;
+            waived_by = Some(Reason::IgnoreRule {
+                rule: outcome.rule.index,
+                reason: outcome.rule.reason.clone(),
+                expires: outcome.rule.expires,
+            });
+        }
+    }
+    (waived_by, expired)
+}
+
+/// Status by severity alone: failing at or above `fail_on`, unless
+/// `only_fixed` and no fix is known.
+fn threshold(v: &super::report::Vulnerability, policy: &ScanPolicy) -> (Status, Reason) {
+    if v.severity < policy.fail_on {
+        (Status::Passing, Reason::BelowThreshold)
+    } else if policy.only_fixed && v.fix.state != FixState::Fixed {
+        (Status::Passing, Reason::NoFixAvailable)
+    } else {
+        (Status::Failing, Reason::AtOrAboveThreshold)
     }
 }
 

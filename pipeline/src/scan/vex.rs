@@ -316,46 +316,8 @@ fn statement(
     doc_time: Option<OffsetDateTime>,
 ) -> Result<VexStatement, FieldProblem> {
     let fail = |field: &str, problem: String| FieldProblem::new(field, problem);
-    let mut vulnerability: Vec<String> = s
-        .vulnerability
-        .name
-        .into_iter()
-        .chain(s.vulnerability.id)
-        .chain(s.vulnerability.aliases)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect();
-    vulnerability.dedup();
-    if vulnerability.is_empty() {
-        return Err(fail(
-            "vulnerability",
-            "names no vulnerability: give its `name`, e.g. {\"name\": \"CVE-2024-1234\"}"
-                .to_owned(),
-        ));
-    }
-    let status = VexStatus::ALL
-        .into_iter()
-        .find(|st| st.as_str() == s.status)
-        .ok_or_else(|| {
-            fail(
-                "status",
-                format!(
-                    "is {:?}; OpenVEX statuses are not_affected, affected, fixed, under_investigation",
-                    s.status
-                ),
-            )
-        })?;
-    if let Some(j) = &s.justification
-        && !JUSTIFICATIONS.contains(&j.as_str())
-    {
-        return Err(fail(
-            "justification",
-            format!(
-                "is {j:?}; OpenVEX justifications are {}",
-                JUSTIFICATIONS.join(", ")
-            ),
-        ));
-    }
+    let vulnerability = vulnerability_names(s.vulnerability)?;
+    let status = status(&s.status, s.justification.as_deref())?;
     let nonempty = |o: Option<String>| o.filter(|t| !t.trim().is_empty());
     let impact_statement = nonempty(s.impact_statement);
     // The spec requires it, and the gate cites it: an unexplained
@@ -395,6 +357,54 @@ fn statement(
         action_statement: nonempty(s.action_statement),
         timestamp,
     })
+}
+
+/// The vulnerability's name, `@id` and aliases; at least one.
+fn vulnerability_names(v: VulnerabilityFile) -> Result<Vec<String>, FieldProblem> {
+    let mut names: Vec<String> = v
+        .name
+        .into_iter()
+        .chain(v.id)
+        .chain(v.aliases)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    names.dedup();
+    if names.is_empty() {
+        return Err(FieldProblem::new(
+            "vulnerability",
+            "names no vulnerability: give its `name`, e.g. {\"name\": \"CVE-2024-1234\"}",
+        ));
+    }
+    Ok(names)
+}
+
+/// The statement's status, its justification (when given) one of
+/// OpenVEX's.
+fn status(status: &str, justification: Option<&str>) -> Result<VexStatus, FieldProblem> {
+    let found = VexStatus::ALL
+        .into_iter()
+        .find(|st| st.as_str() == status)
+        .ok_or_else(|| {
+            FieldProblem::new(
+                "status",
+                format!(
+                    "is {status:?}; OpenVEX statuses are not_affected, affected, fixed, under_investigation"
+                ),
+            )
+        })?;
+    if let Some(j) = justification
+        && !JUSTIFICATIONS.contains(&j)
+    {
+        return Err(FieldProblem::new(
+            "justification",
+            format!(
+                "is {j:?}; OpenVEX justifications are {}",
+                JUSTIFICATIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(found)
 }
 
 fn product(p: ProductFile) -> Result<VexProduct, FieldProblem> {
