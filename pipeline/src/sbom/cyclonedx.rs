@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 use super::catalog::{Inventory, Location, OsRelease, Package, license};
 use super::warning::Warning;
 
-/// The OCI labels whose values go into the SBOM's metadata.
+// The OCI labels whose values go into the SBOM's metadata.
 use crate::labels::{REVISION as REVISION_LABEL, SOURCE as SOURCE_LABEL};
 
 /// What was described.
