@@ -21,6 +21,47 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
+/// A digest argument that is not `ALGORITHM:HEX`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("{given:?} is not a digest: write sha256:<64 hex digits>")]
+    Shape { given: String },
+    #[error("{given:?}: unknown digest algorithm {algorithm:?}; write sha256:<64 hex digits>")]
+    Algorithm { given: String, algorithm: String },
+    #[error("{given:?} is not a digest: {algorithm} takes {len} hex digits")]
+    Length {
+        given: String,
+        algorithm: &'static str,
+        len: usize,
+    },
+}
+
+/// Parses `sha256:HEX` (or `sha512:HEX`), lowercased.
+pub fn parse(s: &str) -> Result<String, DigestError> {
+    let s = s.trim();
+    let (algorithm, hex) = s.split_once(':').ok_or_else(|| DigestError::Shape {
+        given: s.to_owned(),
+    })?;
+    let (algorithm, len) = match algorithm {
+        "sha256" => ("sha256", 64),
+        "sha512" => ("sha512", 128),
+        other => {
+            return Err(DigestError::Algorithm {
+                given: s.to_owned(),
+                algorithm: other.to_owned(),
+            });
+        }
+    };
+    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(DigestError::Length {
+            given: s.to_owned(),
+            algorithm,
+            len,
+        });
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
 /// Whether `s` is a well-formed `sha256:<64 lowercase hex>` digest.
 pub fn is_sha256_digest(s: &str) -> bool {
     s.strip_prefix("sha256:").is_some_and(|h| {
@@ -71,6 +112,19 @@ impl<R: Read> Read for HashingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_are_checked() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            parse(&format!("sha256:{}", hex.to_uppercase())).unwrap(),
+            format!("sha256:{hex}")
+        );
+        let msg = |s: &str| parse(s).unwrap_err().to_string();
+        assert!(msg("sha256:abc").contains("64 hex digits"));
+        assert!(msg(&format!("md5:{hex}")).contains("unknown digest algorithm"));
+        assert!(msg("latest").contains("is not a digest"));
+    }
 
     #[test]
     fn digests_match_known_values() {

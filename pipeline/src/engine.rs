@@ -1,4 +1,8 @@
 //! The Docker engine, reached through `DOCKER_HOST` or the local socket.
+//!
+//! [`connect`], [`describe`] and [`is_not_found`] are a stable interface:
+//! the runner reuses them rather than keeping its own copy, so their
+//! signatures change only together with it (a test below pins them).
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -47,4 +51,27 @@ pub fn is_not_found(e: &BollardError) -> bool {
             ..
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interface the runner builds on: a change here is a change there.
+    #[test]
+    fn the_shared_interface_keeps_its_shape() {
+        let _: fn(&BollardError) -> String = describe;
+        let _: fn(&BollardError) -> bool = is_not_found;
+        let _connect = connect;
+        let not_found = BollardError::DockerResponseServerError {
+            status_code: 404,
+            message: "no such image: x".into(),
+        };
+        assert!(is_not_found(&not_found));
+        assert_eq!(describe(&not_found), "no such image: x (HTTP 404)");
+        let e: EngineUnreachable = EngineUnreachable {
+            message: "m".into(),
+        };
+        assert_eq!(e.to_string(), "cannot reach the Docker engine: m");
+    }
 }

@@ -4,10 +4,16 @@
 //! Its commands arrive in stages; this crate holds their shared library code.
 
 pub mod build;
+pub mod clock;
 pub mod cosign;
 pub mod credentials;
 pub mod digest;
 pub mod engine;
+pub mod error;
+pub mod flow;
+pub mod labels;
+pub mod output;
+pub mod purl;
 pub mod push;
 pub mod reference;
 pub mod registry;

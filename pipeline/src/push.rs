@@ -81,21 +81,7 @@ pub async fn push(
     image: &str,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Pushed, PushError> {
-    let reference = Reference::parse(image).map_err(|e| PushError::Image {
-        input: image.to_owned(),
-        reason: e.reason,
-    })?;
-    let (Some(tag), None) = (&reference.tag, &reference.digest) else {
-        return Err(PushError::Image {
-            input: image.to_owned(),
-            reason: "give REPO:TAG (a tag, no digest), such as the one `pipeline build` printed"
-                .into(),
-        });
-    };
-    let repo = image
-        .strip_suffix(&format!(":{tag}"))
-        .unwrap_or(image)
-        .to_owned();
+    let (reference, repo, tag) = split_image(image)?;
     match docker.inspect_image(image).await {
         Ok(_) => {}
         Err(e) if is_not_found(&e) => {
@@ -111,17 +97,12 @@ pub async fn push(
         }
     }
     let creds: Option<Credentials> = credentials::for_registry(&reference.registry)?;
-    let redact = |s: &str| match &creds {
-        Some(c) => c.password.redact(s),
-        None => s.to_owned(),
-    };
-    if let Some(c) = &creds {
-        progress(&format!(
+    match &creds {
+        Some(c) => progress(&format!(
             "pushing {image} as {:?} (credentials from {})",
             c.username, c.origin
-        ));
-    } else {
-        progress(&format!("pushing {image} without credentials"));
+        )),
+        None => progress(&format!("pushing {image} without credentials")),
     }
     let docker_creds = creds.as_ref().map(|c| DockerCredentials {
         username: Some(c.username.clone()),
@@ -129,49 +110,14 @@ pub async fn push(
         serveraddress: Some(reference.registry.clone()),
         ..Default::default()
     });
-    let opts = PushImageOptionsBuilder::default().tag(tag).build();
-    let mut stream = docker.push_image(&repo, Some(opts), docker_creds);
-    let mut digest = None;
-    let mut last_status = String::new();
-    while let Some(item) = stream.next().await {
-        let info = match item {
-            Ok(i) => i,
-            Err(e) => {
-                let message = redact(&describe(&e));
-                return Err(if looks_like_auth_failure(&message) {
-                    denied(image, &reference, &creds, message)
-                } else {
-                    PushError::Failed {
-                        image: image.to_owned(),
-                        message,
-                    }
-                });
-            }
-        };
-        if let Some(err) = info.error_detail.and_then(|d| d.message) {
-            let message = redact(&err);
-            return Err(if looks_like_auth_failure(&message) {
-                denied(image, &reference, &creds, message)
-            } else {
-                PushError::Failed {
-                    image: image.to_owned(),
-                    message,
-                }
-            });
-        }
-        if let Some(status) = info.status {
-            if let Some(d) = digest_in_status(&status) {
-                digest = Some(d);
-            }
-            // Byte counts repeat many times a second; only changes of state
-            // are worth a line.
-            if status != last_status && status != "Pushing" {
-                progress(&redact(&status));
-                last_status = status;
-            }
-        }
-    }
-    let digest = match digest {
+    let opts = PushImageOptionsBuilder::default().tag(&tag).build();
+    let stream = docker.push_image(&repo, Some(opts), docker_creds);
+    let push = Push {
+        image,
+        reference: &reference,
+        creds: &creds,
+    };
+    let digest = match push.follow(stream, progress).await? {
         Some(d) => d,
         None => repo_digest(docker, image, &reference).await?,
     };
@@ -180,6 +126,88 @@ pub async fn push(
         reference: format!("{repo}@{digest}"),
         digest,
     })
+}
+
+/// `REPO:TAG` as its reference, repository and tag; a digest or no tag is
+/// refused.
+fn split_image(image: &str) -> Result<(Reference, String, String), PushError> {
+    let reference = Reference::parse(image).map_err(|e| PushError::Image {
+        input: image.to_owned(),
+        reason: e.reason,
+    })?;
+    let (Some(tag), None) = (&reference.tag, &reference.digest) else {
+        return Err(PushError::Image {
+            input: image.to_owned(),
+            reason: "give REPO:TAG (a tag, no digest), such as the one `pipeline build` printed"
+                .into(),
+        });
+    };
+    let repo = image
+        .strip_suffix(&format!(":{tag}"))
+        .unwrap_or(image)
+        .to_owned();
+    let tag = tag.clone();
+    Ok((reference, repo, tag))
+}
+
+/// One push in progress: what its messages are about.
+struct Push<'a> {
+    image: &'a str,
+    reference: &'a Reference,
+    creds: &'a Option<Credentials>,
+}
+
+impl Push<'_> {
+    /// Follows the engine's push stream: status changes go to `progress`
+    /// (scrubbed of the password); the manifest digest, when the stream
+    /// states it, is returned.
+    async fn follow(
+        &self,
+        mut stream: impl futures_util::Stream<
+            Item = Result<bollard::models::PushImageInfo, bollard::errors::Error>,
+        > + Unpin,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Option<String>, PushError> {
+        let mut digest = None;
+        let mut last_status = String::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.failed(&describe(&e)))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(self.failed(&err));
+            }
+            let Some(status) = info.status else { continue };
+            if let Some(d) = digest_in_status(&status) {
+                digest = Some(d);
+            }
+            // Byte counts repeat many times a second; only changes of state
+            // are worth a line.
+            if status != last_status && status != "Pushing" {
+                progress(&self.redact(&status));
+                last_status = status;
+            }
+        }
+        Ok(digest)
+    }
+
+    fn redact(&self, s: &str) -> String {
+        match self.creds {
+            Some(c) => c.password.redact(s),
+            None => s.to_owned(),
+        }
+    }
+
+    /// A failed push: refused credentials get their own error and hint.
+    fn failed(&self, message: &str) -> PushError {
+        let message = self.redact(message);
+        if looks_like_auth_failure(&message) {
+            denied(self.image, self.reference, self.creds, message)
+        } else {
+            PushError::Failed {
+                image: self.image.to_owned(),
+                message,
+            }
+        }
+    }
 }
 
 fn denied(

@@ -25,6 +25,56 @@ pub struct ReferenceError {
     pub reason: String,
 }
 
+/// 1 to 128 letters, digits, `_`, `.`, `-`, not starting with `.` or `-`.
+fn valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Registry and repository of a name, as Docker splits them: a first
+/// component with a `.` or `:`, or `localhost`, is a registry; otherwise
+/// the registry is Docker Hub (and a bare name is an official image).
+fn split_name(name: &str) -> (String, String) {
+    match name.split_once('/') {
+        Some((first, path))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_owned(), path.to_owned())
+        }
+        _ if name.contains('/') => (DOCKER_HUB.to_owned(), name.to_owned()),
+        _ => (DOCKER_HUB.to_owned(), format!("library/{name}")),
+    }
+}
+
+fn valid_registry(registry: &str) -> bool {
+    !registry.is_empty()
+        && registry
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
+
+/// Lowercase letters, digits and separators, starting and ending with a
+/// letter or digit.
+fn valid_path_component(component: &str) -> bool {
+    !component.is_empty()
+        && component
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && component
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && component
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
 impl Reference {
     pub fn parse(input: &str) -> Result<Reference, ReferenceError> {
         let fail = |reason: &str| ReferenceError {
@@ -35,13 +85,11 @@ impl Reference {
             return Err(fail("it is empty"));
         }
         let (rest, digest) = match input.split_once('@') {
-            Some((r, d)) => {
-                if !is_sha256_digest(d) {
-                    return Err(fail(
-                        "the digest after `@` must be sha256: followed by 64 lowercase hex digits",
-                    ));
-                }
-                (r, Some(d.to_owned()))
+            Some((r, d)) if is_sha256_digest(d) => (r, Some(d.to_owned())),
+            Some(_) => {
+                return Err(fail(
+                    "the digest after `@` must be sha256: followed by 64 lowercase hex digits",
+                ));
             }
             None => (input, None),
         };
@@ -53,54 +101,19 @@ impl Reference {
             ),
             None => (rest, None),
         };
-        if let Some(t) = &tag {
-            let valid = !t.is_empty()
-                && t.len() <= 128
-                && t.chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && t.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-            if !valid {
-                return Err(fail(
-                    "a tag is 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`",
-                ));
-            }
+        if tag.as_deref().is_some_and(|t| !valid_tag(t)) {
+            return Err(fail(
+                "a tag is 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`",
+            ));
         }
-        let (registry, repository) = match name.split_once('/') {
-            Some((first, path))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_owned(), path.to_owned())
-            }
-            _ if name.contains('/') => (DOCKER_HUB.to_owned(), name.to_owned()),
-            _ => (DOCKER_HUB.to_owned(), format!("library/{name}")),
-        };
-        if registry.is_empty()
-            || !registry
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-        {
+        let (registry, repository) = split_name(name);
+        if !valid_registry(&registry) {
             return Err(fail("the registry host is not a valid host[:port]"));
         }
-        for component in repository.split('/') {
-            let valid = !component.is_empty()
-                && component.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-                })
-                && component
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphanumeric())
-                && component
-                    .chars()
-                    .last()
-                    .is_some_and(|c| c.is_ascii_alphanumeric());
-            if !valid {
-                return Err(fail(
-                    "repository path components are lowercase letters, digits and single separators (`.`, `_`, `-`)",
-                ));
-            }
+        if !repository.split('/').all(valid_path_component) {
+            return Err(fail(
+                "repository path components are lowercase letters, digits and single separators (`.`, `_`, `-`)",
+            ));
         }
         Ok(Reference {
             registry,

@@ -78,11 +78,12 @@ fn save_archive(layers: &[Vec<u8>]) -> Vec<u8> {
 fn broken_metadata_gives_warnings_and_a_partial_result() {
     let mut l0 = tar::Builder::new(Vec::new());
     file(&mut l0, "etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n");
-    // A status file cut mid-entry: the first package survives.
+    // A status file whose last stanza has no final newline: the end of the
+    // file ends it, and its package is listed (as dpkg and Syft read it).
     file(
         &mut l0,
         "var/lib/dpkg/status",
-        b"Package: good\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n\nPackage: cut\nStatus: install ok installed\nVersion: 2.",
+        b"Package: good\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n\nPackage: last\nStatus: install ok installed\nVersion: 2.0-1+b1",
     );
     // Bad UTF-8 in a METADATA file: still a package, with a warning.
     file(
@@ -198,6 +199,7 @@ fn broken_metadata_gives_warnings_and_a_partial_result() {
         purls,
         [
             "pkg:deb/debian/good@1.0?arch=amd64&distro=debian-12",
+            "pkg:deb/debian/last@2.0-1%2Bb1?distro=debian-12",
             "pkg:pypi/odd@1.0",
             "pkg:npm/fine@2.0.0",
             "pkg:npm/late@3.0.0",

@@ -233,7 +233,9 @@ fn grype_missing_exits_6_with_the_install_hint() {
         let stderr = text(&out.stderr);
         assert!(stderr.contains("grype was not found"), "{stderr}");
         assert!(
-            stderr.contains("https://raw.githubusercontent.com/anchore/grype/main/install.sh"),
+            stderr.contains("https://github.com/anchore/grype/releases")
+                && stderr.contains("checksums file")
+                && !stderr.contains("| sh"),
             "{stderr}"
         );
         assert!(stderr.contains("--grype-report"), "{stderr}");
@@ -603,6 +605,139 @@ fn malformed_inputs_exit_2_with_what_to_fix() {
             text(&out.stderr).contains(expected),
             "{args:?}: expected {expected:?} in {}",
             explain(&out)
+        );
+    }
+}
+
+/// A directory that looks like a git work tree (what SARIF needs of one: a
+/// `.git` at its root) with a policy whose rule expired, and a Dockerfile.
+fn repository(prefix: &str) -> TempDir {
+    let dir = TempDir::new(prefix);
+    std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    write(
+        &dir,
+        "policies/scan.yaml",
+        "fail_on: critical\nignore:\n  - vulnerability: CVE-2024-0006\n    reason: old waiver\n    expires: 2020-01-01\n",
+    );
+    write(&dir, "Dockerfile", "FROM scratch\n");
+    dir
+}
+
+fn sarif_of(cwd: &Path, policy: &Path, extra: &[&str]) -> Value {
+    let out_dir = TempDir::new("scan-sarif-out");
+    let sarif = out_dir.path().join("scan.sarif");
+    let report = fixture("report-debian.json");
+    let mut args = vec![
+        "--grype-report",
+        s(&report),
+        "--policy",
+        s(policy),
+        "--sarif",
+        s(&sarif),
+    ];
+    args.extend_from_slice(extra);
+    let out = pipeline(cwd, &args, &[]);
+    assert!([0, 5].contains(&code(&out)), "{}", explain(&out));
+    serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap()
+}
+
+fn fingerprints(sarif: &Value) -> Vec<Value> {
+    sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["partialFingerprints"].clone())
+        .collect()
+}
+
+#[test]
+fn sarif_paths_are_relative_to_the_repository_and_every_result_has_stable_fingerprints() {
+    let runs: Vec<(TempDir, Value)> = ["scan-repo-a", "scan-repo-b"]
+        .into_iter()
+        .map(|prefix| {
+            let repo = repository(prefix);
+            // Absolute paths, as CI passes them.
+            let policy = repo.path().join("policies/scan.yaml");
+            let dockerfile = repo.path().join("Dockerfile");
+            let sarif = sarif_of(repo.path(), &policy, &["--dockerfile", s(&dockerfile)]);
+            (repo, sarif)
+        })
+        .collect();
+    for (repo, sarif) in &runs {
+        let text = sarif.to_string();
+        assert!(
+            !text.contains(s(repo.path())),
+            "no absolute path of the checkout: {text}"
+        );
+        let run = &sarif["runs"][0];
+        assert_eq!(run["properties"]["policy"], "policies/scan.yaml");
+        let results = run["results"].as_array().unwrap();
+        let notes: Vec<&Value> = results
+            .iter()
+            .filter(|r| r["ruleId"] == "pipeline/expired-ignore-rule")
+            .collect();
+        assert_eq!(notes.len(), 1, "{text}");
+        assert_eq!(
+            notes[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "policies/scan.yaml"
+        );
+        for r in results {
+            let fp = r["partialFingerprints"].as_object();
+            assert!(fp.is_some_and(|f| !f.is_empty()), "no fingerprint: {r}");
+            for l in r["locations"].as_array().unwrap() {
+                if let Some(uri) = l.pointer("/physicalLocation/artifactLocation/uri") {
+                    let uri = uri.as_str().unwrap();
+                    assert!(
+                        !uri.starts_with('/') && !uri.contains(':'),
+                        "not relative: {uri}"
+                    );
+                }
+            }
+            if r["ruleId"] != "pipeline/expired-ignore-rule" {
+                assert_eq!(
+                    r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "Dockerfile",
+                    "findings are attached to the Dockerfile: {r}"
+                );
+            }
+        }
+    }
+    // Same findings, two checkouts: the same fingerprints.
+    assert_eq!(fingerprints(&runs[0].1), fingerprints(&runs[1].1));
+    let all = fingerprints(&runs[0].1);
+    let unique: std::collections::HashSet<String> = all.iter().map(Value::to_string).collect();
+    assert_eq!(
+        unique.len(),
+        all.len(),
+        "distinct findings, distinct fingerprints"
+    );
+}
+
+#[test]
+fn sarif_leaves_out_paths_outside_the_repository() {
+    // Neither the working directory nor the policy is in a git work tree.
+    let elsewhere = TempDir::new("scan-no-repo");
+    let policy = write(
+        &elsewhere,
+        "my-policy.yaml",
+        "fail_on: critical\nignore:\n  - vulnerability: CVE-2024-0006\n    reason: old waiver\n    expires: 2020-01-01\n",
+    );
+    let sarif = sarif_of(elsewhere.path(), &policy, &[]);
+    let text = sarif.to_string();
+    assert!(!text.contains(s(elsewhere.path())), "{text}");
+    let run = &sarif["runs"][0];
+    assert_eq!(run["properties"]["policy"], "my-policy.yaml");
+    for r in run["results"].as_array().unwrap() {
+        assert!(r["partialFingerprints"].is_object(), "{r}");
+        assert!(
+            r["locations"][0].get("physicalLocation").is_none(),
+            "no path is better than an absolute one: {r}"
+        );
+        assert!(
+            !r["locations"][0]["logicalLocations"]
+                .as_array()
+                .unwrap()
+                .is_empty()
         );
     }
 }

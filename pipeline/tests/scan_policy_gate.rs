@@ -266,16 +266,19 @@ fn an_expired_rule_stops_applying_and_is_reported() {
     assert_eq!(json["ignoreRules"][0]["expired"], true);
     assert_eq!(json["ignoreRules"][1]["expired"], false);
     assert_eq!(json["counts"]["expiredRules"], 1);
-    let notes: Vec<_> = json_results(&ev.to_sarif())
+    let notes: Vec<_> = json_results(&ev.to_sarif(&Default::default()))
         .into_iter()
         .filter(|r| r["ruleId"] == scan::sarif::EXPIRED_RULE_ID)
         .collect();
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["level"], "note");
+    // Parsed from text, the policy is no file of a repository: no path.
+    assert!(notes[0]["locations"][0].get("physicalLocation").is_none());
     assert_eq!(
-        notes[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
-        "test.yaml"
+        notes[0]["locations"][0]["logicalLocations"][0]["fullyQualifiedName"],
+        "test.yaml#ignore[0]"
     );
+    assert!(notes[0]["partialFingerprints"][scan::sarif::EXPIRED_RULE_FINGERPRINT].is_string());
 
     // The day before, the same rule still applies.
     let before = scan::evaluate(

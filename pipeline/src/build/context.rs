@@ -41,13 +41,16 @@ fn header(meta: &std::fs::Metadata, kind: tar::EntryType, size: u64) -> tar::Hea
     h
 }
 
+fn fail(path: &Path, message: impl std::fmt::Display) -> ContextError {
+    ContextError {
+        path: path.to_owned(),
+        message: message.to_string(),
+    }
+}
+
 /// Writes the context of `dir` to `out`. `dockerfile` is the Dockerfile's
 /// path (absolute or relative to the working directory).
 pub fn write<W: Write>(dir: &Path, dockerfile: &Path, out: W) -> Result<ContextInfo, ContextError> {
-    let fail = |path: &Path, message: String| ContextError {
-        path: path.to_owned(),
-        message,
-    };
     let root = dir
         .canonicalize()
         .map_err(|e| fail(dir, format!("not an accessible directory ({e})")))?;
@@ -57,7 +60,7 @@ pub fn write<W: Write>(dir: &Path, dockerfile: &Path, out: W) -> Result<ContextI
     let ignore = match std::fs::read_to_string(root.join(".dockerignore")) {
         Ok(t) => Dockerignore::parse(&t),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Dockerignore::default(),
-        Err(e) => return Err(fail(&root.join(".dockerignore"), e.to_string())),
+        Err(e) => return Err(fail(&root.join(".dockerignore"), e)),
     };
     let dockerfile_rel = dockerfile_abs
         .strip_prefix(&root)
@@ -65,81 +68,119 @@ pub fn write<W: Write>(dir: &Path, dockerfile: &Path, out: W) -> Result<ContextI
         .map(|p| p.to_string_lossy().into_owned());
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
-    let mut info = ContextInfo {
-        dockerfile: dockerfile_rel
-            .clone()
-            .unwrap_or_else(|| OUTSIDE_DOCKERFILE.to_owned()),
-        files: 0,
-        skipped: Vec::new(),
+    let mut packer = Packer {
+        info: ContextInfo {
+            dockerfile: dockerfile_rel
+                .clone()
+                .unwrap_or_else(|| OUTSIDE_DOCKERFILE.to_owned()),
+            files: 0,
+            skipped: Vec::new(),
+        },
+        builder,
+        root,
+        ignore,
+        dockerfile_rel,
     };
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let abs = root.join(&rel);
-        let mut children: Vec<_> = std::fs::read_dir(&abs)
-            .map_err(|e| fail(&abs, format!("cannot list it: {e}")))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| fail(&abs, format!("cannot list it: {e}")))?;
-        children.sort_by_key(std::fs::DirEntry::file_name);
+        let subdirs = packer.add_children(&rel)?;
         // Reversed so the stack pops them in order.
-        let mut subdirs = Vec::new();
-        for child in children {
-            let child_rel = rel.join(child.file_name());
-            let rel_str = child_rel.to_string_lossy().into_owned();
-            let always = rel_str == ".dockerignore" || Some(&rel_str) == dockerfile_rel.as_ref();
-            let excluded = !always && ignore.is_excluded(&rel_str);
-            let path = child.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| fail(&path, e.to_string()))?;
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                if !excluded {
-                    let mut h = header(&meta, tar::EntryType::Directory, 0);
-                    builder
-                        .append_data(&mut h, &child_rel, io::empty())
-                        .map_err(|e| fail(&path, e.to_string()))?;
-                }
-                if !excluded || ignore.has_exceptions() {
-                    subdirs.push(child_rel);
-                }
-                continue;
-            }
-            if excluded {
-                continue;
-            }
-            if ft.is_symlink() {
-                let target = std::fs::read_link(&path).map_err(|e| fail(&path, e.to_string()))?;
-                let mut h = header(&meta, tar::EntryType::Symlink, 0);
-                builder
-                    .append_link(&mut h, &child_rel, &target)
-                    .map_err(|e| fail(&path, e.to_string()))?;
-            } else if ft.is_file() {
-                let file = open_no_follow(&path).map_err(|e| fail(&path, e.to_string()))?;
-                let mut h = header(&meta, tar::EntryType::Regular, meta.len());
-                builder
-                    .append_data(&mut h, &child_rel, file)
-                    .map_err(|e| fail(&path, e.to_string()))?;
-                info.files += 1;
-            } else {
-                info.skipped.push(rel_str);
-            }
-        }
         stack.extend(subdirs.into_iter().rev());
     }
-    if dockerfile_rel.is_none() {
-        let file =
-            open_no_follow(&dockerfile_abs).map_err(|e| fail(&dockerfile_abs, e.to_string()))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| fail(&dockerfile_abs, e.to_string()))?;
-        let mut h = header(&meta, tar::EntryType::Regular, meta.len());
-        builder
-            .append_data(&mut h, OUTSIDE_DOCKERFILE, file)
-            .map_err(|e| fail(&dockerfile_abs, e.to_string()))?;
+    if packer.dockerfile_rel.is_none() {
+        packer.add_outside_dockerfile(&dockerfile_abs)?;
     }
+    let Packer {
+        builder,
+        root,
+        info,
+        ..
+    } = packer;
     builder
         .into_inner()
         .and_then(|mut w| w.flush())
-        .map_err(|e| fail(&root, e.to_string()))?;
+        .map_err(|e| fail(&root, e))?;
     Ok(info)
+}
+
+/// The archive being written, and what decides what goes in.
+struct Packer<W: Write> {
+    builder: tar::Builder<W>,
+    root: PathBuf,
+    ignore: Dockerignore,
+    /// The Dockerfile's path in the context, when it is inside it.
+    dockerfile_rel: Option<String>,
+    info: ContextInfo,
+}
+
+impl<W: Write> Packer<W> {
+    /// Adds the entries of the directory `rel` (sorted); returns the
+    /// subdirectories to descend into.
+    fn add_children(&mut self, rel: &Path) -> Result<Vec<PathBuf>, ContextError> {
+        let abs = self.root.join(rel);
+        let mut children: Vec<_> = std::fs::read_dir(&abs)
+            .and_then(|listing| listing.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| fail(&abs, format!("cannot list it: {e}")))?;
+        children.sort_by_key(std::fs::DirEntry::file_name);
+        let mut subdirs = Vec::new();
+        for child in children {
+            let child_rel = rel.join(child.file_name());
+            if self.add(&child.path(), &child_rel)? {
+                subdirs.push(child_rel);
+            }
+        }
+        Ok(subdirs)
+    }
+
+    /// Adds one entry, unless `.dockerignore` excludes it; `true` for a
+    /// directory whose content must be looked at (kept, or excluded but
+    /// with `!` exceptions that may bring some of it back).
+    fn add(&mut self, path: &Path, rel: &Path) -> Result<bool, ContextError> {
+        let rel_str = rel.to_string_lossy().into_owned();
+        let always = rel_str == ".dockerignore" || Some(&rel_str) == self.dockerfile_rel.as_ref();
+        let excluded = !always && self.ignore.is_excluded(&rel_str);
+        let meta = std::fs::symlink_metadata(path).map_err(|e| fail(path, e))?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            if !excluded {
+                let mut h = header(&meta, tar::EntryType::Directory, 0);
+                self.builder
+                    .append_data(&mut h, rel, io::empty())
+                    .map_err(|e| fail(path, e))?;
+            }
+            return Ok(!excluded || self.ignore.has_exceptions());
+        }
+        if excluded {
+            return Ok(false);
+        }
+        if ft.is_symlink() {
+            let target = std::fs::read_link(path).map_err(|e| fail(path, e))?;
+            let mut h = header(&meta, tar::EntryType::Symlink, 0);
+            self.builder
+                .append_link(&mut h, rel, &target)
+                .map_err(|e| fail(path, e))?;
+        } else if ft.is_file() {
+            let file = open_no_follow(path).map_err(|e| fail(path, e))?;
+            let mut h = header(&meta, tar::EntryType::Regular, meta.len());
+            self.builder
+                .append_data(&mut h, rel, file)
+                .map_err(|e| fail(path, e))?;
+            self.info.files += 1;
+        } else {
+            self.info.skipped.push(rel_str);
+        }
+        Ok(false)
+    }
+
+    /// A Dockerfile outside the context goes in as [`OUTSIDE_DOCKERFILE`].
+    fn add_outside_dockerfile(&mut self, dockerfile: &Path) -> Result<(), ContextError> {
+        let file = open_no_follow(dockerfile).map_err(|e| fail(dockerfile, e))?;
+        let meta = file.metadata().map_err(|e| fail(dockerfile, e))?;
+        let mut h = header(&meta, tar::EntryType::Regular, meta.len());
+        self.builder
+            .append_data(&mut h, OUTSIDE_DOCKERFILE, file)
+            .map_err(|e| fail(dockerfile, e))
+    }
 }
 
 fn open_no_follow(path: &Path) -> io::Result<File> {

@@ -44,7 +44,14 @@ pub enum GitError {
     },
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<Result<String, String>, GitError> {
+/// A `git` command that ran and exited non-zero: its stderr.
+#[derive(Debug)]
+struct Refused(String);
+
+/// Runs `git -C dir ARGS`: `Ok(Ok(stdout))` when it succeeds, `Ok(Err(..))`
+/// when git refuses (callers decide what that means: "not a repository",
+/// "no commit"), `Err` when git cannot run at all.
+fn git(dir: &Path, args: &[&str]) -> Result<Result<String, Refused>, GitError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -56,12 +63,14 @@ fn git(dir: &Path, args: &[&str]) -> Result<Result<String, String>, GitError> {
     if out.status.success() {
         Ok(Ok(String::from_utf8_lossy(&out.stdout).into_owned()))
     } else {
-        Ok(Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
+        Ok(Err(Refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )))
     }
 }
 
 fn must(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    git(dir, args)?.map_err(|message| GitError::Failed {
+    git(dir, args)?.map_err(|Refused(message)| GitError::Failed {
         command: args.join(" "),
         path: dir.to_owned(),
         message,

@@ -2,7 +2,7 @@
 //! from a git work tree, tagged with the commit SHA and labelled with OCI
 //! annotations that tie it to its source.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 
 use bollard::Docker;
@@ -17,9 +17,9 @@ pub mod context;
 pub mod dockerignore;
 pub mod git;
 
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
+pub use crate::labels::{
+    CREATED as CREATED_LABEL, REVISION as REVISION_LABEL, SOURCE as SOURCE_LABEL,
+};
 
 /// Lines of build output kept to explain a failure.
 const TAIL_LINES: usize = 20;
@@ -73,13 +73,9 @@ pub enum BuildError {
     Failed { image: String, message: String },
 }
 
-/// How a failure should be reported (exit code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    Usage,
-    Infra,
-    BuildFailed,
-}
+/// How a failure is reported: [`crate::error::Blame`] (usage,
+/// infrastructure, or the build itself failed).
+pub use crate::error::Blame as FailureKind;
 
 impl BuildError {
     pub fn kind(&self) -> FailureKind {
@@ -97,13 +93,7 @@ impl BuildError {
     }
 }
 
-/// RFC 3339 UTC time of a Unix timestamp.
-pub fn rfc3339(unix: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()?
-        .format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
+pub use crate::clock::rfc3339;
 
 /// Checks `--image`: a repository, without tag or digest.
 pub fn check_repository(input: &str) -> Result<(), BuildError> {
@@ -198,45 +188,17 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let plan = plan(req)?;
     let image = plan.tag.clone();
-    // The context is spooled to an unnamed temporary file and streamed, so a
-    // large context does not sit in memory.
-    let mut spool = tempfile::tempfile().map_err(|e| BuildError::Engine {
-        image: image.clone(),
-        message: format!("cannot create a temporary file: {e}"),
-    })?;
-    let info = context::write(
-        &req.context,
-        &plan.dockerfile,
-        std::io::BufWriter::new(&mut spool),
-    )?;
+    let (spool, info) = spool_context(req, &plan)?;
     for s in &info.skipped {
         progress(&format!(
             "left out of the context (not a file, directory or symlink): {s}"
         ));
     }
-    use std::io::Seek as _;
-    spool.rewind().map_err(|e| BuildError::Engine {
-        image: image.clone(),
-        message: format!("cannot read the temporary file: {e}"),
-    })?;
     progress(&format!(
         "building {image} from {} ({} files in the context)",
         req.context.display(),
         info.files
     ));
-    let body =
-        futures_util::stream::unfold(Some(tokio::fs::File::from_std(spool)), |file| async move {
-            let mut file = file?;
-            let mut buf = vec![0u8; 256 << 10];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), Some(file)))
-                }
-                Err(e) => Some((Err(e), None)),
-            }
-        });
     let buildargs: HashMap<String, String> = req.build_args.iter().cloned().collect();
     let opts = BuildImageOptions {
         dockerfile: info.dockerfile.clone(),
@@ -247,65 +209,14 @@ pub async fn build(
         labels: Some(plan.labels.clone().into_iter().collect()),
         ..Default::default()
     };
-    let mut stream = docker.build_image(opts, None, Some(bollard::body_try_stream(body)));
-    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    let tail_text = |tail: &std::collections::VecDeque<String>| {
-        if tail.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "\nlast lines of the build output:\n{}",
-                tail.iter()
-                    .map(|l| format!("  {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        }
-    };
-    while let Some(item) = stream.next().await {
-        let info = match item {
-            Ok(i) => i,
-            Err(bollard::errors::Error::DockerStreamError { error }) => {
-                return Err(BuildError::Failed {
-                    image: image.clone(),
-                    message: format!("{error}{}", tail_text(&tail)),
-                });
-            }
-            Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
-                return Err(BuildError::Failed {
-                    image: image.clone(),
-                    message: format!("{}{}", describe(&e), tail_text(&tail)),
-                });
-            }
-            Err(e) => {
-                return Err(BuildError::Engine {
-                    image: image.clone(),
-                    message: describe(&e),
-                });
-            }
-        };
-        if let Some(err) = info.error_detail.and_then(|d| d.message) {
-            return Err(BuildError::Failed {
-                image: image.clone(),
-                message: format!("{err}{}", tail_text(&tail)),
-            });
-        }
-        let text = info.stream.or(info.status);
-        if let Some(s) = text {
-            for line in s.lines().filter(|l| !l.trim().is_empty()) {
-                progress(line);
-                tail.push_back(line.to_owned());
-                if tail.len() > TAIL_LINES {
-                    tail.pop_front();
-                }
-            }
-        }
-    }
+    let body = bollard::body_try_stream(file_chunks(spool));
+    let stream = docker.build_image(opts, None, Some(body));
+    let tail = follow(stream, &image, progress).await?;
     let inspect = docker.inspect_image(&image).await.map_err(|e| {
         if is_not_found(&e) {
             BuildError::Failed {
                 image: image.clone(),
-                message: format!("the build ended without the image{}", tail_text(&tail)),
+                message: format!("the build ended without the image{}", tail.text()),
             }
         } else {
             BuildError::Engine {
@@ -324,23 +235,143 @@ pub async fn build(
     })
 }
 
+/// The context as a tar archive in an unnamed temporary file, so a large
+/// context does not sit in memory; rewound, ready to stream.
+fn spool_context(
+    req: &BuildRequest,
+    plan: &Plan,
+) -> Result<(std::fs::File, context::ContextInfo), BuildError> {
+    use std::io::Seek as _;
+    let temp_file = |message: String| BuildError::Engine {
+        image: plan.tag.clone(),
+        message,
+    };
+    let mut spool = tempfile::tempfile()
+        .map_err(|e| temp_file(format!("cannot create a temporary file: {e}")))?;
+    let info = context::write(
+        &req.context,
+        &plan.dockerfile,
+        std::io::BufWriter::new(&mut spool),
+    )?;
+    spool
+        .rewind()
+        .map_err(|e| temp_file(format!("cannot read the temporary file: {e}")))?;
+    Ok((spool, info))
+}
+
+/// A file as a stream of chunks, for the engine's request body.
+fn file_chunks(
+    file: std::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures_util::stream::unfold(Some(tokio::fs::File::from_std(file)), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; 256 << 10];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// The last lines of build output, to explain a failure.
+#[derive(Debug, Default)]
+struct Tail(VecDeque<String>);
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        self.0.push_back(line.to_owned());
+        if self.0.len() > TAIL_LINES {
+            self.0.pop_front();
+        }
+    }
+
+    fn text(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let lines: Vec<String> = self.0.iter().map(|l| format!("  {l}")).collect();
+        format!("\nlast lines of the build output:\n{}", lines.join("\n"))
+    }
+}
+
+/// Follows the engine's build stream to its end, passing output lines to
+/// `progress`; a failed step is [`BuildError::Failed`] with the output's
+/// last lines.
+async fn follow(
+    mut stream: impl futures_util::Stream<
+        Item = Result<bollard::models::BuildInfo, bollard::errors::Error>,
+    > + Unpin,
+    image: &str,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Tail, BuildError> {
+    let mut tail = Tail::default();
+    let failed = |message: String| BuildError::Failed {
+        image: image.to_owned(),
+        message,
+    };
+    while let Some(item) = stream.next().await {
+        let info = match item {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Err(failed(format!("{error}{}", tail.text())));
+            }
+            Err(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
+                return Err(failed(format!("{}{}", describe(&e), tail.text())));
+            }
+            Err(e) => {
+                return Err(BuildError::Engine {
+                    image: image.to_owned(),
+                    message: describe(&e),
+                });
+            }
+        };
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(failed(format!("{err}{}", tail.text())));
+        }
+        for line in info
+            .stream
+            .or(info.status)
+            .iter()
+            .flat_map(|s| s.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
+            progress(line);
+            tail.push(line);
+        }
+    }
+    Ok(tail)
+}
+
+/// A `--build-arg` that is not `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildArgError {
+    #[error("--build-arg {given:?}: expected KEY=VALUE (or KEY set in the environment)")]
+    NoValue { given: String },
+    #[error("--build-arg {given:?}: the name must be letters, digits and `_`")]
+    BadName { given: String },
+}
+
 /// `K=V` (or `K`, taking the value from the environment, as Docker does).
-pub fn parse_build_arg(s: &str) -> Result<(String, String), String> {
+pub fn parse_build_arg(s: &str) -> Result<(String, String), BuildArgError> {
     let (k, v) = match s.split_once('=') {
         Some((k, v)) => (k, v.to_owned()),
         None => match std::env::var(s) {
             Ok(v) => (s, v),
             Err(_) => {
-                return Err(format!(
-                    "--build-arg {s:?}: expected KEY=VALUE (or KEY set in the environment)"
-                ));
+                return Err(BuildArgError::NoValue {
+                    given: s.to_owned(),
+                });
             }
         },
     };
     if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "--build-arg {s:?}: the name must be letters, digits and `_`"
-        ));
+        return Err(BuildArgError::BadName {
+            given: s.to_owned(),
+        });
     }
     Ok((k.to_owned(), v))
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use pipeline::cosign::{PredicateKind, publish};
+use pipeline::cosign::{PredicateKind, predicate, publish};
 
 use super::registry::{RegistryArgs, by_digest};
 use super::sign::load_signer;
@@ -40,55 +40,9 @@ pub fn read_predicate(
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not JSON", path.display()))
         .map_err(usage)?;
-    check_predicate(kind, value).map_err(|m| usage(anyhow::anyhow!("{}: {m}", path.display())))
-}
-
-pub fn check_predicate(
-    kind: PredicateKind,
-    value: serde_json::Value,
-) -> Result<serde_json::Value, String> {
-    match kind {
-        PredicateKind::CycloneDx if value.get("bomFormat").and_then(|v| v.as_str()) == Some("CycloneDX") => Ok(value),
-        PredicateKind::CycloneDx => Err("not a CycloneDX SBOM (no \"bomFormat\": \"CycloneDX\")".into()),
-        PredicateKind::Vuln if value.pointer("/scanner/result").is_some() => Ok(value),
-        PredicateKind::Vuln if value.get("matches").is_some() => Ok(vuln_predicate(value, None, None)),
-        PredicateKind::Vuln => Err("neither a Grype JSON report (\"matches\") nor a vuln predicate (\"scanner\".\"result\")".into()),
-        PredicateKind::SlsaProvenance if value.get("buildDefinition").is_some() && value.get("runDetails").is_some() => Ok(value),
-        PredicateKind::SlsaProvenance => Err("not a SLSA v1 provenance predicate (buildDefinition, runDetails)".into()),
-    }
-}
-
-/// cosign's vuln predicate around a Grype report.
-pub fn vuln_predicate(
-    report: serde_json::Value,
-    started: Option<String>,
-    finished: Option<String>,
-) -> serde_json::Value {
-    let version = report
-        .pointer("/descriptor/version")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_owned();
-    let db = report
-        .pointer("/descriptor/db")
-        .cloned()
-        .unwrap_or(serde_json::Value::Null);
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    serde_json::json!({
-        "invocation": { "parameters": null, "uri": "", "event_id": "", "builder.id": "" },
-        "scanner": {
-            "uri": format!("pkg:github/anchore/grype@{version}"),
-            "version": version,
-            "db": { "uri": "", "version": db.get("schemaVersion").map(ToString::to_string).unwrap_or_default() },
-            "result": report,
-        },
-        "metadata": {
-            "scanStartedOn": started.unwrap_or_else(|| now.clone()),
-            "scanFinishedOn": finished.unwrap_or(now),
-        },
-    })
+    predicate::check(kind, value)
+        .with_context(|| path.display().to_string())
+        .map_err(usage)
 }
 
 pub async fn run(args: AttestArgs) -> Result<ExitCode, Failure> {
@@ -108,8 +62,7 @@ pub async fn run(args: AttestArgs) -> Result<ExitCode, Failure> {
         )
     })
     .await
-    .map_err(infra)?
-    .map_err(|e| if e.is_usage() { usage(e) } else { infra(e) })?;
+    .map_err(infra)??;
     eprintln!(
         "{} attestation stored under {}",
         args.kind.name(),

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pipeline::build::{self, BuildRequest, FailureKind};
+use pipeline::build::{self, BuildRequest};
 
-use super::{EXIT_BUILD_FAILED, Failure, infra, usage};
+use super::Failure;
 
 /// What to build: shared by `build` and `run`.
 #[derive(Debug, clap::Args)]
@@ -40,18 +40,6 @@ impl BuildFlags {
     }
 }
 
-/// A build error as the command's failure: the exit code says whose it is.
-pub fn failure(e: build::BuildError) -> Failure {
-    match e.kind() {
-        FailureKind::Usage => usage(e),
-        FailureKind::Infra => infra(e),
-        FailureKind::BuildFailed => Failure {
-            code: EXIT_BUILD_FAILED,
-            error: e.into(),
-        },
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
     #[command(flatten)]
@@ -64,12 +52,10 @@ pub struct BuildArgs {
 pub async fn run(args: BuildArgs) -> Result<ExitCode, Failure> {
     let req = args.what.request()?;
     // Problems the user can fix are reported before the engine is needed.
-    build::plan(&req).map_err(usage)?;
+    build::plan(&req)?;
     let docker = super::connect().await?;
     let progress = |line: &str| eprintln!("{line}");
-    let built = build::build(&docker, &req, &progress)
-        .await
-        .map_err(failure)?;
+    let built = build::build(&docker, &req, &progress).await?;
     if args.json {
         let tag = built.tag.rsplit_once(':').map_or("", |(_, t)| t);
         let out = serde_json::json!({

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use pipeline::cosign::keys;
 
-use super::{Failure, usage};
+use super::Failure;
 
 #[derive(Debug, clap::Args)]
 pub struct KeygenArgs {
@@ -18,10 +18,9 @@ pub struct KeygenArgs {
 }
 
 pub async fn run(args: KeygenArgs) -> Result<ExitCode, Failure> {
-    let password = keys::password_from_env().map_err(usage)?;
+    let password = keys::password_from_env()?;
     let key = keys::generate();
-    let (private, public) =
-        keys::write_pair(&args.output_key_prefix, &key, &password, args.force).map_err(usage)?;
+    let (private, public) = keys::write_pair(&args.output_key_prefix, &key, &password, args.force)?;
     eprintln!(
         "private key written to {} (encrypted with COSIGN_PASSWORD)",
         private.display()

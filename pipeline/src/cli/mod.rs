@@ -1,13 +1,10 @@
 //! Command-line interface: arguments, exit codes, and one small file per
 //! subcommand.
 
-use std::io::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use clap::{Parser, Subcommand};
+use pipeline::error::{Blame, Classify};
 
 mod attest;
 mod build;
@@ -23,6 +20,10 @@ mod verify;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INFRA: u8 = 3;
 pub const EXIT_BUILD_FAILED: u8 = 4;
+/// The gate failed: a finding at or above the policy's threshold remains.
+pub const EXIT_POLICY_FAILED: u8 = 5;
+/// Grype is not installed.
+pub const EXIT_GRYPE_MISSING: u8 = 6;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +65,32 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
+/// The exit code of each kind of failure: the one place the library's
+/// [`Blame`] becomes a number.
+pub fn exit_code(blame: Blame) -> u8 {
+    match blame {
+        Blame::Usage => EXIT_USAGE,
+        Blame::Infra => EXIT_INFRA,
+        Blame::BuildFailed => EXIT_BUILD_FAILED,
+        Blame::PolicyFailed => EXIT_POLICY_FAILED,
+        Blame::GrypeMissing => EXIT_GRYPE_MISSING,
+    }
+}
+
+/// Every library error that knows whose problem it is becomes a failure
+/// with the matching exit code, so commands use `?`.
+impl<E> From<E> for Failure
+where
+    E: Classify + std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: E) -> Failure {
+        Failure {
+            code: exit_code(e.blame()),
+            error: e.into(),
+        }
+    }
+}
+
 pub fn usage(e: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_USAGE,
@@ -92,7 +119,7 @@ pub fn source_date_epoch() -> Result<Option<i64>, Failure> {
 }
 
 pub async fn connect() -> Result<bollard::Docker, Failure> {
-    pipeline::engine::connect().await.map_err(infra)
+    Ok(pipeline::engine::connect().await?)
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -107,32 +134,4 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify(args) => verify::run(args).await,
         Command::Run(args) => run::run(*args).await,
     }
-}
-
-/// Writes next to the destination and renames, so a reader (an upload step)
-/// never sees half a file. Devices and pipes are written in place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    // Devices and pipes (`-o /dev/null`, `-o /dev/stdout`) are written in
-    // place: renaming over them would replace them.
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        return f
-            .write_all(bytes)
-            .with_context(|| format!("cannot write {}", path.display()));
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{Failure, infra, usage};
+use super::Failure;
 
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
@@ -17,9 +17,7 @@ pub struct PushArgs {
 pub async fn run(args: PushArgs) -> Result<ExitCode, Failure> {
     let docker = super::connect().await?;
     let progress = |line: &str| eprintln!("{line}");
-    let pushed = pipeline::push::push(&docker, &args.image, &progress)
-        .await
-        .map_err(|e| if e.is_usage() { usage(e) } else { infra(e) })?;
+    let pushed = pipeline::push::push(&docker, &args.image, &progress).await?;
     if args.json {
         let out = serde_json::json!({
             "image": pushed.image,

@@ -34,8 +34,7 @@ impl RegistryArgs {
     /// A client for the reference's repository, with the credentials found
     /// for its registry.
     pub fn client(&self, reference: &Reference) -> Result<Client, Failure> {
-        let credentials =
-            pipeline::credentials::for_registry(&reference.registry).map_err(usage)?;
+        let credentials = pipeline::credentials::for_registry(&reference.registry)?;
         Ok(Client::new(reference, &self.insecure(), credentials))
     }
 }
@@ -43,7 +42,7 @@ impl RegistryArgs {
 /// Parses `REPO@sha256:...`: signing and attesting address images by digest
 /// only, never by a tag that can move.
 pub fn by_digest(image: &str) -> Result<(Reference, String), Failure> {
-    let r = Reference::parse(image).map_err(usage)?;
+    let r = Reference::parse(image)?;
     match r.digest.clone() {
         Some(d) => Ok((r, d)),
         None => Err(usage(anyhow::anyhow!(

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use pipeline::registry::manifest::Platform;
 use pipeline::sbom::{self, Options, Source};
 
-use super::{Failure, infra, usage};
+use super::{Failure, infra};
 
 #[derive(Debug, clap::Args)]
 pub struct SbomArgs {
@@ -34,14 +34,12 @@ pub async fn run(args: SbomArgs) -> Result<ExitCode, Failure> {
         insecure_registries: args.registry.insecure(),
         platform: args.platform.unwrap_or_else(Platform::host),
     };
-    let report = sbom::generate(&args.source, &options)
-        .await
-        .map_err(|e| if e.is_usage() { usage(e) } else { infra(e) })?;
+    let report = sbom::generate(&args.source, &options).await?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
     match &args.output {
-        Some(path) => super::write_atomically(path, &report.json).map_err(usage)?,
+        Some(path) => pipeline::output::write_atomically(path, &report.json)?,
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(&report.json)

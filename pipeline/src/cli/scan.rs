@@ -24,16 +24,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use pipeline::scan::sarif::SarifContext;
 use pipeline::scan::{
     self, GrypeOptions, MAX_REPORT_BYTES, ScanError, ScanPolicy, VexDocument, evaluate_for_image,
 };
 
 use super::{Failure, infra, usage};
-
-/// The gate failed: a finding at or above the policy's threshold remains.
-pub const EXIT_POLICY_FAILED: u8 = 5;
-/// Grype is not installed.
-pub const EXIT_GRYPE_MISSING: u8 = 6;
 
 const DEFAULT_POLICY: &str = "policies/scan.yaml";
 
@@ -55,7 +51,7 @@ pub struct ScanArgs {
     pub vex: Vec<PathBuf>,
     /// The scanned image's manifest digest, so that VEX statements about
     /// the image (pkg:oci/...@sha256:...) apply to an SBOM scan.
-    #[arg(long, value_name = "sha256:HEX", value_parser = parse_digest)]
+    #[arg(long, value_name = "sha256:HEX", value_parser = pipeline::digest::parse)]
     pub image_digest: Option<String>,
     /// Write the evaluation as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -63,6 +59,10 @@ pub struct ScanArgs {
     /// Write SARIF 2.1.0 (for code-scanning upload) to FILE.
     #[arg(long, value_name = "FILE")]
     pub sarif: Option<PathBuf>,
+    /// The Dockerfile the image was built from: SARIF attaches findings to
+    /// it (code scanning shows only results located in a repository file).
+    #[arg(long, value_name = "FILE", requires = "sarif")]
+    pub dockerfile: Option<PathBuf>,
     /// The Grype executable [default: $PIPELINE_GRYPE, else grype on PATH].
     #[arg(long, value_name = "PATH", conflicts_with = "grype_report")]
     pub grype: Option<PathBuf>,
@@ -121,8 +121,7 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, Failure> {
             let bytes = tokio::task::spawn_blocking(move || scan::run_grype(&sbom_path, &opts))
                 .await
                 .context("the task running grype failed")
-                .map_err(infra)?
-                .map_err(grype_failure)?;
+                .map_err(infra)??;
             // Grype exited 0 but wrote something that is not a report: its fault.
             let origin = format!("from grype for sbom:{}", sbom.display());
             scan::parse_report(&bytes, &origin).map_err(infra)?
@@ -142,7 +141,8 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, Failure> {
         write_json(path, &evaluation.to_json())?;
     }
     if let Some(path) = &args.sarif {
-        write_json(path, &evaluation.to_sarif())?;
+        let context = sarif_context(args.policy.as_deref(), args.dockerfile.clone());
+        write_json(path, &evaluation.to_sarif(&context))?;
     }
     let mut out = std::io::stdout().lock();
     out.write_all(evaluation.table().as_bytes())
@@ -152,7 +152,7 @@ pub async fn run(args: ScanArgs) -> Result<ExitCode, Failure> {
     Ok(if evaluation.passed() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(EXIT_POLICY_FAILED)
+        ExitCode::from(super::EXIT_POLICY_FAILED)
     })
 }
 
@@ -169,17 +169,22 @@ fn load_policy(path: Option<&Path>) -> Result<ScanPolicy, Failure> {
     })
 }
 
-fn grype_failure(e: ScanError) -> Failure {
-    if e.is_grype_not_found() {
-        Failure {
-            code: EXIT_GRYPE_MISSING,
-            error: e.into(),
+/// SARIF paths are relative to the repository the command runs in (where
+/// code scanning's upload runs), else to the one holding the policy.
+fn sarif_context(policy: Option<&Path>, dockerfile: Option<PathBuf>) -> SarifContext {
+    let mut context = SarifContext::discover(Path::new("."));
+    if context.repository_root.is_none() {
+        let policy = policy.unwrap_or(Path::new(DEFAULT_POLICY));
+        if let Some(dir) = policy.parent() {
+            context = SarifContext::discover(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            });
         }
-    } else if e.is_usage() {
-        usage(e)
-    } else {
-        infra(e)
     }
+    context.dockerfile = dockerfile;
+    context
 }
 
 /// A report file, or standard input for `-`, with its name for messages.
@@ -199,62 +204,11 @@ fn read_report(path: &Path) -> Result<(Vec<u8>, String), Failure> {
     Ok((bytes, path.display().to_string()))
 }
 
-fn parse_digest(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    let (algorithm, hex) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?} is not a digest: write sha256:<64 hex digits>"))?;
-    let len = match algorithm {
-        "sha256" => 64,
-        "sha512" => 128,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown digest algorithm {other:?}; write sha256:<64 hex digits>"
-            ));
-        }
-    };
-    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "{s:?} is not a digest: {algorithm} takes {len} hex digits"
-        ));
-    }
-    Ok(s.to_ascii_lowercase())
-}
-
-/// Writes a JSON result (atomically, see [`super::write_atomically`]).
+/// Writes a JSON result (atomically, see [`pipeline::output::write_atomically`]).
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), Failure> {
     let mut bytes = serde_json::to_vec_pretty(value)
         .context("cannot serialize the result")
         .map_err(infra)?;
     bytes.push(b'\n');
-    super::write_atomically(path, &bytes).map_err(usage)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_are_checked() {
-        let hex = "ab".repeat(32);
-        assert_eq!(
-            parse_digest(&format!("sha256:{}", hex.to_uppercase())).unwrap(),
-            format!("sha256:{hex}")
-        );
-        assert!(
-            parse_digest("sha256:abc")
-                .unwrap_err()
-                .contains("64 hex digits")
-        );
-        assert!(
-            parse_digest(&format!("md5:{hex}"))
-                .unwrap_err()
-                .contains("unknown digest algorithm")
-        );
-        assert!(
-            parse_digest("latest")
-                .unwrap_err()
-                .contains("is not a digest")
-        );
-    }
+    Ok(pipeline::output::write_atomically(path, &bytes)?)
 }

@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use pipeline::cosign::{keys, publish, signer::KeySigner};
 
 use super::registry::{RegistryArgs, by_digest};
-use super::{Failure, infra, usage};
+use super::{Failure, usage};
 
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
@@ -26,10 +26,8 @@ pub struct SignArgs {
 }
 
 pub fn load_signer(path: &std::path::Path) -> Result<KeySigner, Failure> {
-    let password = keys::password_from_env().map_err(usage)?;
-    Ok(KeySigner::new(
-        keys::read_private(path, &password).map_err(usage)?,
-    ))
+    let password = keys::password_from_env()?;
+    Ok(KeySigner::new(keys::read_private(path, &password)?))
 }
 
 pub async fn run(args: SignArgs) -> Result<ExitCode, Failure> {
@@ -47,8 +45,7 @@ pub async fn run(args: SignArgs) -> Result<ExitCode, Failure> {
         publish::sign_image(&client, &reference.name(), &digest, &signer, &annotations)
     })
     .await
-    .map_err(infra)?
-    .map_err(|e| if e.is_usage() { usage(e) } else { infra(e) })?;
+    .map_err(super::infra)??;
     eprintln!("signed; signature stored under {}", stored.tag);
     println!("{}", stored.manifest_digest);
     Ok(ExitCode::SUCCESS)

@@ -10,12 +10,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pipeline::cosign::verify::{self, VerifyError};
+use pipeline::cosign::verify::{self, Verified, VerifyError};
 use pipeline::cosign::{PredicateKind, keys};
 use pipeline::reference::Reference;
 
 use super::registry::RegistryArgs;
-use super::{Failure, infra, usage};
+use super::{Failure, infra};
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -39,97 +39,73 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode, Failure> {
-    let reference = Reference::parse(&args.image).map_err(usage)?;
-    let key = keys::read_public(&args.key).map_err(usage)?;
+    let reference = Reference::parse(&args.image)?;
+    let key = keys::read_public(&args.key)?;
     let policy = if args.require.contains(&PredicateKind::Vuln) {
-        Some(pipeline::scan::ScanPolicy::load(&args.policy).map_err(usage)?)
+        Some(pipeline::scan::ScanPolicy::load(&args.policy)?)
     } else {
         None
     };
     let client = args.registry.client(&reference)?;
-    let image = reference.to_string();
     let required = args.require.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        // The digest to verify: the one named, or the one the tag names now.
-        // When both are given they must agree.
-        let digest = match (&reference.tag, &reference.digest) {
-            (Some(tag), Some(d)) => {
-                let (_, _, now) = client.manifest(tag)?;
-                if &now != d {
-                    return Err(VerifyError::DigestMismatch {
-                        image: image.clone(),
-                        what: format!("tag {tag}"),
-                        signed: d.clone(),
-                        actual: now,
-                    });
-                }
-                d.clone()
-            }
-            (_, Some(d)) => d.clone(),
-            (tag, None) => client.manifest(tag.as_deref().unwrap_or("latest"))?.2,
-        };
-        let today = time::OffsetDateTime::now_utc().date();
-        let check = |report: &[u8]| -> Result<(), String> {
-            let Some(policy) = &policy else { return Ok(()) };
-            let report = pipeline::scan::parse_report(report, "the scan attestation")
-                .map_err(|e| e.to_string())?;
-            let eval = pipeline::scan::evaluate(&report, policy, &[], today);
-            if eval.passed() {
-                Ok(())
-            } else {
-                Err(eval.summary())
-            }
-        };
-        verify::verify(&client, &image, &digest, &key, &required, Some(&check))
+        verify::verify_reference(&client, &reference, &key, &required, policy.as_ref())
     })
     .await
     .map_err(infra)?;
     match outcome {
         Ok(v) => {
-            if args.json {
-                let kinds: Vec<&str> = v.attestations.iter().map(|k| k.name()).collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"verified": true, "image": args.image, "digest": v.digest, "signatures": v.signatures, "attestations": kinds})
-                );
-            } else {
-                println!(
-                    "verified {}@{}",
-                    args.image.split('@').next().unwrap_or(""),
-                    v.digest
-                );
-                println!("  signature: {} valid with the given key", v.signatures);
-                for k in &v.attestations {
-                    println!(
-                        "  attestation: {} valid{}",
-                        k.name(),
-                        if *k == PredicateKind::Vuln {
-                            ", scan passes the current policy"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
+            print_verified(&args, &v);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => match e.exit_code() {
-            Some(code) => {
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"verified": false, "image": args.image, "reason": e.to_string(), "exit_code": code})
-                    );
-                }
-                Err(Failure {
-                    code,
-                    error: e.into(),
-                })
+        Err(e) => Err(refused(&args, e)),
+    }
+}
+
+fn print_verified(args: &VerifyArgs, v: &Verified) {
+    if args.json {
+        let kinds: Vec<&str> = v.attestations.iter().map(|k| k.name()).collect();
+        println!(
+            "{}",
+            serde_json::json!({"verified": true, "image": args.image, "digest": v.digest, "signatures": v.signatures, "attestations": kinds})
+        );
+        return;
+    }
+    println!(
+        "verified {}@{}",
+        args.image.split('@').next().unwrap_or(""),
+        v.digest
+    );
+    println!("  signature: {} valid with the given key", v.signatures);
+    for k in &v.attestations {
+        let scan = if *k == PredicateKind::Vuln {
+            ", scan passes the current policy"
+        } else {
+            ""
+        };
+        println!("  attestation: {} valid{scan}", k.name());
+    }
+}
+
+/// A verification that did not pass: its own exit code (10-15), or the
+/// registry's failure as usage or infrastructure.
+fn refused(args: &VerifyArgs, e: VerifyError) -> Failure {
+    match e.exit_code() {
+        Some(code) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": false, "image": args.image, "reason": e.to_string(), "exit_code": code})
+                );
             }
-            None => match e {
-                VerifyError::Registry(r) if r.is_usage() => Err(usage(r)),
-                other => Err(infra(other)),
-            },
+            Failure {
+                code,
+                error: e.into(),
+            }
+        }
+        None => match e {
+            VerifyError::Registry(r) => r.into(),
+            other => infra(other),
         },
     }
 }

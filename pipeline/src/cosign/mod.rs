@@ -13,6 +13,7 @@
 pub mod dsse;
 pub mod keys;
 pub mod payload;
+pub mod predicate;
 pub mod provenance;
 pub mod publish;
 pub mod signer;
@@ -30,6 +31,13 @@ pub const PREDICATE_ANNOTATION: &str = "predicateType";
 /// Annotation with the id of the key that signed (ours; cosign ignores it).
 pub const KEY_ID_ANNOTATION: &str = "dev.pipeline/key-id";
 
+/// An attestation type that is none of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown attestation type {given:?}; use cyclonedx, vuln or slsaprovenance")]
+pub struct UnknownPredicateKind {
+    pub given: String,
+}
+
 /// The attestation kinds `--type` names, and their predicate types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PredicateKind {
@@ -45,14 +53,14 @@ impl PredicateKind {
         PredicateKind::SlsaProvenance,
     ];
 
-    pub fn parse(s: &str) -> Result<PredicateKind, String> {
+    pub fn parse(s: &str) -> Result<PredicateKind, UnknownPredicateKind> {
         match s {
             "cyclonedx" => Ok(PredicateKind::CycloneDx),
             "vuln" => Ok(PredicateKind::Vuln),
             "slsaprovenance" | "slsaprovenance1" => Ok(PredicateKind::SlsaProvenance),
-            other => Err(format!(
-                "unknown attestation type {other:?}; use cyclonedx, vuln or slsaprovenance"
-            )),
+            other => Err(UnknownPredicateKind {
+                given: other.to_owned(),
+            }),
         }
     }
 

@@ -57,14 +57,21 @@ pub fn build(repository: &str, digest: &str, annotations: &BTreeMap<String, Stri
     serde_json::to_vec(&p).expect("serializing a payload")
 }
 
-pub fn parse(bytes: &[u8]) -> Result<Payload, String> {
-    let p: Payload =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a simple-signing payload: {e}"))?;
+/// A signed payload that is not a simple-signing payload of an image.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("not a simple-signing payload: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("its type is {found:?}, not {PAYLOAD_TYPE:?}")]
+    OtherType { found: String },
+}
+
+pub fn parse(bytes: &[u8]) -> Result<Payload, PayloadError> {
+    let p: Payload = serde_json::from_slice(bytes)?;
     if p.critical.kind != PAYLOAD_TYPE {
-        return Err(format!(
-            "its type is {:?}, not {PAYLOAD_TYPE:?}",
-            p.critical.kind
-        ));
+        return Err(PayloadError::OtherType {
+            found: p.critical.kind,
+        });
     }
     Ok(p)
 }

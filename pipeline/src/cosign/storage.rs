@@ -37,6 +37,22 @@ pub struct Entry {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The layers of the manifest under `tag`; `None` when the tag does not
+/// exist. An index there is not cosign's: an error.
+fn layers_under(client: &Client, tag: &str) -> Result<Option<Vec<Descriptor>>, RegistryError> {
+    let Some((bytes, content_type, _)) = client.manifest_if_exists(tag)? else {
+        return Ok(None);
+    };
+    match manifest::parse(&bytes, content_type.as_deref()) {
+        Ok(Parsed::Image { layers, .. }) => Ok(Some(layers)),
+        Ok(Parsed::Index(_)) => Err(client.invalid(
+            &format!("manifest {tag}"),
+            "an index, not an image manifest",
+        )),
+        Err(e) => Err(client.invalid(&format!("manifest {tag}"), e)),
+    }
+}
+
 /// The entries under an image's tag; `None` when the tag does not exist.
 pub fn read(
     client: &Client,
@@ -44,18 +60,8 @@ pub fn read(
     kind: Kind,
 ) -> Result<Option<Vec<Entry>>, RegistryError> {
     let tag = tag(digest, kind);
-    let Some((bytes, content_type, _)) = client.manifest_if_exists(&tag)? else {
+    let Some(layers) = layers_under(client, &tag)? else {
         return Ok(None);
-    };
-    let layers = match manifest::parse(&bytes, content_type.as_deref()) {
-        Ok(Parsed::Image { layers, .. }) => layers,
-        Ok(Parsed::Index(_)) => {
-            return Err(client.invalid(
-                &format!("manifest {tag}"),
-                "an index, not an image manifest".into(),
-            ));
-        }
-        Err(e) => return Err(client.invalid(&format!("manifest {tag}"), e)),
     };
     let mut out = Vec::with_capacity(layers.len());
     for l in layers {
@@ -90,19 +96,7 @@ pub fn append(
     entry: &Entry,
 ) -> Result<String, RegistryError> {
     let tag = tag(digest, kind);
-    let mut layers: Vec<Descriptor> = match client.manifest_if_exists(&tag)? {
-        None => Vec::new(),
-        Some((bytes, ct, _)) => match manifest::parse(&bytes, ct.as_deref()) {
-            Ok(Parsed::Image { layers, .. }) => layers,
-            Ok(Parsed::Index(_)) => {
-                return Err(client.invalid(
-                    &format!("manifest {tag}"),
-                    "an index, not an image manifest".into(),
-                ));
-            }
-            Err(e) => return Err(client.invalid(&format!("manifest {tag}"), e)),
-        },
-    };
+    let mut layers = layers_under(client, &tag)?.unwrap_or_default();
     let layer_digest = client.push_blob(&entry.bytes, &format!("a layer of {tag}"))?;
     let new = Descriptor {
         media_type: entry.media_type.clone(),

@@ -10,7 +10,9 @@ use super::{
     DSSE_ENVELOPE, KEY_ID_ANNOTATION, PREDICATE_ANNOTATION, PredicateKind, SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING, dsse, keys, payload,
 };
+use crate::reference::Reference;
 use crate::registry::{Client, RegistryError};
+use crate::scan::{Date, ScanError, ScanPolicy};
 
 /// Exit codes of `pipeline verify`, one per reason.
 pub const EXIT_UNSIGNED: u8 = 10;
@@ -76,9 +78,37 @@ impl VerifyError {
     }
 }
 
-/// Re-evaluates a stored Grype report against the current policy: `Ok` when
-/// it passes, `Err(summary)` when it does not.
-pub type ScanCheck<'a> = &'a dyn Fn(&[u8]) -> Result<(), String>;
+/// Why a stored scan does not pass the current policy.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanRejected {
+    /// The report in the attestation cannot be read.
+    #[error(transparent)]
+    Unreadable(#[from] ScanError),
+    /// It fails the policy: the evaluation's summary.
+    #[error("{summary}")]
+    Fails { summary: String },
+}
+
+/// Re-evaluates a stored Grype report against the current policy.
+pub type ScanCheck<'a> = &'a dyn Fn(&[u8]) -> Result<(), ScanRejected>;
+
+/// The check of a stored Grype report against `policy`, judged on `today`.
+pub fn policy_check(
+    policy: &ScanPolicy,
+    today: Date,
+) -> impl Fn(&[u8]) -> Result<(), ScanRejected> {
+    move |report: &[u8]| {
+        let report = crate::scan::parse_report(report, "the scan attestation")?;
+        let evaluation = crate::scan::evaluate(&report, policy, &[], today);
+        if evaluation.passed() {
+            Ok(())
+        } else {
+            Err(ScanRejected::Fails {
+                summary: evaluation.summary(),
+            })
+        }
+    }
+}
 
 /// What verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +178,51 @@ fn failed(named: Option<&str>, own_id: &str, detail: &str) -> Finding {
     }
 }
 
+/// The digest `reference` names: the one it gives, or the one its tag (else
+/// `latest`) names now; given both, they must agree.
+pub fn resolve(client: &Client, reference: &Reference) -> Result<String, VerifyError> {
+    match (&reference.tag, &reference.digest) {
+        (Some(tag), Some(d)) => {
+            let (_, _, now) = client.manifest(tag)?;
+            if &now != d {
+                return Err(VerifyError::DigestMismatch {
+                    image: reference.to_string(),
+                    what: format!("tag {tag}"),
+                    signed: d.clone(),
+                    actual: now,
+                });
+            }
+            Ok(d.clone())
+        }
+        (_, Some(d)) => Ok(d.clone()),
+        (tag, None) => Ok(client.manifest(tag.as_deref().unwrap_or("latest"))?.2),
+    }
+}
+
+/// Verifies an image as `pipeline verify` does: [`resolve`] its digest,
+/// then [`verify`] with the scan attestation judged against `policy` (when
+/// given) today.
+pub fn verify_reference(
+    client: &Client,
+    reference: &Reference,
+    key: &VerifyingKey,
+    required: &[PredicateKind],
+    policy: Option<&ScanPolicy>,
+) -> Result<Verified, VerifyError> {
+    let digest = resolve(client, reference)?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let check = policy.map(|p| policy_check(p, today));
+    let check = check.as_ref().map(|c| c as ScanCheck<'_>);
+    verify(
+        client,
+        &reference.to_string(),
+        &digest,
+        key,
+        required,
+        check,
+    )
+}
+
 pub fn verify(
     client: &Client,
     image: &str,
@@ -157,8 +232,37 @@ pub fn verify(
     scan_check: Option<ScanCheck<'_>>,
 ) -> Result<Verified, VerifyError> {
     let own_id = keys::key_id(key);
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let signatures = verify_signatures(client, image, digest, key, &own_id)?;
+    let mut attested = Vec::new();
+    if !required.is_empty() {
+        let entries = storage::read(client, digest, Kind::Attestations)?.unwrap_or_default();
+        for kind in required {
+            let statement = attestation(&entries, *kind, image, digest, key, &own_id)?;
+            if *kind == PredicateKind::Vuln
+                && let Some(check) = scan_check
+            {
+                check_scan(&statement, image, check)?;
+            }
+            attested.push(*kind);
+        }
+    }
+    Ok(Verified {
+        digest: digest.to_owned(),
+        signatures,
+        attestations: attested,
+    })
+}
 
+/// How many signatures under the image's `.sig` tag verify with `key` for
+/// `digest`; none is an error saying why.
+fn verify_signatures(
+    client: &Client,
+    image: &str,
+    digest: &str,
+    key: &VerifyingKey,
+    own_id: &str,
+) -> Result<usize, VerifyError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
     let entries = storage::read(client, digest, Kind::Signatures)?.unwrap_or_default();
     let mut good = 0;
     let mut findings = Vec::new();
@@ -177,7 +281,7 @@ pub fn verify(
         if !super::signer::verifies(key, &e.bytes, &sig) {
             findings.push(failed(
                 named,
-                &own_id,
+                own_id,
                 "the signature does not match the payload",
             ));
             continue;
@@ -185,95 +289,89 @@ pub fn verify(
         match payload::parse(&e.bytes) {
             Ok(p) if p.critical.image.docker_manifest_digest == digest => good += 1,
             Ok(p) => findings.push(Finding::Mismatch(p.critical.image.docker_manifest_digest)),
-            Err(m) => findings.push(Finding::Tampered(m)),
+            Err(m) => findings.push(Finding::Tampered(m.to_string())),
         }
     }
-    if good == 0 {
-        if entries.is_empty() {
-            return Err(VerifyError::Unsigned {
-                image: image.to_owned(),
-                tag: storage::tag(digest, Kind::Signatures),
-            });
-        }
-        return Err(worst(image, "the signature", &own_id, findings, digest));
+    if good > 0 {
+        Ok(good)
+    } else if entries.is_empty() {
+        Err(VerifyError::Unsigned {
+            image: image.to_owned(),
+            tag: storage::tag(digest, Kind::Signatures),
+        })
+    } else {
+        Err(worst(image, "the signature", own_id, findings, digest))
     }
+}
 
-    let mut attested = Vec::new();
-    if !required.is_empty() {
-        let entries = storage::read(client, digest, Kind::Attestations)?.unwrap_or_default();
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        for kind in required {
-            let what = format!("the {} attestation", kind.name());
-            let mut findings = Vec::new();
-            let mut found = None;
-            for e in entries.iter().filter(|e| {
-                e.media_type == DSSE_ENVELOPE
-                    && e.annotations.get(PREDICATE_ANNOTATION).map(String::as_str)
-                        == Some(kind.uri())
-            }) {
-                match dsse::open(&e.bytes, key) {
-                    Ok(st) if st.predicate_type != kind.uri() => {
-                        findings.push(Finding::Tampered(format!(
-                            "its statement's predicate type is {}, not {}",
-                            st.predicate_type,
-                            kind.uri()
-                        )))
-                    }
-                    Ok(st) => match st.subject.iter().find_map(|s| s.digest.get("sha256")) {
-                        Some(d) if d == hex => {
-                            found = Some(st);
-                            break;
-                        }
-                        Some(d) => findings.push(Finding::Mismatch(format!("sha256:{d}"))),
-                        None => findings.push(Finding::Tampered(
-                            "its statement names no sha256 subject".into(),
-                        )),
-                    },
-                    Err(dsse::OpenError::Malformed(m)) => findings.push(Finding::Tampered(m)),
-                    Err(dsse::OpenError::BadSignature { key_ids }) => {
-                        let named = key_ids.iter().find(|k| !k.is_empty()).map(String::as_str);
-                        findings.push(failed(
-                            named,
-                            &own_id,
-                            "the envelope's signature does not match its payload",
-                        ));
-                    }
-                }
+/// The statement of the `kind` attestation signed with `key` for `digest`.
+fn attestation(
+    entries: &[storage::Entry],
+    kind: PredicateKind,
+    image: &str,
+    digest: &str,
+    key: &VerifyingKey,
+    own_id: &str,
+) -> Result<dsse::Statement, VerifyError> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let mut findings = Vec::new();
+    let candidates = entries.iter().filter(|e| {
+        e.media_type == DSSE_ENVELOPE
+            && e.annotations.get(PREDICATE_ANNOTATION).map(String::as_str) == Some(kind.uri())
+    });
+    for e in candidates {
+        match dsse::open(&e.bytes, key) {
+            Ok(st) if st.predicate_type != kind.uri() => findings.push(Finding::Tampered(format!(
+                "its statement's predicate type is {}, not {}",
+                st.predicate_type,
+                kind.uri()
+            ))),
+            Ok(st) => match st.subject.iter().find_map(|s| s.digest.get("sha256")) {
+                Some(d) if d == hex => return Ok(st),
+                Some(d) => findings.push(Finding::Mismatch(format!("sha256:{d}"))),
+                None => findings.push(Finding::Tampered(
+                    "its statement names no sha256 subject".into(),
+                )),
+            },
+            Err(dsse::OpenError::Malformed(m)) => findings.push(Finding::Tampered(m)),
+            Err(dsse::OpenError::BadSignature { key_ids }) => {
+                let named = key_ids.iter().find(|k| !k.is_empty()).map(String::as_str);
+                findings.push(failed(
+                    named,
+                    own_id,
+                    "the envelope's signature does not match its payload",
+                ));
             }
-            let Some(statement) = found else {
-                if findings.is_empty() {
-                    return Err(VerifyError::MissingAttestation {
-                        image: image.to_owned(),
-                        kind: kind.name().to_owned(),
-                        uri: kind.uri().to_owned(),
-                    });
-                }
-                return Err(worst(image, &what, &own_id, findings, digest));
-            };
-            if *kind == PredicateKind::Vuln {
-                if let Some(check) = scan_check {
-                    let report =
-                        statement
-                            .predicate
-                            .pointer("/scanner/result")
-                            .ok_or_else(|| VerifyError::Tampered {
-                                image: image.to_owned(),
-                                what: what.clone(),
-                                detail: "its predicate holds no scanner.result".into(),
-                            })?;
-                    let bytes = serde_json::to_vec(report).expect("serializing JSON");
-                    check(&bytes).map_err(|summary| VerifyError::FailingScan {
-                        image: image.to_owned(),
-                        summary,
-                    })?;
-                }
-            }
-            attested.push(*kind);
         }
     }
-    Ok(Verified {
-        digest: digest.to_owned(),
-        signatures: good,
-        attestations: attested,
+    if findings.is_empty() {
+        return Err(VerifyError::MissingAttestation {
+            image: image.to_owned(),
+            kind: kind.name().to_owned(),
+            uri: kind.uri().to_owned(),
+        });
+    }
+    let what = format!("the {} attestation", kind.name());
+    Err(worst(image, &what, own_id, findings, digest))
+}
+
+/// The scan a vuln attestation carries, judged by `check`.
+fn check_scan(
+    statement: &dsse::Statement,
+    image: &str,
+    check: ScanCheck<'_>,
+) -> Result<(), VerifyError> {
+    let report = statement
+        .predicate
+        .pointer("/scanner/result")
+        .ok_or_else(|| VerifyError::Tampered {
+            image: image.to_owned(),
+            what: "the vuln attestation".into(),
+            detail: "its predicate holds no scanner.result".into(),
+        })?;
+    let bytes = serde_json::to_vec(report).expect("serializing JSON");
+    check(&bytes).map_err(|rejected| VerifyError::FailingScan {
+        image: image.to_owned(),
+        summary: rejected.to_string(),
     })
 }

@@ -11,6 +11,23 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// A manifest, index, config or platform that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("invalid platform {given:?}: expected OS/ARCH or OS/ARCH/VARIANT, such as linux/amd64")]
+    Platform { given: String },
+    #[error("not a manifest: {0}")]
+    NotAManifest(#[source] serde_json::Error),
+    #[error(
+        "schemaVersion {0:?} is not supported (only 2: Docker v2 schema 1 manifests are obsolete)"
+    )]
+    SchemaVersion(Option<u32>),
+    #[error("an image manifest without config or layers")]
+    Incomplete,
+    #[error("not an image config: {0}")]
+    NotAConfig(#[source] serde_json::Error),
+}
+
 /// What the registry client asks for.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -53,7 +70,7 @@ impl Platform {
     }
 
     /// `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Result<Platform, String> {
+    pub fn parse(s: &str) -> Result<Platform, ManifestError> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
@@ -68,9 +85,9 @@ impl Platform {
                     variant: Some((*variant).to_owned()),
                 })
             }
-            _ => Err(format!(
-                "invalid platform {s:?}: expected OS/ARCH or OS/ARCH/VARIANT, such as linux/amd64"
-            )),
+            _ => Err(ManifestError::Platform {
+                given: s.to_owned(),
+            }),
         }
     }
 }
@@ -107,14 +124,10 @@ pub enum Parsed {
 }
 
 /// Parses a manifest or an index.
-pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, String> {
-    let m: AnyManifest =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
+pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, ManifestError> {
+    let m: AnyManifest = serde_json::from_slice(bytes).map_err(ManifestError::NotAManifest)?;
     if m.schema_version != Some(2) {
-        return Err(format!(
-            "schemaVersion {:?} is not supported (only 2: Docker v2 schema 1 manifests are obsolete)",
-            m.schema_version
-        ));
+        return Err(ManifestError::SchemaVersion(m.schema_version));
     }
     let media_type = m
         .media_type
@@ -133,7 +146,7 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, String>
     }
     match (m.config, m.layers) {
         (Some(config), Some(layers)) => Ok(Parsed::Image { config, layers }),
-        _ => Err("an image manifest without config or layers".into()),
+        _ => Err(ManifestError::Incomplete),
     }
 }
 
@@ -177,8 +190,8 @@ pub struct RootFsConfig {
     pub diff_ids: Vec<String>,
 }
 
-pub fn parse_config(bytes: &[u8]) -> Result<ImageConfig, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("not an image config: {e}"))
+pub fn parse_config(bytes: &[u8]) -> Result<ImageConfig, ManifestError> {
+    serde_json::from_slice(bytes).map_err(ManifestError::NotAConfig)
 }
 
 /// How a layer blob is compressed, from its media type.
@@ -259,6 +272,7 @@ mod tests {
         assert!(
             parse(br#"{"schemaVersion":1}"#, None)
                 .unwrap_err()
+                .to_string()
                 .contains("schemaVersion")
         );
         assert!(parse(b"[]", None).is_err());

@@ -304,7 +304,9 @@ impl Client {
                     .limit(1 << 20)
                     .read_to_vec()
                     .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                    .and_then(|b| {
+                        serde_json::from_slice::<TokenAnswer>(&b).map_err(|e| e.to_string())
+                    })
                     .map_err(|e| RegistryError::Invalid {
                         host: self.host.clone(),
                         repository: self.repository.clone(),
@@ -379,7 +381,9 @@ impl Client {
         Ok(bytes)
     }
 
-    pub fn invalid(&self, what: &str, message: String) -> RegistryError {
+    /// The registry sent something unusable as `what`; `problem` says why.
+    pub fn invalid(&self, what: &str, problem: impl std::fmt::Display) -> RegistryError {
+        let message = problem.to_string();
         RegistryError::Invalid {
             host: self.host.clone(),
             repository: self.repository.clone(),
@@ -484,7 +488,7 @@ impl Client {
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| self.invalid(what, "the upload answer has no Location".into()))?;
+            .ok_or_else(|| self.invalid(what, "the upload answer has no Location"))?;
         let location = if location.starts_with("http://") || location.starts_with("https://") {
             location.to_owned()
         } else {

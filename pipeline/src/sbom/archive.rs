@@ -22,6 +22,43 @@ const JSON_CAP: u64 = 16 << 20;
 /// Nested indexes are followed this deep at most.
 const MAX_INDEX_DEPTH: usize = 4;
 
+/// An archive that is not a readable image.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("cannot read the archive: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("not a readable tar archive: {0}")]
+    NotTar(#[source] std::io::Error),
+    #[error("the tar archive is malformed or truncated: {0}")]
+    Malformed(#[source] std::io::Error),
+    #[error("{name} is listed but not in the archive")]
+    Missing { name: String },
+    #[error("cannot read {name}: {source}")]
+    Member {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("{name} is larger than {limit} bytes")]
+    TooLarge { name: String, limit: u64 },
+    #[error("{digest:?} is not a digest")]
+    NotADigest { digest: String },
+    #[error("manifest.json is not Docker's format: {0}")]
+    SaveManifest(#[source] serde_json::Error),
+    #[error("manifest.json lists no image")]
+    NoImage,
+    #[error("neither manifest.json nor index.json is in it: not a `docker save` or OCI archive")]
+    NotAnImageArchive,
+    #[error("{member}: {source}")]
+    Manifest {
+        member: String,
+        source: manifest::ManifestError,
+    },
+    #[error("no image for {platform} in the archive")]
+    NoPlatform { platform: Platform },
+    #[error("indexes nested more than {MAX_INDEX_DEPTH} deep")]
+    TooDeep,
+}
+
 /// One image of `manifest.json` (Docker's format; unknown fields such as
 /// `LayerSources` are accepted as Docker adds them).
 #[derive(Debug, Deserialize)]
@@ -47,19 +84,14 @@ struct Members {
 }
 
 impl Members {
-    fn open(file: File) -> Result<Members, String> {
+    fn open(file: File) -> Result<Members, ArchiveError> {
         let mut index = HashMap::new();
-        (&file)
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| format!("cannot read the archive: {e}"))?;
+        (&file).seek(SeekFrom::Start(0)).map_err(ArchiveError::Io)?;
         {
             let mut archive = tar::Archive::new(&file);
-            let entries = archive
-                .entries_with_seek()
-                .map_err(|e| format!("not a readable tar archive: {e}"))?;
+            let entries = archive.entries_with_seek().map_err(ArchiveError::NotTar)?;
             for entry in entries {
-                let entry =
-                    entry.map_err(|e| format!("the tar archive is malformed or truncated: {e}"))?;
+                let entry = entry.map_err(ArchiveError::Malformed)?;
                 if entry.header().entry_type() != tar::EntryType::Regular {
                     continue;
                 }
@@ -75,31 +107,39 @@ impl Members {
         self.index.contains_key(name)
     }
 
-    fn reader(&self, name: &str) -> Result<impl Read + '_, String> {
-        let (offset, size) = *self
-            .index
-            .get(name)
-            .ok_or_else(|| format!("{name} is listed but not in the archive"))?;
+    fn reader(&self, name: &str) -> Result<impl Read + '_, ArchiveError> {
+        let (offset, size) = *self.index.get(name).ok_or_else(|| ArchiveError::Missing {
+            name: name.to_owned(),
+        })?;
         let mut f = &self.file;
         f.seek(SeekFrom::Start(offset))
-            .map_err(|e| format!("cannot seek to {name}: {e}"))?;
+            .map_err(|source| ArchiveError::Member {
+                name: name.to_owned(),
+                source,
+            })?;
         Ok(f.take(size))
     }
 
-    fn read(&self, name: &str) -> Result<Vec<u8>, String> {
+    fn read(&self, name: &str) -> Result<Vec<u8>, ArchiveError> {
         let mut bytes = Vec::new();
         self.reader(name)?
             .take(JSON_CAP + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read {name}: {e}"))?;
+            .map_err(|source| ArchiveError::Member {
+                name: name.to_owned(),
+                source,
+            })?;
         if bytes.len() as u64 > JSON_CAP {
-            return Err(format!("{name} is larger than {JSON_CAP} bytes"));
+            return Err(ArchiveError::TooLarge {
+                name: name.to_owned(),
+                limit: JSON_CAP,
+            });
         }
         Ok(bytes)
     }
 }
 
-fn blob_path(digest: &str) -> Result<String, String> {
+fn blob_path(digest: &str) -> Result<String, ArchiveError> {
     match digest.split_once(':') {
         Some((alg, hex))
             if !alg.is_empty()
@@ -109,7 +149,9 @@ fn blob_path(digest: &str) -> Result<String, String> {
         {
             Ok(format!("blobs/{alg}/{hex}"))
         }
-        _ => Err(format!("{digest:?} is not a digest")),
+        _ => Err(ArchiveError::NotADigest {
+            digest: digest.to_owned(),
+        }),
     }
 }
 
@@ -118,15 +160,12 @@ fn locate(
     members: &Members,
     platform: &Platform,
     warnings: &mut Vec<String>,
-) -> Result<(String, Vec<String>, Vec<String>), String> {
+) -> Result<(String, Vec<String>, Vec<String>), ArchiveError> {
     if members.has("manifest.json") {
         let list: Vec<SaveManifest> = serde_json::from_slice(&members.read("manifest.json")?)
-            .map_err(|e| format!("manifest.json is not Docker's format: {e}"))?;
+            .map_err(ArchiveError::SaveManifest)?;
         let count = list.len();
-        let first = list
-            .into_iter()
-            .next()
-            .ok_or("manifest.json lists no image")?;
+        let first = list.into_iter().next().ok_or(ArchiveError::NoImage)?;
         if count > 1 {
             warnings.push(format!(
                 "the archive holds {count} images; only the first ({}) is described",
@@ -144,22 +183,25 @@ fn locate(
         ));
     }
     if !members.has("index.json") {
-        return Err(
-            "neither manifest.json nor index.json is in it: not a `docker save` or OCI archive"
-                .into(),
-        );
+        return Err(ArchiveError::NotAnImageArchive);
     }
     let mut bytes = members.read("index.json")?;
     for _ in 0..MAX_INDEX_DEPTH {
-        match manifest::parse(&bytes, Some(manifest::OCI_INDEX))
-            .map_err(|e| format!("index.json: {e}"))?
-        {
+        match manifest::parse(&bytes, Some(manifest::OCI_INDEX)).map_err(|source| {
+            ArchiveError::Manifest {
+                member: "index.json".to_owned(),
+                source,
+            }
+        })? {
             Parsed::Index(entries) => {
                 let chosen = if entries.len() == 1 {
                     &entries[0]
                 } else {
-                    manifest::select(&entries, platform)
-                        .ok_or_else(|| format!("no image for {platform} in the archive"))?
+                    manifest::select(&entries, platform).ok_or_else(|| {
+                        ArchiveError::NoPlatform {
+                            platform: platform.clone(),
+                        }
+                    })?
                 };
                 bytes = members.read(&blob_path(&chosen.digest)?)?;
             }
@@ -172,17 +214,20 @@ fn locate(
             }
         }
     }
-    Err(format!("indexes nested more than {MAX_INDEX_DEPTH} deep"))
+    Err(ArchiveError::TooDeep)
 }
 
 /// Reads the image in `file`; `label` names it in messages.
-pub fn read(file: File, platform: &Platform) -> Result<ArchiveImage, String> {
+pub fn read(file: File, platform: &Platform) -> Result<ArchiveImage, ArchiveError> {
     let members = Members::open(file)?;
     let mut warnings = Vec::new();
     let (config_path, layer_paths, repo_tags) = locate(&members, platform, &mut warnings)?;
     let config_bytes = members.read(&config_path)?;
     let config =
-        manifest::parse_config(&config_bytes).map_err(|e| format!("{config_path}: {e}"))?;
+        manifest::parse_config(&config_bytes).map_err(|source| ArchiveError::Manifest {
+            member: config_path.clone(),
+            source,
+        })?;
     let diff_ids = config
         .rootfs
         .as_ref()
@@ -303,7 +348,7 @@ pub(crate) mod tests {
         b.into_inner().unwrap()
     }
 
-    fn read_bytes(bytes: &[u8]) -> Result<ArchiveImage, String> {
+    fn read_bytes(bytes: &[u8]) -> Result<ArchiveImage, ArchiveError> {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(bytes).unwrap();
         read(f, &Platform::host())
@@ -337,10 +382,13 @@ pub(crate) mod tests {
 
     #[test]
     fn not_an_image_archive() {
-        let e = read_bytes(&LayerBuilder::new().file("a", b"b").build()).unwrap_err();
+        let e = read_bytes(&LayerBuilder::new().file("a", b"b").build())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("neither manifest.json nor index.json"), "{e}");
         let e = read_bytes(b"garbage that is not a tar file at all, long enough to matter")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(!e.is_empty());
     }
 }

@@ -23,9 +23,8 @@ use sha2::{Digest as _, Sha256};
 use super::catalog::{Inventory, Location, OsRelease, Package, license};
 use super::warning::Warning;
 
-/// The OCI labels whose values go into the SBOM's metadata.
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
+// The OCI labels whose values go into the SBOM's metadata.
+use crate::labels::{REVISION as REVISION_LABEL, SOURCE as SOURCE_LABEL};
 
 /// What was described.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +202,7 @@ pub fn render(
     inventory: &Inventory,
     subject: &Subject,
     source_date_epoch: Option<i64>,
-) -> Result<(Vec<u8>, Vec<Warning>), String> {
+) -> Result<(Vec<u8>, Vec<Warning>), RenderError> {
     let mut warnings = inventory.warnings.clone();
     let mut components = Vec::new();
     if let Some((os, loc)) = &inventory.distro {
@@ -269,20 +268,30 @@ pub fn render(
         &hex[16..20],
         &hex[20..32]
     );
-    bom.serial_number = Some(UrnUuid::new(uuid).map_err(|e| format!("{e:?}"))?);
+    bom.serial_number =
+        Some(UrnUuid::new(uuid).map_err(|e| RenderError::SerialNumber(format!("{e:?}")))?);
     let result = bom.validate_version(SpecVersion::V1_5);
     if !result.passed() {
-        return Err(format!(
-            "the SBOM does not validate against CycloneDX 1.5: {result:?}"
-        ));
+        return Err(RenderError::Invalid(format!("{result:?}")));
     }
     Ok((to_json(bom)?, warnings))
 }
 
-fn to_json(bom: Bom) -> Result<Vec<u8>, String> {
+/// An SBOM that cannot be written: a bug of ours, never of the input (bad
+/// components are left out with a warning before this could happen).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot write the SBOM as JSON: {0}")]
+    Json(#[from] cyclonedx_bom::errors::JsonWriteError),
+    #[error("the serial number is not a urn:uuid: {0}")]
+    SerialNumber(String),
+    #[error("the SBOM does not validate against CycloneDX 1.5: {0}")]
+    Invalid(String),
+}
+
+fn to_json(bom: Bom) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::new();
-    bom.output_as_json_v1_5(&mut out)
-        .map_err(|e| format!("cannot write the SBOM as JSON: {e}"))?;
+    bom.output_as_json_v1_5(&mut out)?;
     out.push(b'\n');
     Ok(out)
 }

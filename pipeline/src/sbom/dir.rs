@@ -40,12 +40,25 @@ impl Read for LazyFile {
     }
 }
 
+/// A root that cannot be read as a directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{} is not a directory", .path.display())]
+    NotADirectory { path: PathBuf },
+}
+
 /// Reads the tree under `root` into a file system view.
-pub fn read(root: &Path) -> Result<RootFs, String> {
-    let meta =
-        std::fs::metadata(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+pub fn read(root: &Path) -> Result<RootFs, DirError> {
+    let meta = std::fs::metadata(root).map_err(|source| DirError::Read {
+        path: root.to_owned(),
+        source,
+    })?;
     if !meta.is_dir() {
-        return Err(format!("{} is not a directory", root.display()));
+        return Err(DirError::NotADirectory {
+            path: root.to_owned(),
+        });
     }
     let mut fs = RootFs::new();
     // (absolute path, path relative to root, depth)
@@ -76,58 +89,63 @@ pub fn read(root: &Path) -> Result<RootFs, String> {
             }
             child_rel.extend_from_slice(child.file_name().as_bytes());
             let path = child.path();
-            let shown_child = String::from_utf8_lossy(&child_rel).into_owned();
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    fs.warnings
-                        .push(Some(&shown_child), format!("cannot stat: {e}"));
-                    continue;
-                }
-            };
-            let ft = meta.file_type();
-            let link = if ft.is_symlink() {
-                match std::fs::read_link(&path) {
-                    Ok(t) => Some(t.as_os_str().as_bytes().to_vec()),
-                    Err(e) => {
-                        fs.warnings
-                            .push(Some(&shown_child), format!("cannot read the symlink: {e}"));
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let kind = if ft.is_dir() {
-                EntryKind::Dir
-            } else if ft.is_file() {
-                EntryKind::File
-            } else if ft.is_symlink() {
-                EntryKind::Symlink
-            } else {
-                EntryKind::Other
-            };
-            let entry = Entry {
-                path: &child_rel,
-                kind,
-                size: meta.len(),
-                mode: meta.permissions().mode(),
-                link: link.as_deref(),
-            };
-            let mut content = LazyFile {
-                path: path.clone(),
-                file: None,
-            };
-            if let Err(e) = fs.add(0, entry, false, &mut content) {
-                fs.warnings
-                    .push(Some(&shown_child), format!("cannot read the file: {e}"));
-            }
-            if kind == EntryKind::Dir {
+            if add(&mut fs, &path, &child_rel) == Some(EntryKind::Dir) {
                 stack.push((path, child_rel, depth + 1));
             }
         }
     }
     Ok(fs)
+}
+
+/// Records the entry at `path` (named `rel` in the tree); its kind, or
+/// `None` when it could not be looked at (a warning says why).
+fn add(fs: &mut RootFs, path: &Path, rel: &[u8]) -> Option<EntryKind> {
+    let shown = String::from_utf8_lossy(rel).into_owned();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            fs.warnings.push(Some(&shown), format!("cannot stat: {e}"));
+            return None;
+        }
+    };
+    let ft = meta.file_type();
+    let link = if ft.is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(t) => Some(t.as_os_str().as_bytes().to_vec()),
+            Err(e) => {
+                fs.warnings
+                    .push(Some(&shown), format!("cannot read the symlink: {e}"));
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    };
+    let entry = Entry {
+        path: rel,
+        kind,
+        size: meta.len(),
+        mode: meta.permissions().mode(),
+        link: link.as_deref(),
+    };
+    let mut content = LazyFile {
+        path: path.to_owned(),
+        file: None,
+    };
+    if let Err(e) = fs.add(0, entry, false, &mut content) {
+        fs.warnings
+            .push(Some(&shown), format!("cannot read the file: {e}"));
+    }
+    Some(kind)
 }
 
 #[cfg(test)]

@@ -44,11 +44,10 @@ pub async fn read(docker: &Docker, image: &str) -> Result<ArchiveImage, SbomErro
         .map_err(|e| engine(format!("cannot write the temporary file: {}", e.error())))?;
     let label = image.to_owned();
     let mut img = tokio::task::spawn_blocking(move || archive::read(spool, &Platform::host()))
-        .await
-        .map_err(|e| engine(format!("reading the export failed: {e}")))?
-        .map_err(|message| SbomError::Input {
-            input: format!("docker:{label}"),
-            message: format!("the engine's export is unreadable: {message}"),
+        .await?
+        .map_err(|source| SbomError::Archive {
+            input: format!("docker:{label} (the engine's export)"),
+            source,
         })?;
     let mut repo_digests = inspect.repo_digests.unwrap_or_default();
     repo_digests.sort();

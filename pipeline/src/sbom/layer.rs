@@ -6,17 +6,24 @@ use std::io::{BufRead, Read};
 const GZIP: &[u8] = &[0x1f, 0x8b];
 const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
+/// A layer that cannot be opened as a tar stream.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("cannot read the layer: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("the layer is zstd-compressed, which is not supported; its files are not listed")]
+    Zstd,
+}
+
 /// The uncompressed tar stream of a layer, the compression told by its
 /// first bytes (media types lie, and docker save does not state them).
 /// zstd is refused with an error message: no decoder is built in.
-pub fn decompressed<'a, R: BufRead + 'a>(mut reader: R) -> Result<Box<dyn Read + 'a>, String> {
-    let head = reader
-        .fill_buf()
-        .map_err(|e| format!("cannot read the layer: {e}"))?;
+pub fn decompressed<'a, R: BufRead + 'a>(mut reader: R) -> Result<Box<dyn Read + 'a>, LayerError> {
+    let head = reader.fill_buf()?;
     if head.starts_with(GZIP) {
         Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
     } else if head.starts_with(ZSTD) {
-        Err("the layer is zstd-compressed, which is not supported; its files are not listed".into())
+        Err(LayerError::Zstd)
     } else {
         Ok(Box::new(reader))
     }

@@ -35,24 +35,42 @@ pub enum Source {
     Dir(PathBuf),
 }
 
+/// A source argument that names nothing readable.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "{given:?} has no scheme: use docker:IMAGE, registry:REF, docker-archive:PATH or dir:PATH"
+    )]
+    NoScheme { given: String },
+    #[error("{given:?}: nothing after `{scheme}:`")]
+    Empty { given: String, scheme: String },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(
+        "unknown source scheme {scheme:?}: use docker:IMAGE, registry:REF, docker-archive:PATH or dir:PATH"
+    )]
+    UnknownScheme { scheme: String },
+}
+
 impl Source {
-    pub fn parse(s: &str) -> Result<Source, String> {
-        let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-            format!("{s:?} has no scheme: use docker:IMAGE, registry:REF, docker-archive:PATH or dir:PATH")
+    pub fn parse(s: &str) -> Result<Source, SourceError> {
+        let (scheme, rest) = s.split_once(':').ok_or_else(|| SourceError::NoScheme {
+            given: s.to_owned(),
         })?;
         if rest.is_empty() {
-            return Err(format!("{s:?}: nothing after `{scheme}:`"));
+            return Err(SourceError::Empty {
+                given: s.to_owned(),
+                scheme: scheme.to_owned(),
+            });
         }
         match scheme {
             "docker" => Ok(Source::Docker(rest.to_owned())),
-            "registry" => Reference::parse(rest)
-                .map(Source::Registry)
-                .map_err(|e: ReferenceError| e.to_string()),
+            "registry" => Ok(Source::Registry(Reference::parse(rest)?)),
             "docker-archive" => Ok(Source::DockerArchive(PathBuf::from(rest))),
             "dir" => Ok(Source::Dir(PathBuf::from(rest))),
-            other => Err(format!(
-                "unknown source scheme {other:?}: use docker:IMAGE, registry:REF, docker-archive:PATH or dir:PATH"
-            )),
+            other => Err(SourceError::UnknownScheme {
+                scheme: other.to_owned(),
+            }),
         }
     }
 
@@ -90,23 +108,41 @@ impl Default for Options {
 pub enum SbomError {
     #[error("{input}: {message}")]
     Input { input: String, message: String },
+    #[error("{input}: cannot open: {source}")]
+    Open {
+        input: String,
+        source: std::io::Error,
+    },
+    #[error("{input}: {source}")]
+    Archive {
+        input: String,
+        source: archive::ArchiveError,
+    },
+    #[error(transparent)]
+    Dir(#[from] dir::DirError),
     #[error("Docker engine, image {image}: {message}")]
     Engine { image: String, message: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    #[error("internal error: a worker task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("internal error: {0}")]
-    Internal(String),
+    Render(#[from] cyclonedx::RenderError),
 }
 
 impl SbomError {
     /// Whether the user can fix it (exit 2) rather than the machine (3).
     pub fn is_usage(&self) -> bool {
         match self {
-            SbomError::Input { .. } | SbomError::Credentials(_) => true,
+            SbomError::Input { .. }
+            | SbomError::Open { .. }
+            | SbomError::Archive { .. }
+            | SbomError::Dir(_)
+            | SbomError::Credentials(_) => true,
             SbomError::Registry(e) => e.is_usage(),
-            SbomError::Engine { .. } | SbomError::Internal(_) => false,
+            SbomError::Engine { .. } | SbomError::Task(_) | SbomError::Render(_) => false,
         }
     }
 }
@@ -123,7 +159,29 @@ pub struct Report {
 
 /// Reads the source, catalogs it and renders the SBOM.
 pub async fn generate(source: &Source, options: &Options) -> Result<Report, SbomError> {
-    let (fs, image) = match source {
+    let (fs, image) = read_source(source, options).await?;
+    let layers = image.as_ref().map(|i| i.layers.clone()).unwrap_or_default();
+    let inventory = tokio::task::spawn_blocking(move || catalog::assemble(fs, &layers)).await?;
+    let subject = Subject {
+        name: source.subject_name(),
+        image,
+    };
+    let components = inventory.packages.len() + usize::from(inventory.distro.is_some());
+    let (json, warnings) = cyclonedx::render(&inventory, &subject, options.source_date_epoch)?;
+    Ok(Report {
+        json,
+        subject,
+        components,
+        warnings,
+    })
+}
+
+/// The file system of the source, and the image's metadata when it is one.
+async fn read_source(
+    source: &Source,
+    options: &Options,
+) -> Result<(rootfs::RootFs, Option<ImageMeta>), SbomError> {
+    match source {
         Source::Docker(image) => {
             let docker = crate::engine::connect()
                 .await
@@ -132,66 +190,40 @@ pub async fn generate(source: &Source, options: &Options) -> Result<Report, Sbom
                     message: e.message,
                 })?;
             let img = docker_source::read(&docker, image).await?;
-            (img.fs, Some(img.meta))
+            Ok((img.fs, Some(img.meta)))
         }
         Source::Registry(reference) => {
             let reference = reference.clone();
-            let options = options.clone();
+            let platform = options.platform.clone();
             let creds = credentials::for_registry(&reference.registry)?;
             let client = Client::new(&reference, &options.insecure_registries, creds);
             let (fs, meta) = tokio::task::spawn_blocking(move || {
-                registry_source::read(&reference, &client, &options.platform)
+                registry_source::read(&reference, &client, &platform)
             })
-            .await
-            .map_err(|e| SbomError::Internal(e.to_string()))??;
-            (fs, Some(meta))
+            .await??;
+            Ok((fs, Some(meta)))
         }
         Source::DockerArchive(path) => {
             let path = path.clone();
             let platform = options.platform.clone();
             let img = tokio::task::spawn_blocking(move || {
-                let input = |message: String| SbomError::Input {
-                    input: format!("docker-archive:{}", path.display()),
-                    message,
-                };
-                let file =
-                    std::fs::File::open(&path).map_err(|e| input(format!("cannot open: {e}")))?;
-                archive::read(file, &platform).map_err(input)
+                let input = format!("docker-archive:{}", path.display());
+                let file = std::fs::File::open(&path).map_err(|source| SbomError::Open {
+                    input: input.clone(),
+                    source,
+                })?;
+                archive::read(file, &platform)
+                    .map_err(|source| SbomError::Archive { input, source })
             })
-            .await
-            .map_err(|e| SbomError::Internal(e.to_string()))??;
-            (img.fs, Some(img.meta))
+            .await??;
+            Ok((img.fs, Some(img.meta)))
         }
         Source::Dir(path) => {
             let path = path.clone();
-            let fs = tokio::task::spawn_blocking(move || {
-                dir::read(&path).map_err(|message| SbomError::Input {
-                    input: format!("dir:{}", path.display()),
-                    message,
-                })
-            })
-            .await
-            .map_err(|e| SbomError::Internal(e.to_string()))??;
-            (fs, None)
+            let fs = tokio::task::spawn_blocking(move || dir::read(&path)).await??;
+            Ok((fs, None))
         }
-    };
-    let layers = image.as_ref().map(|i| i.layers.clone()).unwrap_or_default();
-    let inventory = tokio::task::spawn_blocking(move || catalog::assemble(fs, &layers))
-        .await
-        .map_err(|e| SbomError::Internal(e.to_string()))?;
-    let subject = Subject {
-        name: source.subject_name(),
-        image,
-    };
-    let components = inventory.packages.len() + usize::from(inventory.distro.is_some());
-    let (json, warnings) = cyclonedx::render(&inventory, &subject, options.source_date_epoch)
-        .map_err(SbomError::Internal)?;
-    Ok(Report {
-        json,
-        subject,
-        components,
-        warnings,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -215,9 +247,15 @@ mod tests {
         assert!(
             Source::parse("app:1")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown source scheme")
         );
-        assert!(Source::parse("nothing").unwrap_err().contains("no scheme"));
+        assert!(
+            Source::parse("nothing")
+                .unwrap_err()
+                .to_string()
+                .contains("no scheme")
+        );
         assert!(Source::parse("dir:").is_err());
         assert!(Source::parse("registry:BAD").is_err());
     }

@@ -9,7 +9,7 @@ use super::cyclonedx::ImageMeta;
 use super::layer;
 use super::rootfs::RootFs;
 use crate::reference::Reference;
-use crate::registry::manifest::{self, Compression, Parsed, Platform};
+use crate::registry::manifest::{self, Compression, Descriptor, Parsed, Platform};
 use crate::registry::{CONFIG_CAP, Client, RegistryError};
 
 const MAX_INDEX_DEPTH: usize = 4;
@@ -19,37 +19,7 @@ pub fn read(
     client: &Client,
     platform: &Platform,
 ) -> Result<(RootFs, ImageMeta), SbomError> {
-    let (mut bytes, mut content_type, mut digest) = client.manifest(reference.tag_or_digest())?;
-    let mut depth = 0;
-    let (config, layers) = loop {
-        let parsed = manifest::parse(&bytes, content_type.as_deref())
-            .map_err(|m| client.invalid(&format!("manifest {digest}"), m))?;
-        match parsed {
-            Parsed::Image { config, layers } => break (config, layers),
-            Parsed::Index(entries) => {
-                depth += 1;
-                if depth > MAX_INDEX_DEPTH {
-                    return Err(client
-                        .invalid(&format!("index {digest}"), "indexes nested too deep".into())
-                        .into());
-                }
-                let chosen = manifest::select(&entries, platform).ok_or_else(|| {
-                    let have: Vec<String> = entries
-                        .iter()
-                        .filter_map(|e| e.platform.as_ref().map(ToString::to_string))
-                        .collect();
-                    SbomError::Input {
-                        input: format!("registry:{reference}"),
-                        message: format!(
-                            "no image for {platform} in the index (it has: {}); pass --platform",
-                            have.join(", ")
-                        ),
-                    }
-                })?;
-                (bytes, content_type, digest) = client.manifest(&chosen.digest)?;
-            }
-        }
-    };
+    let (config, layers, digest) = image_manifest(reference, client, platform)?;
     let config_bytes = client.blob_bytes(&config.digest, CONFIG_CAP, "the image config")?;
     let cfg =
         manifest::parse_config(&config_bytes).map_err(|m| client.invalid("the image config", m))?;
@@ -70,41 +40,11 @@ pub fn read(
         );
     }
     for (i, desc) in layers.iter().enumerate() {
-        let what = format!("layer {i} ({})", desc.digest);
-        let mut hashing = client.blob_reader(&desc.digest, &what)?;
-        let label = diff_ids
-            .get(i)
-            .map_or(what.clone(), |d| format!("layer {i} ({d})"));
-        if desc.media_type.contains("foreign") {
-            fs.warnings.push(
-                None,
-                format!("{label}: a foreign (non-distributable) layer; not read"),
-            );
-            continue;
-        }
-        if manifest::layer_compression(&desc.media_type) == Compression::Zstd {
-            fs.warnings.push(
-                None,
-                format!(
-                    "{label}: zstd-compressed, which is not supported; its files are not listed"
-                ),
-            );
-        } else {
-            let buffered = BufReader::with_capacity(256 << 10, &mut hashing);
-            match layer::decompressed(buffered) {
-                Ok(r) => fs.apply_tar(r, u32::try_from(i).unwrap_or(u32::MAX), &label, true),
-                Err(e) => fs.warnings.push(None, format!("{label}: {e}")),
-            }
-        }
-        // The rest (tar padding, trailing gzip members) counts towards the
-        // digest, so it is read too.
-        let (actual, _) = hashing.finish().map_err(|e| RegistryError::Unreachable {
-            url: format!("{}/{}", client.host(), reference.repository),
-            message: format!("reading {what}: {e}"),
-        })?;
-        if actual != desc.digest {
-            return Err(client.mismatch(&what, &desc.digest, &actual).into());
-        }
+        let label = diff_ids.get(i).map_or_else(
+            || format!("layer {i} ({})", desc.digest),
+            |d| format!("layer {i} ({d})"),
+        );
+        apply_layer(reference, client, &mut fs, i, desc, &label)?;
     }
     let layer_ids = if diff_ids.len() == layers.len() {
         diff_ids
@@ -122,4 +62,83 @@ pub fn read(
         architecture: cfg.architecture,
     };
     Ok((fs, meta))
+}
+
+/// The image manifest `reference` leads to (through indexes, picking
+/// `platform`): its config, its layers, and its digest.
+fn image_manifest(
+    reference: &Reference,
+    client: &Client,
+    platform: &Platform,
+) -> Result<(Descriptor, Vec<Descriptor>, String), SbomError> {
+    let (mut bytes, mut content_type, mut digest) = client.manifest(reference.tag_or_digest())?;
+    for depth in 1.. {
+        let parsed = manifest::parse(&bytes, content_type.as_deref())
+            .map_err(|m| client.invalid(&format!("manifest {digest}"), m))?;
+        let entries = match parsed {
+            Parsed::Image { config, layers } => return Ok((config, layers, digest)),
+            Parsed::Index(_) if depth > MAX_INDEX_DEPTH => break,
+            Parsed::Index(entries) => entries,
+        };
+        let chosen = manifest::select(&entries, platform).ok_or_else(|| {
+            let have: Vec<String> = entries
+                .iter()
+                .filter_map(|e| e.platform.as_ref().map(ToString::to_string))
+                .collect();
+            SbomError::Input {
+                input: format!("registry:{reference}"),
+                message: format!(
+                    "no image for {platform} in the index (it has: {}); pass --platform",
+                    have.join(", ")
+                ),
+            }
+        })?;
+        (bytes, content_type, digest) = client.manifest(&chosen.digest)?;
+    }
+    Err(client
+        .invalid(&format!("index {digest}"), "indexes nested too deep")
+        .into())
+}
+
+/// Streams layer `i` once from the registry, through its digest check and
+/// the decompressor, into `fs`.
+fn apply_layer(
+    reference: &Reference,
+    client: &Client,
+    fs: &mut RootFs,
+    i: usize,
+    desc: &Descriptor,
+    label: &str,
+) -> Result<(), SbomError> {
+    let what = format!("layer {i} ({})", desc.digest);
+    let mut hashing = client.blob_reader(&desc.digest, &what)?;
+    if desc.media_type.contains("foreign") {
+        fs.warnings.push(
+            None,
+            format!("{label}: a foreign (non-distributable) layer; not read"),
+        );
+        return Ok(());
+    }
+    if manifest::layer_compression(&desc.media_type) == Compression::Zstd {
+        fs.warnings.push(
+            None,
+            format!("{label}: zstd-compressed, which is not supported; its files are not listed"),
+        );
+    } else {
+        let buffered = BufReader::with_capacity(256 << 10, &mut hashing);
+        match layer::decompressed(buffered) {
+            Ok(r) => fs.apply_tar(r, u32::try_from(i).unwrap_or(u32::MAX), label, true),
+            Err(e) => fs.warnings.push(None, format!("{label}: {e}")),
+        }
+    }
+    // The rest (tar padding, trailing gzip members) counts towards the
+    // digest, so it is read too.
+    let (actual, _) = hashing.finish().map_err(|e| RegistryError::Unreachable {
+        url: format!("{}/{}", client.host(), reference.repository),
+        message: format!("reading {what}: {e}"),
+    })?;
+    if actual != desc.digest {
+        return Err(client.mismatch(&what, &desc.digest, &actual).into());
+    }
+    Ok(())
 }

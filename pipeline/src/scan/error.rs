@@ -77,6 +77,34 @@ impl ScanError {
     }
 }
 
+/// What is wrong with one field of an input document (a policy, a VEX
+/// document), before the document itself is named: `field` is a path such
+/// as `statements[2].products[0]`, empty for the whole document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", at(.field, .problem))]
+pub struct FieldProblem {
+    pub field: String,
+    pub problem: String,
+}
+
+impl FieldProblem {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> FieldProblem {
+        FieldProblem {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The same problem, its field placed under `prefix`
+    /// (`products[0]` + `.subcomponents[1]`).
+    pub fn under(self, prefix: &str) -> FieldProblem {
+        FieldProblem {
+            field: format!("{prefix}{}", self.field),
+            problem: self.problem,
+        }
+    }
+}
+
 /// `field: problem`, or just the problem when it is about the whole file.
 fn at(field: &str, problem: &str) -> String {
     if field.is_empty() || field == "." {

@@ -7,10 +7,10 @@ use serde_json::Value;
 use time::{Date, OffsetDateTime};
 
 use super::policy::{IgnoreRule, ScanPolicy};
-use super::purl::Purl;
 use super::report::{Descriptor, GrypeReport, Match};
 use super::severity::{FixState, Severity};
 use super::vex::{VexDocument, VexStatement, VexStatus};
+use crate::purl::Purl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -127,7 +127,10 @@ pub struct VexSource {
 /// first), then vulnerability id, package name, version.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
+    /// The policy as it was named (for messages).
     pub policy: String,
+    /// The policy's file, when it was read from one.
+    pub policy_path: Option<std::path::PathBuf>,
     pub fail_on: Severity,
     pub only_fixed: bool,
     /// The day ignore-rule expiry was judged against.
@@ -255,6 +258,7 @@ pub fn evaluate_for_image(
 
     Evaluation {
         policy: policy.origin.clone(),
+        policy_path: policy.path.clone(),
         fail_on: policy.fail_on,
         only_fixed: policy.only_fixed,
         today,
@@ -297,40 +301,20 @@ fn judge(
     let purl = Purl::parse(&m.artifact.purl).ok();
 
     let vex = effective_statement(documents, &ids, purl.as_ref(), digests);
-    let mut expired_rules = Vec::new();
-    let mut waived_by = None;
-    if !vex.as_ref().is_some_and(|c| c.status.suppresses()) {
-        for outcome in rules.iter_mut() {
-            if !outcome.rule.matches(m, &ids, purl.as_ref()) {
-                continue;
-            }
-            if outcome.expired {
-                outcome.matched += 1;
-                expired_rules.push(outcome.rule.index);
-            } else if waived_by.is_none() {
-                outcome.matched += 1;
-                waived_by = Some(&outcome.rule);
-            }
-        }
-    }
-
-    let (status, reason) = if vex.as_ref().is_some_and(|c| c.status.suppresses()) {
+    let suppressed = vex.as_ref().is_some_and(|c| c.status.suppresses());
+    // Evidence beats waivers: a suppressed finding does not count against
+    // (or for) any ignore rule.
+    let (waived_by, expired_rules) = if suppressed {
+        (None, Vec::new())
+    } else {
+        apply_rules(rules, m, &ids, purl.as_ref())
+    };
+    let (status, reason) = if suppressed {
         (Status::Suppressed, Reason::Vex)
     } else if let Some(rule) = waived_by {
-        (
-            Status::Ignored,
-            Reason::IgnoreRule {
-                rule: rule.index,
-                reason: rule.reason.clone(),
-                expires: rule.expires,
-            },
-        )
-    } else if v.severity < policy.fail_on {
-        (Status::Passing, Reason::BelowThreshold)
-    } else if policy.only_fixed && v.fix.state != FixState::Fixed {
-        (Status::Passing, Reason::NoFixAvailable)
+        (Status::Ignored, rule)
     } else {
-        (Status::Failing, Reason::AtOrAboveThreshold)
+        threshold(v, policy)
     };
 
     Finding {
@@ -357,6 +341,47 @@ fn judge(
         vex,
         expired_rules,
         grype_ignore_rules: None,
+    }
+}
+
+/// The first unexpired rule that matches, as the reason of the waiver, and
+/// the expired rules that would have; each rule counts what it matched.
+fn apply_rules(
+    rules: &mut [RuleOutcome],
+    m: &Match,
+    ids: &[&str],
+    purl: Option<&Purl>,
+) -> (Option<Reason>, Vec<usize>) {
+    let mut expired = Vec::new();
+    let mut waived_by = None;
+    for outcome in rules.iter_mut() {
+        if !outcome.rule.matches(m, ids, purl) {
+            continue;
+        }
+        if outcome.expired {
+            outcome.matched += 1;
+            expired.push(outcome.rule.index);
+        } else if waived_by.is_none() {
+            outcome.matched += 1;
+            waived_by = Some(Reason::IgnoreRule {
+                rule: outcome.rule.index,
+                reason: outcome.rule.reason.clone(),
+                expires: outcome.rule.expires,
+            });
+        }
+    }
+    (waived_by, expired)
+}
+
+/// Status by severity alone: failing at or above `fail_on`, unless
+/// `only_fixed` and no fix is known.
+fn threshold(v: &super::report::Vulnerability, policy: &ScanPolicy) -> (Status, Reason) {
+    if v.severity < policy.fail_on {
+        (Status::Passing, Reason::BelowThreshold)
+    } else if policy.only_fixed && v.fix.state != FixState::Fixed {
+        (Status::Passing, Reason::NoFixAvailable)
+    } else {
+        (Status::Failing, Reason::AtOrAboveThreshold)
     }
 }
 

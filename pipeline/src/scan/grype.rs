@@ -17,9 +17,9 @@ pub const GRYPE_ENV: &str = "PIPELINE_GRYPE";
 /// How much of Grype's stderr an error message quotes.
 pub const STDERR_TAIL_BYTES: usize = 4 << 10;
 
-pub const INSTALL_HINT: &str = "Install Grype with its official script: \
-`curl -sSfL https://raw.githubusercontent.com/anchore/grype/main/install.sh | sh -s -- -b /usr/local/bin` \
-(or a package manager: `brew install grype`, `choco install grype`), \
+pub const INSTALL_HINT: &str = "Install Grype from a release (https://github.com/anchore/grype/releases: \
+check the archive against the release's checksums file, then put `grype` on PATH) \
+or with a package manager (`brew install grype`), \
 or point at it with --grype PATH or PIPELINE_GRYPE=PATH; \
 or scan where Grype is installed (`grype sbom:FILE -o json > report.json`) and evaluate that report with --grype-report report.json.";
 
@@ -97,44 +97,14 @@ impl GrypeOptions {
 /// Runs `grype sbom:FILE -o json` and returns its standard output, the
 /// JSON report (parse it with [`super::parse_report`]).
 pub fn run_grype(sbom: &Path, opts: &GrypeOptions) -> Result<Vec<u8>, ScanError> {
-    // Grype's own message for a missing file is about "sbom:..." sources;
-    // ours names the file.
-    let sbom_err = |source| ScanError::Read {
-        what: "SBOM",
-        path: sbom.to_owned(),
-        source,
-    };
-    if !std::fs::metadata(sbom).map_err(sbom_err)?.is_file() {
-        return Err(sbom_err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
+    check_sbom(sbom)?;
     let program = opts.program.display().to_string();
-    let mut command = Command::new(&opts.program);
-    command
-        .args(GrypeOptions::args(sbom))
-        .envs(opts.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = spawn(&mut command).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            ScanError::GrypeNotFound {
-                program: program.clone(),
-            }
-        } else {
-            ScanError::GrypeStart {
-                program: program.clone(),
-                source,
-            }
-        }
-    })?;
     let failed = |status: String, stderr_tail: String| ScanError::GrypeFailed {
         program: program.clone(),
         status,
         stderr_tail,
     };
+    let mut child = start(sbom, opts)?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         let _ = child.kill();
         let _ = child.wait();
@@ -149,51 +119,74 @@ pub fn run_grype(sbom: &Path, opts: &GrypeOptions) -> Result<Vec<u8>, ScanError>
     let limit = opts.max_report_bytes;
     let out_reader = std::thread::spawn(move || read_limited(stdout, limit));
     let err_reader = std::thread::spawn(move || read_tail(stderr, STDERR_TAIL_BYTES));
-
     let status = match wait(&mut child, opts.timeout) {
         Ok(Some(status)) => status,
+        // The readers are left to finish on their own: a process Grype
+        // started may still hold the pipes open.
         Ok(None) => {
-            // The readers are left to finish on their own: a process Grype
-            // started may still hold the pipes open.
             let secs = opts.timeout.unwrap_or_default().as_secs();
-            return Err(failed(
-                format!("did not finish within {secs} s and was stopped"),
-                String::new(),
-            ));
+            let why = format!("did not finish within {secs} s and was stopped");
+            return Err(failed(why, String::new()));
         }
         Err(e) => {
-            return Err(failed(
-                format!("could not be waited for: {e}"),
-                String::new(),
-            ));
+            let why = format!("could not be waited for: {e}");
+            return Err(failed(why, String::new()));
         }
     };
     let stderr_tail = err_reader.join().unwrap_or_default();
     let stdout = match out_reader.join() {
         Ok(Ok(Some(bytes))) => bytes,
         Ok(Ok(None)) => {
-            return Err(failed(
-                format!("wrote more than {limit} bytes of report, the most this command reads"),
-                stderr_tail,
-            ));
+            let why =
+                format!("wrote more than {limit} bytes of report, the most this command reads");
+            return Err(failed(why, stderr_tail));
         }
         Ok(Err(e)) => {
-            return Err(failed(
-                format!("its output could not be read: {e}"),
-                stderr_tail,
-            ));
+            let why = format!("its output could not be read: {e}");
+            return Err(failed(why, stderr_tail));
         }
-        Err(_) => {
-            return Err(failed(
-                "its output could not be read".to_owned(),
-                stderr_tail,
-            ));
-        }
+        Err(_) => return Err(failed("its output could not be read".into(), stderr_tail)),
     };
     if !status.success() {
         return Err(failed(status.to_string(), stderr_tail));
     }
     Ok(stdout)
+}
+
+/// The SBOM must be a regular file: Grype's own message for a missing one
+/// is about "sbom:..." sources; ours names the file.
+fn check_sbom(sbom: &Path) -> Result<(), ScanError> {
+    let sbom_err = |source| ScanError::Read {
+        what: "SBOM",
+        path: sbom.to_owned(),
+        source,
+    };
+    if !std::fs::metadata(sbom).map_err(sbom_err)?.is_file() {
+        return Err(sbom_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    Ok(())
+}
+
+/// Starts Grype on the SBOM, its output piped.
+fn start(sbom: &Path, opts: &GrypeOptions) -> Result<Child, ScanError> {
+    let program = opts.program.display().to_string();
+    let mut command = Command::new(&opts.program);
+    command
+        .args(GrypeOptions::args(sbom))
+        .envs(opts.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn(&mut command).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ScanError::GrypeNotFound { program }
+        } else {
+            ScanError::GrypeStart { program, source }
+        }
+    })
 }
 
 /// Spawns, retrying briefly on ETXTBSY: an executable written a moment ago

@@ -48,13 +48,15 @@ pub mod evaluate;
 pub mod grype;
 pub mod json;
 pub mod policy;
-pub mod purl;
 pub mod read;
 pub mod report;
 pub mod sarif;
 pub mod severity;
 pub mod table;
 pub mod vex;
+
+/// Package URLs as the gate matches them (shared with the SBOM writer).
+pub use crate::purl;
 
 pub use error::ScanError;
 pub use evaluate::{

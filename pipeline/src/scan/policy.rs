@@ -9,11 +9,12 @@ use serde::Deserialize;
 use time::{Date, Month};
 
 use super::ScanError;
-use super::purl::Purl;
+use super::error::FieldProblem;
 use super::read::{MAX_POLICY_BYTES, read_bounded};
 use super::report::Match;
 use super::severity::{FixState, Severity};
 use super::vex::{VexDocument, load_vex};
+use crate::purl::Purl;
 
 #[derive(Debug, Deserialize)]
 #[serde(
@@ -70,6 +71,9 @@ struct PackageFile {
 pub struct ScanPolicy {
     /// Where it came from, for messages and outputs.
     pub origin: String,
+    /// The file it was read from ([`ScanPolicy::load`]); `None` when
+    /// parsed from text.
+    pub path: Option<PathBuf>,
     /// Findings at or above this severity fail the gate.
     pub fail_on: Severity,
     /// Fail only on findings that have a fixed version (`fix.state: fixed`).
@@ -163,7 +167,9 @@ impl ScanPolicy {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        ScanPolicy::parse(&text, &origin, base)
+        let mut policy = ScanPolicy::parse(&text, &origin, base)?;
+        policy.path = Some(path.to_owned());
+        Ok(policy)
     }
 
     /// Parses policy text; `origin` names it in messages, `base_dir`
@@ -196,7 +202,10 @@ impl ScanPolicy {
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                ignore_rule(i, r).map_err(|(field, p)| err(&format!("ignore[{i}]{field}"), p))
+                ignore_rule(i, r).map_err(|p| {
+                    let p = p.under(&format!("ignore[{i}]"));
+                    err(&p.field, p.problem)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut vex = Vec::new();
@@ -214,6 +223,7 @@ impl ScanPolicy {
         }
         Ok(ScanPolicy {
             origin: origin.to_owned(),
+            path: None,
             fail_on,
             only_fixed: file.only_fixed,
             ignore,
@@ -223,9 +233,9 @@ impl ScanPolicy {
     }
 }
 
-fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, String)> {
-    let fail = |field: &str, problem: String| (field.to_owned(), problem);
-    let text = |field: &str, v: Option<String>| -> Result<Option<String>, (String, String)> {
+fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, FieldProblem> {
+    let fail = |field: &str, problem: String| FieldProblem::new(field, problem);
+    let text = |field: &str, v: Option<String>| -> Result<Option<String>, FieldProblem> {
         match v {
             Some(s) if s.trim().is_empty() => Err(fail(
                 field,
@@ -245,7 +255,7 @@ fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, Strin
     };
     let package_purl = purl_text
         .as_deref()
-        .map(|p| Purl::parse(p).map_err(|e| fail(".package.purl", e)))
+        .map(|p| Purl::parse(p).map_err(|e| fail(".package.purl", e.to_string())))
         .transpose()?;
     let fix_state = text(".fix_state", r.fix_state)?
         .map(|s| {
@@ -282,7 +292,7 @@ fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, Strin
                 .to_owned(),
         )
     })?;
-    let expires = parse_date(&expires).map_err(|p| fail(".expires", p))?;
+    let expires = parse_date(&expires).map_err(|p| fail(".expires", p.to_string()))?;
     Ok(IgnoreRule {
         index,
         vulnerability,
@@ -295,8 +305,16 @@ fn ignore_rule(index: usize, r: IgnoreFile) -> Result<IgnoreRule, (String, Strin
     })
 }
 
+/// A date that is not `YYYY-MM-DD`, or no day of the calendar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("is {given:?}: {why}; write the date as YYYY-MM-DD, e.g. 2025-06-30")]
+pub struct InvalidDate {
+    pub given: String,
+    pub why: &'static str,
+}
+
 /// `YYYY-MM-DD`, a real calendar date.
-pub fn parse_date(s: &str) -> Result<Date, String> {
+pub fn parse_date(s: &str) -> Result<Date, InvalidDate> {
     let shape_ok = s.len() == 10
         && s.bytes().enumerate().all(|(i, b)| {
             if i == 4 || i == 7 {
@@ -305,7 +323,10 @@ pub fn parse_date(s: &str) -> Result<Date, String> {
                 b.is_ascii_digit()
             }
         });
-    let bad = |why: &str| format!("is {s:?}: {why}; write the date as YYYY-MM-DD, e.g. 2025-06-30");
+    let bad = |why: &'static str| InvalidDate {
+        given: s.to_owned(),
+        why,
+    };
     if !shape_ok {
         return Err(bad("not a date"));
     }

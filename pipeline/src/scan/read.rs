@@ -39,17 +39,31 @@ pub fn read_limited(reader: impl Read, limit: u64) -> std::io::Result<Option<Vec
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
+/// A document that should be a JSON object and is not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnObject {
+    #[error("is not valid JSON ({detail}); expected {expected}")]
+    NotJson { detail: String, expected: String },
+    #[error("is JSON but not an object; expected {expected}")]
+    OtherJson { expected: String },
+}
+
 /// Serde reads a struct from a JSON array too (field by field), which
 /// gives baffling messages for a document that is not an object at all; so
 /// the document must start with `{`. `Err` says what it is instead.
-pub fn expect_json_object(bytes: &[u8], expected: &str) -> Result<(), String> {
+pub fn expect_json_object(bytes: &[u8], expected: &str) -> Result<(), NotAnObject> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'{') {
         return Ok(());
     }
     match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        Err(e) => Err(format!("is not valid JSON ({e}); expected {expected}")),
-        Ok(_) => Err(format!("is JSON but not an object; expected {expected}")),
+        Err(e) => Err(NotAnObject::NotJson {
+            detail: e.to_string(),
+            expected: expected.to_owned(),
+        }),
+        Ok(_) => Err(NotAnObject::OtherJson {
+            expected: expected.to_owned(),
+        }),
     }
 }
 
@@ -70,12 +84,13 @@ mod tests {
     fn only_objects_pass_the_shape_check() {
         assert!(expect_json_object(b"  {\"a\": 1}", "X").is_ok());
         assert_eq!(
-            expect_json_object(b"[1]", "X").unwrap_err(),
+            expect_json_object(b"[1]", "X").unwrap_err().to_string(),
             "is JSON but not an object; expected X"
         );
         assert!(
             expect_json_object(b"nope", "X")
                 .unwrap_err()
+                .to_string()
                 .starts_with("is not valid JSON (")
         );
     }

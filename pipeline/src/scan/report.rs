@@ -172,7 +172,8 @@ pub fn parse_report(bytes: &[u8], origin: &str) -> Result<GrypeReport, ScanError
             "is empty; expected the output of `grype -o json`".to_owned(),
         ));
     }
-    expect_json_object(bytes, "the output of `grype -o json`").map_err(|p| err("", p))?;
+    expect_json_object(bytes, "the output of `grype -o json`")
+        .map_err(|p| err("", p.to_string()))?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let not_json = |e: serde_json::Error| {
         err(

@@ -76,18 +76,36 @@ impl super::evaluate::VexCitation {
     }
 }
 
+const HEADER: [&str; 7] = [
+    "SEVERITY",
+    "STATUS",
+    "VULNERABILITY",
+    "PACKAGE",
+    "VERSION",
+    "FIXED IN",
+    "WHY",
+];
+
 impl Evaluation {
     /// The table for standard output, ending with the verdict line.
     pub fn table(&self) -> String {
-        let header = [
-            "SEVERITY",
-            "STATUS",
-            "VULNERABILITY",
-            "PACKAGE",
-            "VERSION",
-            "FIXED IN",
-            "WHY",
-        ];
+        let mut out = self.findings_table();
+        self.passing_note(&mut out);
+        self.expired_section(&mut out);
+        let _ = writeln!(
+            out,
+            "\n{} (policy {}, fail_on {}{}): {}",
+            if self.passed() { "PASS" } else { "FAIL" },
+            self.policy,
+            self.fail_on.key(),
+            if self.only_fixed { ", only_fixed" } else { "" },
+            self.summary()
+        );
+        out
+    }
+
+    /// Failing, ignored and suppressed findings in aligned columns.
+    fn findings_table(&self) -> String {
         let rows: Vec<[String; 7]> = self
             .findings
             .iter()
@@ -105,73 +123,72 @@ impl Evaluation {
                 .map(|cell| printable(&cell))
             })
             .collect();
-        let mut out = String::new();
         if rows.is_empty() {
-            out.push_str("No failing, ignored or suppressed findings.\n");
-        } else {
-            let mut widths = header.map(|h| h.chars().count());
-            for row in &rows {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            let mut line = |cells: &[&str]| {
-                let mut l = String::new();
-                for (i, cell) in cells.iter().enumerate() {
-                    if i + 1 == cells.len() {
-                        l.push_str(cell);
-                    } else {
-                        let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
-                    }
-                }
-                out.push_str(l.trim_end());
-                out.push('\n');
-            };
-            line(&header);
-            for row in &rows {
-                line(&row.each_ref().map(String::as_str));
+            return "No failing, ignored or suppressed findings.\n".to_owned();
+        }
+        let mut widths = HEADER.map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
             }
         }
+        let mut out = String::new();
+        let mut line = |cells: &[&str]| {
+            let mut l = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    l.push_str(cell);
+                } else {
+                    let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
+                }
+            }
+            out.push_str(l.trim_end());
+            out.push('\n');
+        };
+        line(&HEADER);
+        for row in &rows {
+            line(&row.each_ref().map(String::as_str));
+        }
+        out
+    }
+
+    /// How many passing findings the table leaves out.
+    fn passing_note(&self, out: &mut String) {
         let passing = self.count(Status::Passing);
-        if passing > 0 {
-            let s = if passing == 1 { "" } else { "s" };
-            let only_fixed = if self.only_fixed {
-                ", or no fix yet under only_fixed"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                out,
-                "{passing} passing finding{s} not shown (below fail_on {}{only_fixed}); --json lists every finding.",
-                self.fail_on.key()
-            );
+        if passing == 0 {
+            return;
         }
-        let expired: Vec<_> = self.expired_rules().collect();
-        if !expired.is_empty() {
-            out.push_str("\nExpired ignore rules (they no longer apply: renew them with a new date and reason, or remove them):\n");
-            for r in expired {
-                let n = r.matched;
-                let s = if n == 1 { "" } else { "s" };
-                let _ = writeln!(
-                    out,
-                    "  ignore[{}] {} expired {} (would match {n} finding{s}): {}",
-                    r.rule.index,
-                    printable(&r.rule.describe()),
-                    r.rule.expires,
-                    printable(&r.rule.reason)
-                );
-            }
-        }
+        let s = if passing == 1 { "" } else { "s" };
+        let only_fixed = if self.only_fixed {
+            ", or no fix yet under only_fixed"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "\n{} (policy {}, fail_on {}{}): {}",
-            if self.passed() { "PASS" } else { "FAIL" },
-            self.policy,
-            self.fail_on.key(),
-            if self.only_fixed { ", only_fixed" } else { "" },
-            self.summary()
+            "{passing} passing finding{s} not shown (below fail_on {}{only_fixed}); --json lists every finding.",
+            self.fail_on.key()
         );
-        out
+    }
+
+    fn expired_section(&self, out: &mut String) {
+        let expired: Vec<_> = self.expired_rules().collect();
+        if expired.is_empty() {
+            return;
+        }
+        out.push_str("\nExpired ignore rules (they no longer apply: renew them with a new date and reason, or remove them):\n");
+        for r in expired {
+            let n = r.matched;
+            let s = if n == 1 { "" } else { "s" };
+            let _ = writeln!(
+                out,
+                "  ignore[{}] {} expired {} (would match {n} finding{s}): {}",
+                r.rule.index,
+                printable(&r.rule.describe()),
+                r.rule.expires,
+                printable(&r.rule.reason)
+            );
+        }
     }
 }
 

@@ -32,8 +32,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::ScanError;
-use super::purl::Purl;
+use super::error::FieldProblem;
 use super::read::{MAX_VEX_BYTES, expect_json_object, read_bounded};
+use crate::purl::Purl;
 
 /// The justifications OpenVEX allows for `not_affected`.
 pub const JUSTIFICATIONS: [&str; 5] = [
@@ -249,7 +250,7 @@ pub fn parse_vex(bytes: &[u8], origin: &str) -> Result<VexDocument, ScanError> {
         field: field.to_owned(),
         problem,
     };
-    expect_json_object(bytes, "an OpenVEX document").map_err(|p| err("", p))?;
+    expect_json_object(bytes, "an OpenVEX document").map_err(|p| err("", p.to_string()))?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let file: DocumentFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
@@ -281,7 +282,7 @@ pub fn parse_vex(bytes: &[u8], origin: &str) -> Result<VexDocument, ScanError> {
     let doc_time = file
         .timestamp
         .as_deref()
-        .map(|t| parse_time(t).map_err(|p| err("timestamp", p)))
+        .map(|t| parse_time(t).map_err(|p| err("timestamp", p.to_string())))
         .transpose()?;
     if file.statements.is_empty() {
         return Err(err(
@@ -294,8 +295,10 @@ pub fn parse_vex(bytes: &[u8], origin: &str) -> Result<VexDocument, ScanError> {
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            statement(i, s, doc_time)
-                .map_err(|(field, p)| err(&format!("statements[{i}].{field}"), p))
+            statement(i, s, doc_time).map_err(|p| {
+                let p = p.under(&format!("statements[{i}]."));
+                err(&p.field, p.problem)
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(VexDocument {
@@ -311,48 +314,10 @@ fn statement(
     index: usize,
     s: StatementFile,
     doc_time: Option<OffsetDateTime>,
-) -> Result<VexStatement, (String, String)> {
-    let fail = |field: &str, problem: String| (field.to_owned(), problem);
-    let mut vulnerability: Vec<String> = s
-        .vulnerability
-        .name
-        .into_iter()
-        .chain(s.vulnerability.id)
-        .chain(s.vulnerability.aliases)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect();
-    vulnerability.dedup();
-    if vulnerability.is_empty() {
-        return Err(fail(
-            "vulnerability",
-            "names no vulnerability: give its `name`, e.g. {\"name\": \"CVE-2024-1234\"}"
-                .to_owned(),
-        ));
-    }
-    let status = VexStatus::ALL
-        .into_iter()
-        .find(|st| st.as_str() == s.status)
-        .ok_or_else(|| {
-            fail(
-                "status",
-                format!(
-                    "is {:?}; OpenVEX statuses are not_affected, affected, fixed, under_investigation",
-                    s.status
-                ),
-            )
-        })?;
-    if let Some(j) = &s.justification
-        && !JUSTIFICATIONS.contains(&j.as_str())
-    {
-        return Err(fail(
-            "justification",
-            format!(
-                "is {j:?}; OpenVEX justifications are {}",
-                JUSTIFICATIONS.join(", ")
-            ),
-        ));
-    }
+) -> Result<VexStatement, FieldProblem> {
+    let fail = |field: &str, problem: String| FieldProblem::new(field, problem);
+    let vulnerability = vulnerability_names(s.vulnerability)?;
+    let status = status(&s.status, s.justification.as_deref())?;
     let nonempty = |o: Option<String>| o.filter(|t| !t.trim().is_empty());
     let impact_statement = nonempty(s.impact_statement);
     // The spec requires it, and the gate cites it: an unexplained
@@ -375,10 +340,10 @@ fn statement(
         .products
         .into_iter()
         .enumerate()
-        .map(|(pi, p)| product(p).map_err(|(f, problem)| (format!("products[{pi}]{f}"), problem)))
+        .map(|(pi, p)| product(p).map_err(|e| e.under(&format!("products[{pi}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let timestamp = match s.timestamp.as_deref() {
-        Some(t) => Some(parse_time(t).map_err(|p| fail("timestamp", p))?),
+        Some(t) => Some(parse_time(t).map_err(|p| fail("timestamp", p.to_string()))?),
         None => doc_time,
     };
     Ok(VexStatement {
@@ -394,8 +359,56 @@ fn statement(
     })
 }
 
-fn product(p: ProductFile) -> Result<VexProduct, (String, String)> {
-    let (id, purl) = identify(p.id, p.identifiers).map_err(|problem| (String::new(), problem))?;
+/// The vulnerability's name, `@id` and aliases; at least one.
+fn vulnerability_names(v: VulnerabilityFile) -> Result<Vec<String>, FieldProblem> {
+    let mut names: Vec<String> = v
+        .name
+        .into_iter()
+        .chain(v.id)
+        .chain(v.aliases)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    names.dedup();
+    if names.is_empty() {
+        return Err(FieldProblem::new(
+            "vulnerability",
+            "names no vulnerability: give its `name`, e.g. {\"name\": \"CVE-2024-1234\"}",
+        ));
+    }
+    Ok(names)
+}
+
+/// The statement's status, its justification (when given) one of
+/// OpenVEX's.
+fn status(status: &str, justification: Option<&str>) -> Result<VexStatus, FieldProblem> {
+    let found = VexStatus::ALL
+        .into_iter()
+        .find(|st| st.as_str() == status)
+        .ok_or_else(|| {
+            FieldProblem::new(
+                "status",
+                format!(
+                    "is {status:?}; OpenVEX statuses are not_affected, affected, fixed, under_investigation"
+                ),
+            )
+        })?;
+    if let Some(j) = justification
+        && !JUSTIFICATIONS.contains(&j)
+    {
+        return Err(FieldProblem::new(
+            "justification",
+            format!(
+                "is {j:?}; OpenVEX justifications are {}",
+                JUSTIFICATIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+fn product(p: ProductFile) -> Result<VexProduct, FieldProblem> {
+    let (id, purl) = identify(p.id, p.identifiers)?;
     let subcomponents = p
         .subcomponents
         .into_iter()
@@ -403,7 +416,7 @@ fn product(p: ProductFile) -> Result<VexProduct, (String, String)> {
         .map(|(ci, c)| {
             identify(c.id, c.identifiers)
                 .map(|(id, purl)| VexComponent { id, purl })
-                .map_err(|problem| (format!(".subcomponents[{ci}]"), problem))
+                .map_err(|e| e.under(&format!(".subcomponents[{ci}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(VexProduct {
@@ -418,7 +431,7 @@ fn product(p: ProductFile) -> Result<VexProduct, (String, String)> {
 fn identify(
     id: Option<String>,
     identifiers: Option<IdentifiersFile>,
-) -> Result<(String, Option<Purl>), String> {
+) -> Result<(String, Option<Purl>), FieldProblem> {
     let listed = identifiers
         .and_then(|i| i.purl)
         .filter(|p| !p.trim().is_empty());
@@ -427,17 +440,33 @@ fn identify(
         id.clone()
             .filter(|i| i.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("pkg:")))
     });
-    let purl = purl_text.as_deref().map(Purl::parse).transpose()?;
+    let purl = purl_text
+        .as_deref()
+        .map(Purl::parse)
+        .transpose()
+        .map_err(|e| FieldProblem::new("", e.to_string()))?;
     let id = id.or(listed).ok_or_else(|| {
-        "has neither an @id nor identifiers.purl: name it, e.g. {\"@id\": \"pkg:deb/debian/openssl@3.0.11-1~deb12u2\"}"
-            .to_owned()
+        FieldProblem::new(
+            "",
+            "has neither an @id nor identifiers.purl: name it, e.g. {\"@id\": \"pkg:deb/debian/openssl@3.0.11-1~deb12u2\"}",
+        )
     })?;
     Ok((id, purl))
 }
 
-fn parse_time(t: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(t, &Rfc3339)
-        .map_err(|e| format!("is {t:?}, not an RFC 3339 time such as 2024-06-01T12:00:00Z ({e})"))
+/// A time that is not RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("is {given:?}, not an RFC 3339 time such as 2024-06-01T12:00:00Z ({detail})")]
+pub struct InvalidTime {
+    pub given: String,
+    pub detail: String,
+}
+
+fn parse_time(t: &str) -> Result<OffsetDateTime, InvalidTime> {
+    OffsetDateTime::parse(t, &Rfc3339).map_err(|e| InvalidTime {
+        given: t.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]

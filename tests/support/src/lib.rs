@@ -18,24 +18,44 @@ pub fn docker_socket() -> String {
         .unwrap_or_else(|| "/var/run/docker.sock".to_owned())
 }
 
+/// Why the Docker daemon did not answer a ping.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error("cannot {action} {socket}: {source}")]
+    Io {
+        action: &'static str,
+        socket: String,
+        source: std::io::Error,
+    },
+    #[error("unexpected answer from {socket}: {first_line}")]
+    Answer { socket: String, first_line: String },
+}
+
 /// Pings the Docker daemon over its socket.
-pub fn docker_ping() -> Result<(), String> {
+pub fn docker_ping() -> Result<(), PingError> {
     let path = docker_socket();
-    let mut s = UnixStream::connect(&path).map_err(|e| format!("cannot connect to {path}: {e}"))?;
+    let io = |action: &'static str| {
+        let socket = path.clone();
+        move |source| PingError::Io {
+            action,
+            socket,
+            source,
+        }
+    };
+    let mut s = UnixStream::connect(&path).map_err(io("connect to"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+        .map_err(io("set a timeout on"))?;
     s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .map_err(|e| format!("cannot write to {path}: {e}"))?;
+        .map_err(io("write to"))?;
     let mut reply = String::new();
-    s.read_to_string(&mut reply)
-        .map_err(|e| format!("cannot read from {path}: {e}"))?;
+    s.read_to_string(&mut reply).map_err(io("read from"))?;
     if reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200") {
         Ok(())
     } else {
-        Err(format!(
-            "unexpected answer from {path}: {}",
-            reply.lines().next().unwrap_or("")
-        ))
+        Err(PingError::Answer {
+            socket: path,
+            first_line: reply.lines().next().unwrap_or("").to_owned(),
+        })
     }
 }
 

@@ -38,6 +38,39 @@ pub enum Auth {
     },
 }
 
+/// Why a registry could not be started or asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{} is not installed (Debian: `apt-get install docker-registry`, or .ci/setup)", .0.display())]
+    NotInstalled(PathBuf),
+    #[error("cannot {action}: {source}")]
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+    #[error("bcrypt: {0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("docker-registry exited ({status}) before answering: {log}")]
+    Exited {
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("docker-registry did not answer on {addr} within {timeout:?}: {log}")]
+    NoAnswer {
+        addr: String,
+        timeout: Duration,
+        log: String,
+    },
+    #[error("no HTTP answer: {0:?}")]
+    NotHttp(String),
+}
+
+/// `map_err` for an I/O step, naming it.
+fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> RegistryError {
+    let action = action.into();
+    move |source| RegistryError::Io { action, source }
+}
+
 /// A running registry.
 #[derive(Debug)]
 pub struct Registry {
@@ -50,62 +83,59 @@ pub struct Registry {
 
 impl Registry {
     /// Starts a registry and waits until it answers.
-    pub fn start(auth: Auth) -> Result<Registry, String> {
+    pub fn start(auth: Auth) -> Result<Registry, RegistryError> {
         let bin = registry_binary();
         if !bin.is_file() {
-            return Err(format!(
-                "{} is not installed (Debian: `apt-get install docker-registry`, or .ci/setup)",
-                bin.display()
-            ));
+            return Err(RegistryError::NotInstalled(bin));
         }
         // The port is free when probed; another process could take it before
         // the registry binds, so a failed start is retried on a new port.
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Self::try_start(&bin, &auth) {
-                Ok(r) => return Ok(r),
-                Err(e) => last = e,
+        let mut attempt = Self::try_start(&bin, &auth);
+        for _ in 0..2 {
+            if attempt.is_ok() {
+                break;
             }
+            attempt = Self::try_start(&bin, &auth);
         }
-        Err(last)
+        attempt
     }
 
-    fn try_start(bin: &PathBuf, auth: &Auth) -> Result<Registry, String> {
+    fn try_start(bin: &PathBuf, auth: &Auth) -> Result<Registry, RegistryError> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(|e| format!("cannot find a free port: {e}"))?
+            .map_err(io("find a free port"))?
             .port();
         let addr = format!("127.0.0.1:{port}");
         let dir = TempDir::new("registry");
         let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&storage).map_err(io("create the storage directory"))?;
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: test-registry-secret-{port}\n",
             storage.display()
         );
         if let Auth::Htpasswd { user, password } = auth {
-            let hash = bcrypt::hash_with_result(password, 4)
-                .map_err(|e| format!("bcrypt: {e}"))?
-                .format_for_version(bcrypt::Version::TwoY);
+            let hash =
+                bcrypt::hash_with_result(password, 4)?.format_for_version(bcrypt::Version::TwoY);
             let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).map_err(|e| e.to_string())?;
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n"))
+                .map_err(io("write the htpasswd file"))?;
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
                 htpasswd.display()
             ));
         }
         let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        std::fs::write(&config_path, config).map_err(io("write the configuration"))?;
         let log =
-            std::fs::File::create(dir.path().join("registry.log")).map_err(|e| e.to_string())?;
+            std::fs::File::create(dir.path().join("registry.log")).map_err(io("create the log"))?;
         let child = Command::new(bin)
             .arg("serve")
             .arg(&config_path)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(log.try_clone().map_err(io("share the log"))?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+            .map_err(io(format!("run {}", bin.display())))?;
         let mut reg = Registry {
             addr,
             auth: auth.clone(),
@@ -116,14 +146,14 @@ impl Registry {
         Ok(reg)
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), RegistryError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "docker-registry exited ({status}) before answering: {}",
-                    self.log()
-                ));
+                return Err(RegistryError::Exited {
+                    status,
+                    log: self.log(),
+                });
             }
             // 401 is an answer too: the authenticated registry is up.
             if let Ok(code) = self.status("/v2/") {
@@ -132,30 +162,32 @@ impl Registry {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "docker-registry did not answer on {} within {timeout:?}: {}",
-                    self.addr,
-                    self.log()
-                ));
+                return Err(RegistryError::NoAnswer {
+                    addr: self.addr.clone(),
+                    timeout,
+                    log: self.log(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// The HTTP status of an anonymous GET of `path`.
-    pub fn status(&self, path: &str) -> Result<u16, String> {
-        let mut s = TcpStream::connect(&self.addr).map_err(|e| e.to_string())?;
+    pub fn status(&self, path: &str) -> Result<u16, RegistryError> {
+        let mut s =
+            TcpStream::connect(&self.addr).map_err(io(format!("connect to {}", self.addr)))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
+            .map_err(io("set a read timeout"))?;
         write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr)
-            .map_err(|e| e.to_string())?;
+            .map_err(io(format!("send GET {path}")))?;
         let mut reply = String::new();
+        // A reset after the status line still leaves the status to read.
         let _ = s.read_to_string(&mut reply);
         reply
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("no HTTP answer: {reply:?}"))
+            .ok_or(RegistryError::NotHttp(reply))
     }
 
     /// What the registry logged (for failure messages).

@@ -1,11 +1,13 @@
 //! Alpine packages: `lib/apk/db/installed`, paragraphs of `K:value` lines.
 
-use super::{Ecosystem, Record};
+use super::dpkg::drop_cut_paragraph;
+use super::{Ecosystem, Ending, Record};
 
 const MAX_WARNINGS_PER_FILE: usize = 20;
 
-pub fn parse_installed(text: &str, warnings: &mut Vec<String>) -> Vec<Record> {
-    let truncated = !text.is_empty() && !text.ends_with('\n');
+/// Packages of the apk database. The end of the file ends the last
+/// paragraph, final newline or not.
+pub fn parse_installed(text: &str, ending: Ending, warnings: &mut Vec<String>) -> Vec<Record> {
     let mut out = Vec::new();
     let mut fields: Vec<(char, &str)> = Vec::new();
     let mut bad = 0;
@@ -31,12 +33,7 @@ pub fn parse_installed(text: &str, warnings: &mut Vec<String>) -> Vec<Record> {
     if !fields.is_empty() {
         paragraphs.push(fields);
     }
-    if truncated && !paragraphs.is_empty() {
-        paragraphs.pop();
-        warnings.push(
-            "the file ends in the middle of a line (truncated?); its last entry is ignored".into(),
-        );
-    }
+    drop_cut_paragraph(text, ending, &mut paragraphs, warnings);
     for p in paragraphs {
         let get = |k: char| {
             p.iter()
@@ -75,6 +72,7 @@ mod tests {
             "P:bash\nV:5.2.21-r0\nA:x86_64\nL:GPL-3.0-or-later\no:bash\nF:bin\nR:bash\n\n\
              P:busybox-binsh\nV:1.36.1-r15\nA:x86_64\nL:GPL-2.0-only\no:busybox\n\n\
              P:noversion\n\nZ:Q1...\n",
+            Ending::Complete,
             &mut w,
         );
         assert_eq!(r.len(), 2);
@@ -87,8 +85,17 @@ mod tests {
     #[test]
     fn truncated_database() {
         let mut w = Vec::new();
-        let r = parse_installed("P:a\nV:1\n\nP:b\nV:2.", &mut w);
+        let r = parse_installed("P:a\nV:1\n\nP:b\nV:2.", Ending::Cut, &mut w);
         assert_eq!(r.len(), 1);
         assert!(w[0].contains("truncated"));
+    }
+
+    #[test]
+    fn the_end_of_the_file_ends_the_last_paragraph() {
+        let mut w = Vec::new();
+        let r = parse_installed("P:a\nV:1\n\nP:b\nV:2.1-r0", Ending::Complete, &mut w);
+        assert!(w.is_empty(), "{w:?}");
+        let versions: Vec<_> = r.iter().map(|r| r.version.as_str()).collect();
+        assert_eq!(versions, ["1", "2.1-r0"]);
     }
 }

@@ -71,7 +71,13 @@ pub fn assemble(mut fs: RootFs, layers: &[String]) -> Inventory {
             if rec.ecosystem == Ecosystem::Deb {
                 licenses.extend(copyright_licenses(&fs, rec, &mut warnings));
             }
-            let purl = purl::for_record(rec, os);
+            let purl = match purl::for_record(rec, os) {
+                Ok(p) => p,
+                Err(e) => {
+                    warnings.push(Some(path), format!("{e}; package left out"));
+                    continue;
+                }
+            };
             let pkg = by_purl.entry(purl.clone()).or_insert_with(|| Package {
                 ecosystem: rec.ecosystem,
                 name: rec.name.clone(),
@@ -163,8 +169,8 @@ mod tests {
         assert_eq!(
             purls,
             [
-                "pkg:deb/debian/bash@5.2.15-2+b2?arch=amd64&distro=debian-12",
-                "pkg:deb/debian/libc6@2.36-9+deb12u4?arch=amd64&distro=debian-12&upstream=glibc",
+                "pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64&distro=debian-12",
+                "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc",
                 "pkg:pypi/six@1.16.0",
                 "pkg:npm/%40s/p@1.0.0",
             ]

@@ -1,7 +1,7 @@
 //! Debian packages: `var/lib/dpkg/status`, distroless `status.d/*` files,
 //! and licences from `usr/share/doc/PKG/copyright`.
 
-use super::{Ecosystem, Record};
+use super::{Ecosystem, Ending, Record};
 
 /// At most this many format warnings per file: a corrupt file is one
 /// problem, not thousands.
@@ -70,6 +70,23 @@ pub(crate) fn stanzas(text: &str, warnings: &mut Vec<String>) -> Vec<Stanza> {
     out
 }
 
+/// When the archive cut the file short inside its last paragraph, that
+/// paragraph's last value (a version, say) may be cut too: it is dropped,
+/// with a warning naming the package.
+pub(crate) fn drop_cut_paragraph<T>(
+    text: &str,
+    ending: Ending,
+    paragraphs: &mut Vec<T>,
+    warnings: &mut Vec<String>,
+) {
+    let ends_between_paragraphs = text.is_empty() || text.ends_with("\n\n");
+    if ending == Ending::Cut && !ends_between_paragraphs && paragraphs.pop().is_some() {
+        warnings.push(
+            "the file is cut short (truncated) inside its last entry, which is ignored".into(),
+        );
+    }
+}
+
 pub(crate) fn field<'a>(stanza: &'a Stanza, key: &str) -> Option<&'a str> {
     stanza
         .iter()
@@ -77,17 +94,13 @@ pub(crate) fn field<'a>(stanza: &'a Stanza, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Packages of a status file (or of one distroless `status.d` file).
-pub fn parse_status(text: &str, warnings: &mut Vec<String>) -> Vec<Record> {
+/// Packages of a status file (or of one distroless `status.d` file). A
+/// paragraph ends at a blank line or at the end of the file: a last stanza
+/// without a final newline is a package like the others (dpkg and Syft
+/// read it; Syft's own fixtures have such files).
+pub fn parse_status(text: &str, ending: Ending, warnings: &mut Vec<String>) -> Vec<Record> {
     let mut paragraphs = stanzas(text, warnings);
-    // A file cut mid-line may have cut a version short: its last paragraph
-    // cannot be trusted.
-    if !text.is_empty() && !text.ends_with('\n') && !paragraphs.is_empty() {
-        paragraphs.pop();
-        warnings.push(
-            "the file ends in the middle of a line (truncated?); its last entry is ignored".into(),
-        );
-    }
+    drop_cut_paragraph(text, ending, &mut paragraphs, warnings);
     paragraphs
         .iter()
         .filter_map(|stanza| record(stanza, warnings))
@@ -200,8 +213,12 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> (Vec<Record>, Vec<String>) {
+        parse_ending(text, Ending::Complete)
+    }
+
+    fn parse_ending(text: &str, ending: Ending) -> (Vec<Record>, Vec<String>) {
         let mut w = Vec::new();
-        let r = parse_status(text, &mut w);
+        let r = parse_status(text, ending, &mut w);
         (r, w)
     }
 
@@ -253,13 +270,36 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("line 3"));
-        let (r, w) = parse("Package: a\nVersion: 1.0\n\nPackage: b\nVersion: 2.");
-        assert_eq!(r.len(), 1, "the cut entry is not trusted");
+        let (r, w) = parse_ending(
+            "Package: a\nVersion: 1.0\n\nPackage: b\nVersion: 2.",
+            Ending::Cut,
+        );
+        assert_eq!(r.len(), 1, "an entry the archive cut is not trusted");
         assert!(w[0].contains("truncated"));
+        let (r, w) = parse_ending("Package: a\nVersion: 1.0\n\n", Ending::Cut);
+        assert_eq!((r.len(), w.len()), (1, 0), "cut between entries");
         let garbage = "x\n".repeat(100);
         let (r, w) = parse(&garbage);
         assert!(r.is_empty());
         assert_eq!(w.len(), MAX_WARNINGS_PER_FILE + 1);
+    }
+
+    #[test]
+    fn the_end_of_the_file_ends_the_last_stanza() {
+        // Syft's dpkg fixtures end so; dpkg reads the last package.
+        let (r, w) = parse(
+            "Package: a\nStatus: install ok installed\nVersion: 1.0\n\nPackage: last\nStatus: install ok installed\nVersion: 2.0-1+b1",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let names: Vec<_> = r
+            .iter()
+            .map(|r| (r.name.as_str(), r.version.as_str()))
+            .collect();
+        assert_eq!(names, [("a", "1.0"), ("last", "2.0-1+b1")]);
+        // A distroless status.d file of one stanza, no final newline.
+        let (r, w) = parse("Package: libssl3\nVersion: 3.0.11-1~deb12u2\nArchitecture: amd64");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(r[0].arch.as_deref(), Some("amd64"));
     }
 
     #[test]

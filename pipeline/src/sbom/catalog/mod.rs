@@ -213,8 +213,13 @@ pub fn capture(
             "more than the {cap} bytes read from such a file; skipped"
         ))));
     }
-    let mut captured = parse(want, path, &bytes);
-    if (bytes.len() as u64) < size {
+    let ending = if (bytes.len() as u64) < size {
+        Ending::Cut
+    } else {
+        Ending::Complete
+    };
+    let mut captured = parse_file(want, path, &bytes, ending);
+    if ending == Ending::Cut {
         captured.warnings.push(format!(
             "the archive ends inside this file ({} of {size} bytes); what was read is used",
             bytes.len()
@@ -223,17 +228,32 @@ pub fn capture(
     Ok(Some(captured))
 }
 
-/// Parses a wanted file's content.
+/// How a file's content ends. The end of a complete file ends its last
+/// paragraph or header, newline or not (dpkg, apk and Syft read it so);
+/// only a file the archive cut short (fewer bytes than its header said)
+/// can end in the middle of an entry, whose last line is then not trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    Cut,
+}
+
+/// Parses a wanted file's complete content.
 pub fn parse(want: Want, path: &str, bytes: &[u8]) -> Captured {
+    parse_file(want, path, bytes, Ending::Complete)
+}
+
+/// Parses a wanted file's content, complete or cut short.
+pub fn parse_file(want: Want, path: &str, bytes: &[u8], ending: Ending) -> Captured {
     let mut warnings = Vec::new();
     let text = decode(bytes, &mut warnings);
     let found = match want {
         Want::OsRelease => Found::OsRelease(osrelease::parse(&text)),
-        Want::DpkgStatus => Found::Packages(dpkg::parse_status(&text, &mut warnings)),
+        Want::DpkgStatus => Found::Packages(dpkg::parse_status(&text, ending, &mut warnings)),
         Want::DpkgCopyright => Found::Licenses(dpkg::copyright_licenses(&text)),
-        Want::ApkInstalled => Found::Packages(apk::parse_installed(&text, &mut warnings)),
+        Want::ApkInstalled => Found::Packages(apk::parse_installed(&text, ending, &mut warnings)),
         Want::PythonMetadata => Found::Packages(
-            python::parse_metadata(&text, &mut warnings)
+            python::parse_metadata(&text, ending, &mut warnings)
                 .into_iter()
                 .collect(),
         ),
@@ -311,6 +331,41 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.found, Found::Nothing);
+    }
+
+    #[test]
+    fn only_a_file_the_archive_cut_loses_its_last_entry() {
+        let status = b"Package: a\nVersion: 1\n\nPackage: b\nVersion: 2.0";
+        let names = |c: Captured| match c.found {
+            Found::Packages(p) => p.into_iter().map(|r| r.name).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        // Complete, without a final newline: both packages.
+        let whole = capture(
+            "var/lib/dpkg/status",
+            status.len() as u64,
+            false,
+            &mut &status[..],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(whole.warnings.is_empty(), "{:?}", whole.warnings);
+        assert_eq!(names(whole), ["a", "b"]);
+        // The header said more bytes than came: the last entry may be cut.
+        let cut = capture("var/lib/dpkg/status", 100, false, &mut &status[..])
+            .unwrap()
+            .unwrap();
+        assert!(
+            cut.warnings.iter().any(|w| w.contains("truncated")),
+            "{:?}",
+            cut.warnings
+        );
+        assert!(
+            cut.warnings
+                .iter()
+                .any(|w| w.contains("archive ends inside"))
+        );
+        assert_eq!(names(cut), ["a"]);
     }
 
     #[test]

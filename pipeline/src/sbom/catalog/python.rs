@@ -2,7 +2,7 @@
 //! `*.egg-info/PKG-INFO` and single-file `*.egg-info` (core metadata, an
 //! e-mail style header).
 
-use super::{Ecosystem, Record};
+use super::{Ecosystem, Ending, Record};
 
 /// Trove classifiers whose licence has one SPDX identifier.
 const CLASSIFIER_SPDX: &[(&str, &str)] = &[
@@ -60,11 +60,15 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
-/// The distribution a metadata file describes.
-pub fn parse_metadata(text: &str, warnings: &mut Vec<String>) -> Option<Record> {
+/// The distribution a metadata file describes. The headers end at a blank
+/// line or at the end of the file; when the archive cut the file short
+/// inside the headers, the last header line may be cut and is ignored.
+pub fn parse_metadata(text: &str, ending: Ending, warnings: &mut Vec<String>) -> Option<Record> {
     let mut fields: Vec<(String, String)> = Vec::new();
+    let mut headers_ended = false;
     for line in text.lines() {
         if line.is_empty() {
+            headers_ended = true;
             break; // the body (long description) follows
         }
         if line.starts_with([' ', '\t']) {
@@ -77,6 +81,11 @@ pub fn parse_metadata(text: &str, warnings: &mut Vec<String>) -> Option<Record> 
         if let Some((k, v)) = line.split_once(':') {
             fields.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
+    }
+    if ending == Ending::Cut && !headers_ended && fields.pop().is_some() {
+        warnings.push(
+            "the file is cut short (truncated) inside its headers; the last one is ignored".into(),
+        );
     }
     let get = |key: &str| {
         fields
@@ -136,7 +145,7 @@ mod tests {
 
     fn parse(text: &str) -> (Option<Record>, Vec<String>) {
         let mut w = Vec::new();
-        (parse_metadata(text, &mut w), w)
+        (parse_metadata(text, Ending::Complete, &mut w), w)
     }
 
     #[test]
@@ -162,6 +171,17 @@ mod tests {
         assert_eq!(r.unwrap().licenses, ["BSD License", "MIT"]);
         let (r, _) = parse("Name: d\nVersion: 4\nLicense: UNKNOWN\n");
         assert!(r.unwrap().licenses.is_empty());
+    }
+
+    #[test]
+    fn the_end_of_the_file_ends_the_headers() {
+        let (r, w) = parse("Metadata-Version: 2.1\nName: last\nVersion: 1.0+local");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(r.unwrap().version, "1.0+local");
+        let mut w = Vec::new();
+        let cut = parse_metadata("Name: x\nVersion: 1.0\nSummary: cu", Ending::Cut, &mut w);
+        assert_eq!(cut.unwrap().version, "1.0", "only the cut line is dropped");
+        assert!(w[0].contains("truncated"), "{w:?}");
     }
 
     #[test]
