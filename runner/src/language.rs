@@ -305,15 +305,14 @@ impl Catalog {
                     .join(", "),
             })?;
         let lang = &self.languages[*idx];
-        if let Some(v) = version {
-            if !lang.version_matches(v) {
+        if let Some(v) = version
+            && !lang.version_matches(v) {
                 return Err(LookupError::Version {
                     language: lang.name.clone(),
                     version_wanted: v.to_owned(),
                     version: lang.version.clone(),
                 });
             }
-        }
         Ok(Arc::clone(lang))
     }
 }

@@ -5,15 +5,12 @@
 //! - [`language`]: the languages, from `sandbox-images/*/manifest.toml`.
 //! - [`submission`], [`limits`]: checking what a client sends.
 //! - [`sandbox`]: running a submission, stage by stage, in fresh containers.
-//! - [`engine`]: the seam to the container engine (Docker).
+//! - [`backend`]: the job backend (Docker, Kubernetes, a scripted fake).
 //! - [`images`]: building the sandbox images.
 //! - [`verdict`]: results and the verdict mapping.
-//! - [`gc`]: collecting containers a crashed runner left behind.
 //! - [`service`]: `runner serve`, the HTTP API with tenants, queue and audit log.
 
 pub mod backend;
-pub mod engine;
-pub mod gc;
 pub mod images;
 pub mod language;
 pub mod limits;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::sandbox::uids::UidRange;
+use crate::backend::uids::UidRange;
 
 /// The policy shipped in the repository, embedded so the binary works anywhere.
 pub const EMBEDDED_POLICY: &str = include_str!("../../policies/sandbox.toml");

@@ -8,8 +8,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use runner::engine::ContainerEngine;
-use runner::sandbox::labels::{self, Owner};
+use runner::backend::JobBackend;
+use runner::backend::docker::labels;
+use runner::backend::orphans::Owner;
 use test_support::{TempDir, require_docker};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
@@ -31,6 +32,7 @@ fn text(b: &[u8]) -> String {
 /// Containers whose owner label names process `pid`.
 async fn containers_of(env: &Env, pid: u32) -> Vec<String> {
     env.docker
+        .engine()
         .list(labels::MANAGED, "true")
         .await
         .unwrap()
@@ -325,7 +327,7 @@ async fn a_container_removed_mid_run_is_an_internal_error() {
     for id in wait_for_container(&env, pid).await {
         // Give sandbox-init time to start the program, then pull the rug.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        env.docker.remove(&id).await.unwrap();
+        env.docker.engine().remove(&id).await.unwrap();
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
@@ -392,8 +394,8 @@ async fn the_sweeper_collects_orphans_without_a_manual_gc() {
         "expected an orphan"
     );
 
-    let engine: std::sync::Arc<dyn ContainerEngine> = std::sync::Arc::new(env.docker.clone());
-    let sweeper = runner::gc::start_sweeper(engine, Duration::from_millis(300));
+    let backend: std::sync::Arc<dyn JobBackend> = env.docker.clone();
+    let sweeper = runner::backend::orphans::start_sweeper(backend, Duration::from_millis(300));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !containers_of(&env, pid).await.is_empty() {
         assert!(Instant::now() < deadline, "the sweeper left the orphan");
@@ -415,6 +417,7 @@ async fn two_runner_processes_never_share_a_sandbox_uid() {
     let ids = wait_for_container(&env, pid).await;
     let held: Vec<String> = env
         .docker
+        .engine()
         .list(labels::MANAGED, "true")
         .await
         .unwrap()

@@ -676,9 +676,12 @@ async fn warm_containers_each_hold_their_own_uid() {
     let env = Env::warm(&["bash", "c"], 2).await;
     let running = env.run("bash", &[("main.sh", "id -u")]);
     let warm = async {
-        use runner::engine::ContainerEngine as _;
         env.docker
-            .list(runner::sandbox::labels::INSTANCE, env.sandbox.instance())
+            .engine()
+            .list(
+                runner::backend::docker::labels::INSTANCE,
+                env.docker.instance(),
+            )
             .await
             .unwrap()
     };
@@ -686,7 +689,7 @@ async fn warm_containers_each_hold_their_own_uid() {
     assert_eq!(r.status, Status::Ok, "{}", show(&r));
     let mut uids: Vec<String> = listed
         .iter()
-        .map(|c| c.labels[runner::sandbox::labels::UID].clone())
+        .map(|c| c.labels[runner::backend::docker::labels::UID].clone())
         .collect();
     // bash run + c run + c compile, two each; the running job's own may be
     // among them.

@@ -9,10 +9,9 @@ use common::service::{Service, config, python};
 use runner::service::auth::Role;
 use runner::service::store::audit::verify;
 use serde_json::json;
-use test_support::require_docker;
 
 async fn service(extra: &str) -> Service {
-    Service::new(config(extra), false).await
+    Service::fake(config(extra), false).0
 }
 
 fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, want_code: &str) {
@@ -26,7 +25,6 @@ fn assert_error(status: u16, body: &serde_json::Value, want_status: u16, want_co
 
 #[tokio::test]
 async fn submit_queues_durably_and_get_and_list_show_it() {
-    require_docker!();
     let s = service("").await;
     let key = s.key("alpha", Role::Learner);
     let (status, body, head) = s
@@ -53,7 +51,6 @@ async fn submit_queues_durably_and_get_and_list_show_it() {
 
 #[tokio::test]
 async fn listing_pages_with_a_cursor() {
-    require_docker!();
     let s = service("").await;
     let key = s.key("alpha", Role::Developer);
     let mut ids = Vec::new();
@@ -91,7 +88,6 @@ async fn listing_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn bad_bodies_get_clear_errors() {
-    require_docker!();
     let s = service("max_body_bytes = 2048").await;
     let key = s.key("alpha", Role::Learner);
     let cases = [
@@ -200,7 +196,6 @@ async fn bad_bodies_get_clear_errors() {
 
 #[tokio::test]
 async fn authentication_failures() {
-    require_docker!();
     let s = service("").await;
     let (status, b, head) = s.call("GET", "/v1/runs", None, None).await;
     assert_error(status, &b, 401, "unauthenticated");
@@ -244,7 +239,6 @@ async fn authentication_failures() {
 /// Each role × each action, on a run of another key of the same tenant.
 #[tokio::test]
 async fn permission_matrix() {
-    require_docker!();
     let s = service("").await;
     // A run owned by alpha's learner, and one owned by each role's key.
     let owner = s.key("alpha", Role::Learner).to_owned();
@@ -376,7 +370,6 @@ async fn permission_matrix() {
 
 #[tokio::test]
 async fn tenants_cannot_reach_each_others_runs() {
-    require_docker!();
     let s = service("").await;
     let (_, b, _) = s
         .call(
@@ -417,7 +410,6 @@ async fn tenants_cannot_reach_each_others_runs() {
 
 #[tokio::test]
 async fn rate_limits_per_key_and_per_address() {
-    require_docker!();
     let s = service("[rate_limit]\nper_key = 3\nper_ip = 5\nwindow_secs = 60").await;
     let a = s.key("alpha", Role::Learner);
     for _ in 0..3 {
@@ -459,7 +451,6 @@ async fn rate_limits_per_key_and_per_address() {
 
 #[tokio::test]
 async fn repeated_failures_lock_an_address_out_until_it_lifts() {
-    require_docker!();
     let s = service("[lockout]\nfailures = 3\nwindow_secs = 60\nduration_secs = 1").await;
     let good = s.key("alpha", Role::Learner);
     for _ in 0..3 {
@@ -505,7 +496,6 @@ async fn repeated_failures_lock_an_address_out_until_it_lifts() {
 
 #[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after() {
-    require_docker!();
     let s = service("queue_capacity = 2").await;
     let key = s.key("alpha", Role::Learner);
     for _ in 0..2 {
@@ -543,7 +533,6 @@ async fn a_full_queue_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn admins_manage_keys_and_keys_are_shown_once() {
-    require_docker!();
     let s = service("").await;
     let admin = s.key("alpha", Role::Admin);
     let (status, created, _) = s
@@ -597,7 +586,6 @@ async fn admins_manage_keys_and_keys_are_shown_once() {
 
 #[tokio::test]
 async fn operations_endpoints_and_http_hygiene() {
-    require_docker!();
     let s = service("").await;
     let (status, b, head) = s.call("GET", "/healthz", None, None).await;
     assert_eq!((status, b["status"].as_str()), (200, Some("ok")));
@@ -679,7 +667,6 @@ async fn operations_endpoints_and_http_hygiene() {
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
-    require_docker!();
     let s = service("").await;
     let (status, doc, _) = s.call("GET", "/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
@@ -760,7 +747,6 @@ async fn the_openapi_document_describes_every_route() {
 
 #[tokio::test]
 async fn piston_routes_validate_in_pistons_error_shape() {
-    require_docker!();
     let s = service("").await;
     let key = s.key("alpha", Role::Learner);
     let (status, runtimes, _) = s.call("GET", "/api/v2/runtimes", Some(key), None).await;
@@ -809,7 +795,6 @@ async fn piston_routes_validate_in_pistons_error_shape() {
 
 #[tokio::test]
 async fn an_anonymous_tenant_serves_piston_without_keys_when_enabled() {
-    require_docker!();
     let s = service("anonymous_tenant = \"beta\"").await;
     let (status, _, _) = s.call("GET", "/api/v2/runtimes", None, None).await;
     assert_eq!(status, 200);
@@ -820,7 +805,6 @@ async fn an_anonymous_tenant_serves_piston_without_keys_when_enabled() {
 
 #[tokio::test]
 async fn security_events_are_audited_and_the_chain_holds() {
-    require_docker!();
     let s = service("").await;
     let key = s.key("alpha", Role::Admin);
     let (_, b, _) = s
@@ -871,7 +855,6 @@ async fn security_events_are_audited_and_the_chain_holds() {
 /// Issue 10: a malformed query string gets the JSON error body, not text.
 #[tokio::test]
 async fn query_string_errors_answer_the_json_error_body() {
-    require_docker!();
     let s = service("").await;
     let key = s.key("alpha", Role::Developer);
     for (method, path, body) in [
@@ -899,7 +882,6 @@ async fn query_string_errors_answer_the_json_error_body() {
 /// Issue 10: an admin key cannot leave its tenant without an admin.
 #[tokio::test]
 async fn the_last_admin_key_of_a_tenant_cannot_be_revoked() {
-    require_docker!();
     let s = service("").await;
     let admin = s.key("alpha", Role::Admin).to_owned();
     let own = &admin[3..19];
@@ -935,7 +917,6 @@ async fn the_last_admin_key_of_a_tenant_cannot_be_revoked() {
 /// volume changes nothing in them.
 #[tokio::test]
 async fn list_cursors_say_nothing_of_other_tenants() {
-    require_docker!();
     let mut cursors = Vec::new();
     for others in [0, 25] {
         let s = service("").await;
@@ -993,7 +974,6 @@ async fn list_cursors_say_nothing_of_other_tenants() {
 /// most the lockout threshold of slow hashes; the rest are refused before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_wrong_secrets_are_counted_before_they_are_checked() {
-    require_docker!();
     let s = std::sync::Arc::new(service("[lockout]\nfailures = 5\nwindow_secs = 60").await);
     let valid = s.key("alpha", Role::Learner).to_owned();
     let wrong = format!(
@@ -1030,7 +1010,6 @@ async fn concurrent_wrong_secrets_are_counted_before_they_are_checked() {
 /// Issue 9, finding 9: successes in between do not reset the count.
 #[tokio::test]
 async fn alternating_good_and_bad_keys_still_locks_out() {
-    require_docker!();
     let s = service("[lockout]\nfailures = 10\nwindow_secs = 300").await;
     let good = s.key("alpha", Role::Learner);
     let mut locked_after = None;
@@ -1056,7 +1035,6 @@ async fn alternating_good_and_bad_keys_still_locks_out() {
 /// the outermost one added; entries to its left are the client's own.
 #[tokio::test]
 async fn forwarded_for_believes_only_what_the_trusted_proxies_added() {
-    require_docker!();
     let s = service("trust_forwarded_for = 1\n[lockout]\nfailures = 3\nwindow_secs = 60").await;
     let good = s.key("alpha", Role::Learner);
     let proxy = "192.0.2.200";
@@ -1119,7 +1097,6 @@ async fn forwarded_for_believes_only_what_the_trusted_proxies_added() {
 /// but refused on /v1.
 #[tokio::test]
 async fn api_v2_answers_in_pistons_shape_and_v1_stays_strict() {
-    require_docker!();
     let s = service("").await;
     let key = s.key("alpha", Role::Learner);
     for path in ["/api/v2/nothing", "/api/v2/packages"] {

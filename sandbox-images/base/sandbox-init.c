@@ -18,13 +18,17 @@
  *   - the result travels on our stdout, which the submission never inherits
  *     (every descriptor we open is close-on-exec).
  *
- * Protocol, host -> init (stdin):
- *   "SBX 2\n" then fields "<name> <length>\n<length bytes>" until "run 0\n".
+ * Protocol, host -> init (stdin), one job after another (a session: the
+ * steps of a workflow job share /work; a learner's stage sends one job):
+ *   "SBX 3\n" then fields "<name> <length>\n<length bytes>" until "run 0\n".
  *   Fields: arg (repeatable, argv), env (repeatable, NAME=value), cwd,
  *   wall_ms, cpu_ms, stdout_max, stderr_max, fsize_max, nofile, collect_max,
  *   files (a tar archive of plain files, written into /work by this program),
  *   tar (any tar archive, e.g. a compile stage's /work, extracted by tar(1)),
+ *   file ("/tmp/<name>" NUL content: a file such as a step's script, written
+ *   by this program as a regular file of mode 0700),
  *   stdin (bytes given to the program as its standard input), run.
+ *   After a job's result, the next job may follow; end of input ends init.
  * Protocol, init -> host (stdout): frames "<type:1><length:4, big endian><bytes>":
  *   'o' program stdout, 'e' program stderr, 'a' /work as a tar archive
  *   (only when collect_max > 0 and the program succeeded), 'r' the result
@@ -50,7 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_LINE "SBX 2"
+#define PROTOCOL_LINE "SBX 3"
 #define MAX_FIELD (256 * 1024)       /* any single non-streamed field */
 #define MAX_ARGS 1024                /* argv and env entries, each */
 #define POLL_MS 10                   /* CPU accounting resolution */
@@ -472,6 +476,29 @@ static void extract_files(uint64_t len) {
     close(dir);
 }
 
+/* A "file" field: "/tmp/<name>" NUL content. Only directly under /tmp, never
+ * through a symlink or into a FIFO an earlier step planted there: the file
+ * is opened without following links and without blocking, and must be a
+ * regular file. */
+static void write_step_file(uint64_t len) {
+    char *buf = read_bytes(len);
+    char *nul = memchr(buf, 0, (size_t)len);
+    if (!nul) fatal("protocol: file field without a name");
+    const char *name = buf + strlen("/tmp/");
+    if (strncmp(buf, "/tmp/", 5) != 0 || !*name || strchr(name, '/') || strcmp(name, "..") == 0 ||
+        strcmp(name, ".") == 0 || strlen(name) > NAME_MAX_BYTES)
+        fatal("protocol: file '%.60s' is not a name directly under /tmp", buf);
+    int fd = open(buf, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0700);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || ftruncate(fd, 0) < 0)
+        fatal("cannot write %s: %s", buf, fd < 0 ? strerror(errno) : "not a regular file");
+    size_t content = (size_t)len - (size_t)(nul + 1 - buf);
+    if (write_fd(fd, nul + 1, content) < 0) fatal("writing %s: %s", buf, strerror(errno));
+    fchmod(fd, 0700);
+    close(fd);
+    free(buf);
+}
+
 static void read_job(struct job *j) {
     char line[128];
     read_line(line, sizeof line);
@@ -490,6 +517,10 @@ static void read_job(struct job *j) {
         }
         if (strcmp(name, "files") == 0) {
             extract_files(len);
+            continue;
+        }
+        if (strcmp(name, "file") == 0) {
+            write_step_file(len);
             continue;
         }
         if (strcmp(name, "stdin") == 0) {
@@ -612,12 +643,14 @@ static int collect_work(uint64_t collect_max, char *why, size_t why_cap) {
     return 0;
 }
 
+static void free_job(struct job *j);
+static void run_job(struct job *j);
+
 int main(void) {
     /* Closes /proc/1/fd, /proc/1/mem and ptrace to the submission (same uid). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
     cg_detect();
-    have_oom_base = cg_oom_kills(&oom_base) == 0;
     if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) < 0) fatal("pipe: %s", strerror(errno));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -626,9 +659,31 @@ int main(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, NULL);
 
-    static struct job j = {.cwd = "/work", .wall_ms = 3000, .cpu_ms = 3000, .stdout_max = 65536,
-                           .stderr_max = 65536, .fsize_max = 64 << 20, .nofile = 256, .stdin_fd = -1};
-    read_job(&j);
+    static struct job j;
+    for (;;) {
+        free_job(&j);
+        j = (struct job){.cwd = NULL, .wall_ms = 3000, .cpu_ms = 3000, .stdout_max = 65536,
+                         .stderr_max = 65536, .fsize_max = 64 << 20, .nofile = 256, .stdin_fd = -1};
+        /* OOM kills are counted from here, per job (before its files land). */
+        have_oom_base = cg_oom_kills(&oom_base) == 0;
+        read_job(&j);
+        run_job(&j);
+    }
+}
+
+/* Frees what a job's fields allocated (argv, env, cwd). */
+static void free_job(struct job *j) {
+    for (int i = 0; i < j->argc; i++) free(j->argv[i]);
+    for (int i = 0; i < j->envc; i++) free(j->envp[i]);
+    free(j->cwd);
+    j->argc = j->envc = 0;
+    j->cwd = NULL;
+}
+
+/* Runs one job to its result frame. */
+static void run_job(struct job *jp) {
+    struct job j = *jp;
+    if (!j.cwd) j.cwd = "/work";
     if (j.argc == 0) fatal("protocol: no command");
     j.argv[j.argc] = NULL;
     j.envp[j.envc] = NULL;
@@ -799,5 +854,4 @@ int main(void) {
                      collect_err);
     if (n < 0 || (size_t)n >= sizeof res) fatal("result too long");
     frame('r', res, (size_t)n);
-    return 0;
 }

@@ -1,6 +1,8 @@
-//! One step over an attached sandbox: hand the job to sandbox-init, read its
-//! frames (output live, then the result), bounded in time. Shared by every
-//! backend that runs sandbox-init, so verdicts do not depend on the platform.
+//! One step over an attached sandbox: hand the step to sandbox-init, read
+//! its frames (output live, then the result), bounded in time. Shared by
+//! every backend that runs sandbox-init, so verdicts do not depend on the
+//! platform. The attachment stays open after the step: a sandbox may run
+//! several steps in turn (a workflow job's), and closing it ends sandbox-init.
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +10,9 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
+use super::protocol::{Decoder, Ending, ProtocolError, Report, Step};
 use super::{Attachment, BackendError, Output, OutputSink, OutputStream, StepOutcome};
 use crate::limits::StageLimits;
-use crate::sandbox::protocol::{Decoder, Ending, Job, Report};
 use crate::verdict::{LimitHit, StageResult};
 
 /// Time beyond a step's wall-clock limit for sandbox-init to report: file
@@ -34,7 +36,7 @@ pub struct Ended {
 pub trait Probe: Send + Sync {
     /// Stops the sandbox from outside: it stopped answering.
     async fn kill(&self) -> Result<(), BackendError>;
-    /// How the sandbox ended, waiting up to `wait` for it to stop.
+    /// How the sandbox ended (or stands), waiting up to `wait` for it to stop.
     async fn ended(&self, wait: Duration) -> Result<Ended, BackendError>;
 }
 
@@ -46,7 +48,7 @@ pub struct StepId<'a> {
 }
 
 impl StepId<'_> {
-    fn protocol(&self, source: crate::sandbox::protocol::ProtocolError) -> BackendError {
+    fn protocol(&self, source: ProtocolError) -> BackendError {
         BackendError::Protocol {
             job: self.job.to_owned(),
             sandbox: self.sandbox.to_owned(),
@@ -56,7 +58,7 @@ impl StepId<'_> {
 }
 
 /// The longest a step may take before the runner stops it from outside.
-pub fn deadline(step: &Job<'_>) -> Duration {
+pub fn deadline(step: &Step<'_>) -> Duration {
     Duration::from_millis(step.wall_ms)
         + REPORT_GRACE
         + if step.collect_max > 0 {
@@ -66,34 +68,40 @@ pub fn deadline(step: &Job<'_>) -> Duration {
         }
 }
 
+/// What reading the frames came to.
+struct Read {
+    ending: Option<Ending>,
+    decoder: Decoder,
+    init_stderr: Vec<u8>,
+}
+
 /// Runs `step` over `attachment` to its outcome.
 pub async fn drive(
     id: StepId<'_>,
-    attachment: Attachment,
-    step: &Job<'_>,
+    attachment: &mut Attachment,
+    step: &Step<'_>,
     limits: &StageLimits,
     output: Option<&OutputSink>,
     probe: &dyn Probe,
 ) -> Result<StepOutcome, BackendError> {
-    let Attachment {
-        mut input,
-        output: mut frames,
-    } = attachment;
     let started = Instant::now();
+    let Attachment {
+        input,
+        output: frames,
+    } = attachment;
+    let job = step.encode();
+    let write = async {
+        input.write_all(&job).await?;
+        input.flush().await
+    };
     let mut decoder = Decoder::new(
         limits.stdout_max_bytes,
         limits.stderr_max_bytes,
         step.collect_max,
     );
-    let mut live = LiveOutput::default();
     let mut init_stderr = Vec::new();
-    let job = step.encode();
-    let write = async {
-        input.write_all(&job).await?;
-        input.flush().await?;
-        input.shutdown().await
-    };
     let read = async {
+        let mut live = LiveOutput::default();
         while let Some(item) = frames.next().await {
             match item? {
                 Output::Stdout(bytes) => {
@@ -114,26 +122,55 @@ pub async fn drive(
         Ok::<_, BackendError>(None)
     };
     let limit = deadline(step);
-    let (written, ending) =
-        match tokio::time::timeout(limit, async { tokio::join!(write, read) }).await {
-            Ok((written, read)) => (written, read?),
-            Err(_) => {
-                // sandbox-init enforces every limit itself; getting here means
-                // the sandbox stopped answering. Stop it from outside.
-                probe.kill().await?;
-                warn!(
-                    job = id.job,
-                    sandbox = id.sandbox,
-                    "no report within {limit:?}; stopped from the host"
-                );
-                return Ok(StepOutcome {
-                    result: killed(&decoder, started, LimitHit::WallTime, limits, Some(limit)),
-                    archive: None,
-                });
-            }
-        };
+    let exchanged = tokio::time::timeout(limit, exchange(write, read)).await;
+    let (written, ending) = match exchanged {
+        Ok((written, ending)) => (written, ending?),
+        Err(_) => {
+            // sandbox-init enforces every limit itself; getting here means
+            // the sandbox stopped answering. Stop it from outside.
+            probe.kill().await?;
+            warn!(
+                job = id.job,
+                sandbox = id.sandbox,
+                "no report within {limit:?}; stopped from the host"
+            );
+            // Memory running out is the verdict whatever else happened.
+            let hit = if probe.ended(Duration::ZERO).await?.oom_killed {
+                LimitHit::Memory
+            } else {
+                LimitHit::WallTime
+            };
+            return Ok(StepOutcome {
+                result: stopped_outside(&decoder, started, hit, limits, Some(limit)),
+                archive: None,
+            });
+        }
+    };
+    let read = Read {
+        ending,
+        decoder,
+        init_stderr,
+    };
+    conclude(id, read, written, started, limits, step, probe).await
+}
+
+/// The outcome from how the frames ended.
+async fn conclude(
+    id: StepId<'_>,
+    read: Read,
+    written: Option<std::io::Result<()>>,
+    started: Instant,
+    limits: &StageLimits,
+    step: &Step<'_>,
+    probe: &dyn Probe,
+) -> Result<StepOutcome, BackendError> {
+    let Read {
+        ending,
+        decoder,
+        init_stderr,
+    } = read;
     match ending {
-        Some(Ending::Report(report)) => reported(report, decoder, limits, step, probe).await,
+        Some(Ending::Report(report)) => Ok(reported(report, decoder, limits, step, probe).await?),
         Some(Ending::Failed(message)) => Err(BackendError::Init {
             job: id.job.to_owned(),
             sandbox: id.sandbox.to_owned(),
@@ -145,12 +182,12 @@ pub async fn drive(
             let ended = probe.ended(REPORT_GRACE).await?;
             if ended.oom_killed {
                 return Ok(StepOutcome {
-                    result: killed(&decoder, started, LimitHit::Memory, limits, None),
+                    result: stopped_outside(&decoder, started, LimitHit::Memory, limits, None),
                     archive: None,
                 });
             }
             let written = written
-                .err()
+                .and_then(Result::err)
                 .map(|e| format!("; sending the job failed: {e}"));
             Err(BackendError::NoResult {
                 job: id.job.to_owned(),
@@ -166,12 +203,33 @@ pub async fn drive(
     }
 }
 
+/// Sends the step and reads the frames together, until the read ends (a
+/// report, a fatal error, or the stream closed). A write still under way
+/// then is abandoned: a sandbox killed for memory stops reading its stdin,
+/// and waiting for the write would wait for the step's whole deadline.
+async fn exchange<W, R>(write: W, read: R) -> (Option<std::io::Result<()>>, R::Output)
+where
+    W: Future<Output = std::io::Result<()>>,
+    R: Future,
+{
+    tokio::pin!(write);
+    tokio::pin!(read);
+    let mut written = None;
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut read => return (written, r),
+            w = &mut write, if written.is_none() => written = Some(w),
+        }
+    }
+}
+
 /// The outcome of a step sandbox-init reported on.
 async fn reported(
     report: Report,
     mut decoder: Decoder,
     limits: &StageLimits,
-    step: &Job<'_>,
+    step: &Step<'_>,
     probe: &dyn Probe,
 ) -> Result<StepOutcome, BackendError> {
     let platform_oom = if report.oom_kills.is_none() {
@@ -201,9 +259,9 @@ async fn reported(
     })
 }
 
-/// A step stopped without a report: by the runner (`wall`) or by the kernel
-/// for memory, with the output received so far.
-fn killed(
+/// The result of a step sandbox-init could not report on: stopped from the
+/// host (`waited`), or gone with the platform's word that memory ran out.
+fn stopped_outside(
     decoder: &Decoder,
     started: Instant,
     limit: LimitHit,
@@ -228,6 +286,7 @@ fn killed(
         signal: Some("SIGKILL".into()),
         wall_ms: started.elapsed().as_millis() as u64,
         cpu_ms: 0,
+        // When memory ran out, it ran out at the limit.
         memory_peak_bytes: if limit == LimitHit::Memory {
             limits.memory_bytes
         } else {

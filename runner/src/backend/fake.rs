@@ -12,12 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
+use std::collections::BTreeMap;
+
 use super::{
-    BackendError, CollectReport, JobBackend, JobScope, JobSpec, OrphanScope, OutputSink,
-    OutputStream, SandboxHandle, SandboxSpec, StepOutcome,
+    BackendError, BackendStats, CollectReport, ImageCheck, JobBackend, JobScope, JobSpec,
+    OrphanScope, OutputSink, OutputStream, SandboxHandle, SandboxSpec, StepOutcome,
 };
+use crate::backend::protocol::Step;
 use crate::limits::StageLimits;
-use crate::sandbox::protocol::Job;
 use crate::verdict::{LimitHit, OutputOrder, StageResult};
 
 /// Which steps a rule applies to. Every condition given must hold.
@@ -53,7 +55,7 @@ impl When {
         }
     }
 
-    fn matches(&self, role: &str, step: &Job<'_>) -> bool {
+    fn matches(&self, role: &str, step: &Step<'_>) -> bool {
         self.program
             .as_deref()
             .is_none_or(|p| step.argv.first().is_some_and(|a| a == p))
@@ -141,6 +143,7 @@ pub struct ScriptedBackend {
     changed: Notify,
     /// Time each step takes before its reply (keeps concurrency visible).
     pub step_delay: Mutex<Duration>,
+    stats: BackendStats,
 }
 
 impl ScriptedBackend {
@@ -201,7 +204,7 @@ impl ScriptedBackend {
         self.changed.notify_waiters();
     }
 
-    fn reply_for(&self, role: &str, step: &Job<'_>) -> Reply {
+    fn reply_for(&self, role: &str, step: &Step<'_>) -> Reply {
         let st = self.state.lock().expect("fake lock");
         st.rules
             .iter()
@@ -273,6 +276,17 @@ impl JobBackend for ScriptedBackend {
         Ok(())
     }
 
+    async fn inspect_image(&self, _image: &str) -> Result<ImageCheck, BackendError> {
+        Ok(ImageCheck::Present(BTreeMap::from([(
+            crate::sandbox::PROTOCOL_LABEL.to_owned(),
+            super::protocol::PROTOCOL_VERSION.to_owned(),
+        )])))
+    }
+
+    fn stats(&self) -> &BackendStats {
+        &self.stats
+    }
+
     async fn open_job(&self, job: &JobSpec) -> Result<JobScope, BackendError> {
         self.record(Call::Open {
             job: job.id.clone(),
@@ -316,18 +330,21 @@ impl JobBackend for ScriptedBackend {
                 reason,
             });
         }
-        Ok(SandboxHandle {
-            job: scope.id().to_owned(),
-            role: sandbox.role.clone(),
-            name: format!("{}/{}", scope.id(), sandbox.role),
-            attachment: None,
-        })
+        Ok(SandboxHandle::new(
+            scope.id(),
+            &sandbox.role,
+            format!("{}/{}", scope.id(), sandbox.role),
+            20000,
+            super::Attachment::detached(),
+            None,
+            None,
+        ))
     }
 
     async fn run_step(
         &self,
         sandbox: &mut SandboxHandle,
-        step: &Job<'_>,
+        step: &Step<'_>,
         limits: &StageLimits,
         output: Option<&OutputSink>,
     ) -> Result<StepOutcome, BackendError> {
@@ -409,8 +426,8 @@ impl JobBackend for ScriptedBackend {
 
     async fn stop_sandbox(&self, sandbox: SandboxHandle) -> Result<(), BackendError> {
         self.record(Call::Stop {
-            job: sandbox.job,
-            role: sandbox.role,
+            job: sandbox.job.clone(),
+            role: sandbox.role.clone(),
         });
         Ok(())
     }
@@ -452,8 +469,8 @@ impl JobBackend for ScriptedBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::protocol::ArchiveKind;
     use crate::backend::{JobKind, Resources, SeccompProfile};
-    use crate::sandbox::protocol::ArchiveKind;
 
     fn job() -> JobSpec {
         JobSpec {
@@ -470,8 +487,6 @@ mod tests {
         SandboxSpec {
             role: role.into(),
             image: "img".into(),
-            uid: 20000,
-            gid: 20000,
             memory_bytes: 64 << 20,
             nano_cpus: 1,
             pids: 8,
@@ -494,8 +509,8 @@ mod tests {
         }
     }
 
-    fn step<'a>(argv: &'a [String], archive: &'a [u8]) -> Job<'a> {
-        Job {
+    fn step<'a>(argv: &'a [String], archive: &'a [u8]) -> Step<'a> {
+        Step {
             argv,
             env: &[],
             cwd: "/work",
@@ -508,6 +523,7 @@ mod tests {
             collect_max: 0,
             archive,
             archive_kind: ArchiveKind::Files,
+            tmp_files: &[],
             stdin: b"",
         }
     }

@@ -14,23 +14,32 @@
 //! The isolation contract is each backend's own code, not a field of a spec:
 //! [`spec`] only carries what policy may tune.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use tokio::io::AsyncWrite;
 
+pub mod docker;
 pub mod driver;
 pub mod fake;
 pub mod kubernetes;
+pub mod orphans;
+pub mod protocol;
 pub mod spec;
+pub mod uids;
 
 pub use spec::{JobKind, JobSpec, Resources, SandboxSpec, Scratch, SeccompProfile};
 
-use crate::sandbox::protocol::{Job, ProtocolError};
+use crate::limits::StageLimits;
 use crate::verdict::StageResult;
+use protocol::{ProtocolError, Step};
+use uids::UidLease;
 
 /// Which stream of the program a piece of output came from.
 pub use crate::verdict::Stream as OutputStream;
@@ -50,6 +59,17 @@ pub enum Output {
 pub struct Attachment {
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
     pub output: BoxStream<'static, Result<Output, BackendError>>,
+}
+
+impl Attachment {
+    /// An attachment to nothing: input goes nowhere, output ends at once
+    /// (a sandbox the backend runs without stdio, such as the fake's).
+    pub fn detached() -> Attachment {
+        Attachment {
+            input: Box::pin(tokio::io::sink()),
+            output: Box::pin(futures_util::stream::empty()),
+        }
+    }
 }
 
 impl fmt::Debug for Attachment {
@@ -82,21 +102,99 @@ impl JobScope {
     }
 }
 
-/// A started sandbox of an open job, attached and waiting for its step.
-#[derive(Debug)]
+/// What removes a sandbox whose handle is dropped without
+/// [`JobBackend::stop_sandbox`] (a cancelled job): given the uid lease, to
+/// release once the sandbox is gone.
+pub type OnDrop = Box<dyn FnOnce(Option<UidLease>) + Send + Sync>;
+
+/// A started sandbox of an open job, attached, its sandbox-init waiting for
+/// a step. Dropped without being stopped, it removes its sandbox.
 pub struct SandboxHandle {
     pub job: String,
     pub role: String,
-    /// The backend's name for it (a container id, a pod name).
+    /// The backend's name for it (a container id, `namespace/pod`).
     pub name: String,
-    pub(crate) attachment: Option<Attachment>,
+    /// The uid (and gid) it runs as.
+    pub uid: u32,
+    pub(crate) attachment: Attachment,
+    lease: Option<UidLease>,
+    on_drop: Option<OnDrop>,
+}
+
+impl fmt::Debug for SandboxHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxHandle")
+            .field("job", &self.job)
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SandboxHandle {
-    /// Takes the attachment for running a step (once).
-    pub fn take_attachment(&mut self) -> Option<Attachment> {
-        self.attachment.take()
+    pub fn new(
+        job: &str,
+        role: &str,
+        name: String,
+        uid: u32,
+        attachment: Attachment,
+        lease: Option<UidLease>,
+        on_drop: Option<OnDrop>,
+    ) -> SandboxHandle {
+        SandboxHandle {
+            job: job.to_owned(),
+            role: role.to_owned(),
+            name,
+            uid,
+            attachment,
+            lease,
+            on_drop,
+        }
     }
+
+    /// Ends the handle's duty to remove its sandbox (the backend is
+    /// removing it); returns the uid lease to release once it is gone.
+    pub fn disarm(mut self) -> Option<UidLease> {
+        self.on_drop = None;
+        self.lease.take()
+    }
+}
+
+impl Drop for SandboxHandle {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take() {
+            f(self.lease.take());
+        }
+    }
+}
+
+/// Whether an image is there to run, and what it says of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageCheck {
+    /// Present, with its labels (the sandbox protocol it speaks among them).
+    Present(BTreeMap<String, String>),
+    Missing,
+    /// The platform cannot tell before running it (a cluster pulls images
+    /// on its nodes): a wrong image shows when its sandbox starts.
+    Unknown,
+}
+
+/// Counters of platform operations, for metrics.
+#[derive(Debug, Default)]
+pub struct BackendStats {
+    pub sandboxes_started: AtomicU64,
+    pub start_failures: AtomicU64,
+    pub remove_failures: AtomicU64,
+}
+
+/// What a warm pool keeps ready (backends that have one).
+#[derive(Debug, Clone)]
+pub struct PoolTarget {
+    /// `language/stage`, for metrics and labels.
+    pub key: String,
+    pub sandbox: SandboxSpec,
+    pub size: usize,
 }
 
 /// Which leftovers to collect.
@@ -174,6 +272,14 @@ pub enum BackendError {
         exit_code: Option<i64>,
         detail: String,
     },
+    #[error("the platform failed to {action}: {message}")]
+    Platform { action: String, message: String },
+    #[error("job {job}: no uid is free for another sandbox: {source}")]
+    Uid {
+        job: String,
+        #[source]
+        source: uids::UidError,
+    },
     #[error("{cause}; cleaning up also failed: {cleanup}")]
     Cleanup {
         cause: Box<BackendError>,
@@ -203,6 +309,12 @@ pub trait JobBackend: Send + Sync + fmt::Debug {
     /// Checks that the platform answers.
     async fn ping(&self) -> Result<(), BackendError>;
 
+    /// Whether an image can run, and its labels.
+    async fn inspect_image(&self, image: &str) -> Result<ImageCheck, BackendError>;
+
+    /// Counters for metrics.
+    fn stats(&self) -> &BackendStats;
+
     /// Opens a job: its isolated scope, empty.
     async fn open_job(&self, job: &JobSpec) -> Result<JobScope, BackendError>;
 
@@ -218,8 +330,8 @@ pub trait JobBackend: Send + Sync + fmt::Debug {
     async fn run_step(
         &self,
         sandbox: &mut SandboxHandle,
-        step: &Job<'_>,
-        limits: &crate::limits::StageLimits,
+        step: &Step<'_>,
+        limits: &StageLimits,
         output: Option<&OutputSink>,
     ) -> Result<StepOutcome, BackendError>;
 
@@ -240,4 +352,30 @@ pub trait JobBackend: Send + Sync + fmt::Debug {
         scope: OrphanScope,
         dry_run: bool,
     ) -> Result<CollectReport, BackendError>;
+
+    /// Keeps started sandboxes ready for steps under the given specs (a
+    /// backend that can: Docker). `permits` is the concurrency bound the
+    /// refill shares with running jobs. Returns whether a pool runs.
+    fn start_pool(
+        &self,
+        _targets: Vec<PoolTarget>,
+        _idle_lifetime: Duration,
+        _permits: Arc<tokio::sync::Semaphore>,
+    ) -> bool {
+        false
+    }
+
+    /// The warm pool, if one runs (for metrics and tests).
+    fn pool(&self) -> Option<Arc<docker::pool::WarmPool>> {
+        None
+    }
+
+    /// Waits for work the backend does in the background (removals,
+    /// creations under way).
+    async fn settle(&self) {}
+
+    /// Stops background work (the pool) and waits for what is under way.
+    async fn shutdown(&self) {
+        self.settle().await;
+    }
 }

@@ -105,7 +105,9 @@ pub enum SeccompProfile {
     Runner(String),
 }
 
-/// One sandbox (a container, a pod) of a job: its image, user and limits.
+/// One sandbox (a container, a pod) of a job: its image and limits. Its
+/// user is not here: each backend leases a uid of its own for every
+/// sandbox ([`super::uids`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SandboxSpec {
     /// What the sandbox is for within its job (`compile`, `run`, `job`):
@@ -113,8 +115,6 @@ pub struct SandboxSpec {
     pub role: String,
     /// A local tag or `name@sha256:…`.
     pub image: String,
-    pub uid: u32,
-    pub gid: u32,
     pub memory_bytes: u64,
     pub nano_cpus: i64,
     pub pids: u32,
@@ -155,10 +155,9 @@ mod tests {
         ] {
             assert!(!valid_job_id(bad), "{bad:?}");
         }
-        assert!(
-            3 + MAX_JOB_ID + 9 <= 63,
-            "prefix, id and a role suffix fit a DNS label"
-        );
+        // The longest prefix the namespace policy accepts (12), a dash and
+        // the longest id fit a namespace name (a DNS label, 63).
+        const { assert!(12 + 1 + MAX_JOB_ID <= 63) };
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use runner::engine::ContainerEngine;
+use runner::backend::{ImageCheck, JobBackend};
 use runner::images::ImageBuilder;
 use runner::limits::LimitsRequest;
 use runner::sandbox::{RunRequest, Sandbox, SandboxError};
@@ -128,28 +128,28 @@ impl ExecArgs {
 pub async fn run(global: &Global, args: ExecArgs) -> Result<ExitCode, Failure> {
     let ctx = Context::load(global)?;
     let request = args.request(&ctx)?;
-    let docker = super::connect().await?;
-    let engine: Arc<dyn ContainerEngine> = Arc::new(docker.clone());
+    let backend: Arc<dyn JobBackend> = super::docker(&ctx.policy).await?;
     let sandbox = Sandbox::new(
-        Arc::clone(&engine),
+        Arc::clone(&backend),
         Arc::clone(&ctx.policy),
         Arc::clone(&ctx.catalog),
     );
     let prepared = sandbox.prepare(request).map_err(usage)?;
 
     if !args.no_build
-        && engine
-            .image_labels(&prepared.language.image)
+        && backend
+            .inspect_image(&prepared.language.image)
             .await
             .map_err(infra)?
-            .is_none()
+            == ImageCheck::Missing
     {
         eprintln!(
             "runner: the {} sandbox image is not built yet; building it (once)",
             prepared.language.name
         );
         let progress = |line: &str| eprintln!("{line}");
-        ImageBuilder::new(docker.client(), &ctx.sources, &progress)
+        let images = super::images_engine().await?;
+        ImageBuilder::new(&images, &ctx.sources, &progress)
             .ensure_language(&prepared.language, false)
             .await
             .map_err(infra)?;
@@ -164,7 +164,7 @@ pub async fn run(global: &Global, args: ExecArgs) -> Result<ExitCode, Failure> {
         // still creating, are queued for removal. Wait for that, then make
         // sure by the job's label.
         sandbox.shutdown().await;
-        let removed = runner::gc::remove_job(engine.as_ref(), &prepared.id).await;
+        let removed = backend.remove_job(&prepared.id).await;
         if let Err(e) = removed {
             eprintln!(
                 "runner: interrupted; removing the containers of job {} failed: {e}; run `runner gc`",

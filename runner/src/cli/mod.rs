@@ -6,10 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use runner::engine::docker::DockerEngine;
+use runner::backend::JobBackend;
+use runner::backend::docker::DockerBackend;
+use runner::backend::kubernetes::{KubernetesBackend, NamespacePolicy};
+use runner::backend::uids::UidAllocator;
+use runner::images::engine::DockerImages;
 use runner::images::sources::ImageSources;
 use runner::language::Catalog;
 use runner::policy::SandboxPolicy;
+use runner::service::config::BackendConfig;
 
 mod admin;
 mod audit;
@@ -18,6 +23,7 @@ mod gc;
 mod images;
 mod serve;
 mod summary;
+mod workflow;
 
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INFRA: u8 = 3;
@@ -72,6 +78,10 @@ pub enum Command {
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run a repository's workflows (GitHub Actions' format), each job in
+    /// its own sandbox.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
 }
 
 /// A failed command: its message and its exit code.
@@ -162,10 +172,59 @@ impl Context {
     }
 }
 
-pub async fn connect() -> Result<DockerEngine, Failure> {
-    DockerEngine::connect()
+/// The uids sandboxes run as, leased from the policy's range.
+pub fn uids(policy: &SandboxPolicy) -> Arc<UidAllocator> {
+    Arc::new(UidAllocator::new(
+        policy.container.uids,
+        UidAllocator::default_dir(),
+    ))
+}
+
+/// The Docker job backend (the embedded default).
+pub async fn docker(policy: &SandboxPolicy) -> Result<Arc<DockerBackend>, Failure> {
+    DockerBackend::connect(uids(policy))
         .await
+        .map(Arc::new)
         .context("Docker is needed to run sandboxes")
+        .map_err(infra)
+}
+
+/// The job backend the server configuration names.
+pub async fn backend(
+    config: &BackendConfig,
+    policy: &SandboxPolicy,
+) -> Result<Arc<dyn JobBackend>, Failure> {
+    match config {
+        BackendConfig::Docker => Ok(docker(policy).await?),
+        BackendConfig::Kubernetes {
+            kubeconfig,
+            context,
+            policy: namespace_policy,
+        } => {
+            let namespaces = match namespace_policy {
+                Some(p) => NamespacePolicy::load(p),
+                None => NamespacePolicy::embedded(),
+            }
+            .map_err(usage)?;
+            let backend = KubernetesBackend::connect(
+                kubeconfig.as_deref(),
+                context.as_deref(),
+                Arc::new(namespaces),
+                uids(policy),
+            )
+            .await
+            .context("the Kubernetes backend needs its cluster")
+            .map_err(infra)?;
+            Ok(Arc::new(backend))
+        }
+    }
+}
+
+/// The engine sandbox images are built with.
+pub async fn images_engine() -> Result<DockerImages, Failure> {
+    DockerImages::connect()
+        .await
+        .context("Docker is needed to build sandbox images")
         .map_err(infra)
 }
 
@@ -189,9 +248,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Exec(args) => exec::run(&cli.global, *args).await,
         Command::Images(cmd) => images::run(&cli.global, cmd).await,
-        Command::Gc(args) => gc::run(args).await,
+        Command::Gc(args) => gc::run(&cli.global, args).await,
         Command::Serve(args) => serve::run(&cli.global, *args).await,
         Command::Admin(cmd) => admin::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Workflow(cmd) => workflow::run(&cli.global, cmd).await,
     }
 }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use runner::engine::ContainerEngine;
 use runner::sandbox::Sandbox;
 use runner::service::config::ConfigFile;
 
@@ -55,9 +54,8 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<ExitCode, Failure> 
     }
     let config = file.validate().map_err(usage)?;
     let ctx = Context::load(global)?;
-    let docker = super::connect().await?;
-    let engine: Arc<dyn ContainerEngine> = Arc::new(docker);
-    let sandbox = Arc::new(Sandbox::new(engine, ctx.policy, ctx.catalog));
+    let backend = super::backend(&config.backend, &ctx.policy).await?;
+    let sandbox = Arc::new(Sandbox::new(backend, ctx.policy, ctx.catalog));
     runner::service::serve(config, sandbox, super::interrupted())
         .await
         .map_err(infra)?;

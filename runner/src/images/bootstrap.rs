@@ -4,13 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use bollard::Docker;
-use bollard::query_parameters::CreateImageOptionsBuilder;
-use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::engine::docker::describe;
+use super::engine::ImageEngine;
 
 /// Mirror used unless `RUNNER_DEBIAN_MIRROR` names another.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -63,7 +60,7 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 /// Runs debootstrap into a private temporary directory, trims it like the
 /// official slim image, and imports it into the engine as `image`.
 pub async fn create_debian_image(
-    docker: &Docker,
+    engine: &dyn ImageEngine,
     image: &str,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), BootstrapError> {
@@ -83,7 +80,7 @@ pub async fn create_debian_image(
         path: dir.clone(),
         source,
     })?;
-    let result = bootstrap_into(&debootstrap, &dir, docker, image, progress).await;
+    let result = bootstrap_into(&debootstrap, &dir, engine, image, progress).await;
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         progress(&format!("could not remove {}: {e}", dir.display()));
     }
@@ -93,7 +90,7 @@ pub async fn create_debian_image(
 async fn bootstrap_into(
     debootstrap: &Path,
     dir: &Path,
-    docker: &Docker,
+    engine: &dyn ImageEngine,
     image: &str,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), BootstrapError> {
@@ -191,19 +188,13 @@ async fn bootstrap_into(
             Err(e) => Some((Err(e), out)),
         }
     });
-    let (repo, tag) = image.split_once(':').unwrap_or((image, "latest"));
-    let opts = CreateImageOptionsBuilder::default()
-        .from_src("-")
-        .repo(repo)
-        .tag(tag)
-        .build();
-    let mut import = docker.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
-    while let Some(item) = import.next().await {
-        item.map_err(|e| BootstrapError::Import {
+    engine
+        .import(image, Box::pin(body))
+        .await
+        .map_err(|e| BootstrapError::Import {
             image: image.to_owned(),
-            message: describe(&e),
+            message: e.0,
         })?;
-    }
     let status = tar.wait().await.map_err(|source| BootstrapError::Spawn {
         program: "tar",
         source,

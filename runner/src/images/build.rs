@@ -2,13 +2,9 @@
 
 use std::collections::HashMap;
 
-use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptions, CreateImageOptionsBuilder};
-use futures_util::StreamExt;
-
 use super::bootstrap;
+use super::engine::{BuildRequest, ImageEngine};
 use super::sources::ImageSources;
-use crate::engine::docker::describe;
 use crate::language::{IMAGE_REPOSITORY, Language};
 
 /// The Debian image every sandbox image starts from.
@@ -28,7 +24,7 @@ pub enum BuildError {
 
 /// Builds images, reporting progress lines to `progress`.
 pub struct ImageBuilder<'a> {
-    docker: &'a Docker,
+    engine: &'a dyn ImageEngine,
     sources: &'a ImageSources,
     progress: &'a (dyn Fn(&str) + Sync),
 }
@@ -52,12 +48,12 @@ pub enum Built {
 
 impl<'a> ImageBuilder<'a> {
     pub fn new(
-        docker: &'a Docker,
+        engine: &'a dyn ImageEngine,
         sources: &'a ImageSources,
         progress: &'a (dyn Fn(&str) + Sync),
     ) -> Self {
         ImageBuilder {
-            docker,
+            engine,
             sources,
             progress,
         }
@@ -72,16 +68,13 @@ impl<'a> ImageBuilder<'a> {
     }
 
     async fn exists(&self, image: &str) -> Result<bool, BuildError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(BuildError::Engine {
+        self.engine
+            .exists(image)
+            .await
+            .map_err(|e| BuildError::Engine {
                 image: image.to_owned(),
-                message: describe(&e),
-            }),
-        }
+                message: e.0,
+            })
     }
 
     /// Makes sure `debian:bookworm-slim` is present: pulls it, or, when no
@@ -91,26 +84,15 @@ impl<'a> ImageBuilder<'a> {
             return Ok(());
         }
         (self.progress)(&format!("{DEBIAN_IMAGE} is not present; pulling it"));
-        let opts = CreateImageOptionsBuilder::default()
-            .from_image(DEBIAN_IMAGE)
-            .build();
-        let mut pull = self.docker.create_image(Some(opts), None, None);
-        let mut pull_error = None;
-        while let Some(item) = pull.next().await {
-            if let Err(e) = item {
-                pull_error = Some(describe(&e));
-                break;
-            }
-        }
-        match pull_error {
-            None if self.exists(DEBIAN_IMAGE).await? => return Ok(()),
-            None => (self.progress)("the pull ended without the image"),
-            Some(e) => (self.progress)(&format!("pulling {DEBIAN_IMAGE} failed: {e}")),
+        match self.engine.pull(DEBIAN_IMAGE).await {
+            Ok(()) if self.exists(DEBIAN_IMAGE).await? => return Ok(()),
+            Ok(()) => (self.progress)("the pull ended without the image"),
+            Err(e) => (self.progress)(&format!("pulling {DEBIAN_IMAGE} failed: {e}")),
         }
         (self.progress)(&format!(
             "creating {DEBIAN_IMAGE} from Debian's packages instead (debootstrap --variant=minbase bookworm, then an import; about a minute)"
         ));
-        bootstrap::create_debian_image(self.docker, DEBIAN_IMAGE, self.progress).await?;
+        bootstrap::create_debian_image(self.engine, DEBIAN_IMAGE, self.progress).await?;
         Ok(())
     }
 
@@ -139,6 +121,23 @@ impl<'a> ImageBuilder<'a> {
         Ok(Built::Built(lang.image.clone()))
     }
 
+    /// Builds a job image (and the base) unless present.
+    pub async fn ensure_job_image(
+        &self,
+        job: &super::jobs::JobImage,
+        force: bool,
+    ) -> Result<Built, BuildError> {
+        if !force && self.exists(&job.image).await? {
+            return Ok(Built::Present(job.image.clone()));
+        }
+        let base = match self.ensure_base(false).await? {
+            Built::Present(b) | Built::Built(b) => b,
+        };
+        let args = HashMap::from([("BASE".to_owned(), base)]);
+        self.build(&job.dir, &job.image, args).await?;
+        Ok(Built::Built(job.image.clone()))
+    }
+
     async fn build(
         &self,
         dir: &str,
@@ -149,42 +148,31 @@ impl<'a> ImageBuilder<'a> {
             "building {image} from {}/{dir}",
             self.sources.origin()
         ));
-        let context = self.context(dir);
-        let hash = self.sources.content_hash(&["base", dir]);
-        let opts = BuildImageOptions {
-            t: Some(image.to_owned()),
-            rm: true,
-            forcerm: true,
-            buildargs: Some(buildargs),
-            labels: Some(HashMap::from([(CONTEXT_LABEL.to_owned(), hash)])),
-            ..Default::default()
+        let request = BuildRequest {
+            tag: image.to_owned(),
+            context: self.context(dir),
+            args: buildargs,
+            labels: HashMap::from([(
+                CONTEXT_LABEL.to_owned(),
+                self.sources.content_hash(&["base", dir]),
+            )]),
         };
-        let mut stream =
-            self.docker
-                .build_image(opts, None, Some(bollard::body_full(context.into())));
         // The last lines of output explain a failure.
-        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| BuildError::Failed {
-                image: image.to_owned(),
-                message: format!("{}{}", describe(&e), tail_text(&tail)),
-            })?;
-            if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(BuildError::Failed {
-                    image: image.to_owned(),
-                    message: format!("{err}{}", tail_text(&tail)),
-                });
+        let tail = std::sync::Mutex::new(std::collections::VecDeque::<String>::new());
+        let log = |line: &str| {
+            (self.progress)(&format!("  {line}"));
+            let mut t = tail.lock().expect("tail lock");
+            t.push_back(line.to_owned());
+            if t.len() > 15 {
+                t.pop_front();
             }
-            if let Some(s) = info.stream {
-                for line in s.lines().filter(|l| !l.trim().is_empty()) {
-                    (self.progress)(&format!("  {line}"));
-                    tail.push_back(line.to_owned());
-                    if tail.len() > 15 {
-                        tail.pop_front();
-                    }
-                }
-            }
-        }
+        };
+        let built = self.engine.build(request, &log).await;
+        let tail = tail.into_inner().expect("tail lock");
+        built.map_err(|e| BuildError::Failed {
+            image: image.to_owned(),
+            message: format!("{e}{}", tail_text(&tail)),
+        })?;
         if !self.exists(image).await? {
             return Err(BuildError::Failed {
                 image: image.to_owned(),

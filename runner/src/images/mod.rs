@@ -7,6 +7,8 @@
 
 pub mod bootstrap;
 pub mod build;
+pub mod engine;
+pub mod jobs;
 pub mod sources;
 
 pub use build::{BuildError, ImageBuilder};

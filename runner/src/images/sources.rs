@@ -113,6 +113,14 @@ impl ImageSources {
             .collect()
     }
 
+    /// Image directories holding a `job.toml` (the workflow job images).
+    pub fn job_dirs(&self) -> Vec<&str> {
+        self.files
+            .keys()
+            .filter_map(|k| k.strip_suffix("/job.toml"))
+            .collect()
+    }
+
     /// Files of one image directory: (file name, bytes).
     pub fn dir(&self, dir: &str) -> impl Iterator<Item = (&str, &[u8])> {
         let prefix = format!("{dir}/");

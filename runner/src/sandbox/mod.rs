@@ -1,30 +1,27 @@
-//! Running a submission: a compile stage when the language has one, then a
-//! run stage, each in a fresh container that is removed afterwards.
+//! Running a learner's submission: a compile stage when the language has
+//! one, then a run stage, each in a fresh sandbox of one job of the job
+//! backend (containers on Docker, pods of one namespace on Kubernetes),
+//! removed afterwards.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 
-pub mod labels;
 pub mod pool;
-pub mod protocol;
-mod reaper;
 pub mod spec;
-mod stage;
-pub mod uids;
 
-use crate::engine::{ContainerEngine, EngineError};
+use crate::backend::driver::{COLLECT_GRACE, REPORT_GRACE};
+use crate::backend::protocol::{ArchiveKind, PROTOCOL_VERSION, Step};
+use crate::backend::{
+    BackendError, ImageCheck, JobBackend, JobKind, JobScope, JobSpec, StepOutcome,
+};
 use crate::language::{Catalog, Language, LookupError};
 use crate::limits::{LimitError, Limits, LimitsRequest, StageLimits};
 use crate::policy::SandboxPolicy;
 use crate::submission::{self, SubmissionError, SubmissionFile};
 use crate::verdict::{RunResult, StageResult, Status, verdict};
-use labels::Owner;
-use protocol::{ArchiveKind, Job, PROTOCOL_VERSION, ProtocolError};
-use stage::{COLLECT_GRACE, REPORT_GRACE, StageRun};
 
 /// What a run reports while it runs, for live views (server-sent events).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,31 +38,10 @@ pub enum SandboxEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputStream {
-    Stdout,
-    Stderr,
-}
-
-impl OutputStream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputStream::Stdout => "stdout",
-            OutputStream::Stderr => "stderr",
-        }
-    }
-}
+pub use crate::backend::OutputStream;
 
 /// Where [`SandboxEvent`]s go.
 pub type EventSink = tokio::sync::mpsc::UnboundedSender<SandboxEvent>;
-
-/// Counters of engine operations, for metrics.
-#[derive(Debug, Default)]
-pub struct SandboxStats {
-    pub containers_created: AtomicU64,
-    pub create_failures: AtomicU64,
-    pub remove_failures: AtomicU64,
-}
 
 /// Label every sandbox image carries with the protocol its sandbox-init speaks.
 pub const PROTOCOL_LABEL: &str = "io.runner.sandbox.protocol";
@@ -128,13 +104,6 @@ pub struct PreparedRun {
 /// Why a run could not produce a verdict. Never the submission's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("job {job}, {stage} stage: {source}")]
-    Engine {
-        job: String,
-        stage: StageKind,
-        #[source]
-        source: EngineError,
-    },
     #[error(
         "sandbox image {image} is not built; run `runner images build` (or pass --build to `runner exec`)"
     )]
@@ -146,87 +115,81 @@ pub enum SandboxError {
         image: String,
         found: Option<String>,
     },
-    #[error("job {job}, {stage} stage: {source}")]
-    Protocol {
-        job: String,
-        stage: StageKind,
-        #[source]
-        source: ProtocolError,
-    },
-    #[error("job {job}, {stage} stage: sandbox-init failed: {message}")]
-    Init {
-        job: String,
-        stage: StageKind,
-        message: String,
-    },
-    #[error("job {job}, {stage} stage: the sandbox stopped without reporting a result (exit code {exit_code:?}){}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
-    NoResult {
-        job: String,
-        stage: StageKind,
-        exit_code: Option<i64>,
-        detail: String,
-    },
-    #[error("{cause}; removing its container also failed: {cleanup}")]
-    Cleanup {
-        cause: Box<SandboxError>,
-        cleanup: EngineError,
-    },
-    #[error("job {job}, {stage} stage: {source}")]
-    Uid {
-        job: String,
-        stage: StageKind,
-        #[source]
-        source: uids::UidError,
-    },
     #[error("cannot check sandbox image {image}: {source}")]
     ImageCheck {
         image: String,
         #[source]
-        source: EngineError,
+        source: BackendError,
+    },
+    #[error("job {job}, {stage} stage: {source}")]
+    Backend {
+        job: String,
+        stage: &'static str,
+        #[source]
+        source: BackendError,
     },
 }
 
-/// Runs submissions on a container engine under a policy.
+impl SandboxError {
+    fn backend(job: &str, stage: &'static str, source: BackendError) -> SandboxError {
+        match source {
+            BackendError::ImageMissing { image, .. } => SandboxError::ImageMissing { image },
+            source => SandboxError::Backend {
+                job: job.to_owned(),
+                stage,
+                source,
+            },
+        }
+    }
+}
+
+/// Runs submissions through a job backend under a policy.
 #[derive(Debug)]
 pub struct Sandbox {
-    engine: Arc<dyn ContainerEngine>,
+    backend: Arc<dyn JobBackend>,
     policy: Arc<SandboxPolicy>,
     catalog: Arc<Catalog>,
-    owner: Owner,
     /// Images whose protocol label was checked in this process.
     checked_images: Mutex<HashSet<String>>,
-    stats: Arc<SandboxStats>,
-    reaper: Arc<reaper::Reaper>,
-    /// A uid of its own for every sandbox alive at once.
-    uids: Arc<uids::UidAllocator>,
-    pool: OnceLock<Arc<pool::WarmPool>>,
-    /// Labels every container this sandbox makes.
-    instance: String,
+}
+
+/// Removes whatever exists of a job when dropped while armed: a run whose
+/// future is dropped (a cancellation, Ctrl-C) leaves nothing behind.
+struct JobGuard {
+    backend: Arc<dyn JobBackend>,
+    id: Option<String>,
+}
+
+impl JobGuard {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(rt)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let backend = Arc::clone(&self.backend);
+            rt.spawn(async move {
+                if let Err(e) = backend.remove_job(&id).await {
+                    warn!(job.id = %id, error = %e, "removing a cancelled job failed; garbage collection will");
+                }
+            });
+        }
+    }
 }
 
 impl Sandbox {
     pub fn new(
-        engine: Arc<dyn ContainerEngine>,
+        backend: Arc<dyn JobBackend>,
         policy: Arc<SandboxPolicy>,
         catalog: Arc<Catalog>,
     ) -> Self {
-        let stats = Arc::new(SandboxStats::default());
-        let uids =
-            uids::UidAllocator::new(policy.container.uids, uids::UidAllocator::default_dir());
         Sandbox {
-            uids: Arc::new(uids),
-            reaper: Arc::new(reaper::Reaper::start(
-                Arc::clone(&engine),
-                Arc::clone(&stats),
-            )),
-            engine,
+            backend,
             policy,
             catalog,
-            owner: Owner::current(),
             checked_images: Mutex::new(HashSet::new()),
-            stats,
-            pool: OnceLock::new(),
-            instance: new_job_id(),
         }
     }
 
@@ -238,93 +201,40 @@ impl Sandbox {
         &self.catalog
     }
 
-    pub fn engine(&self) -> &Arc<dyn ContainerEngine> {
-        &self.engine
+    pub fn backend(&self) -> &Arc<dyn JobBackend> {
+        &self.backend
     }
 
-    pub fn stats(&self) -> &SandboxStats {
-        &self.stats
-    }
-
-    /// Keeps warm containers ready for jobs under the policy's default
-    /// limits (see [`pool`]). `permits` is the global concurrency bound the
-    /// refill shares with running jobs.
+    /// Keeps started sandboxes ready for stages under the policy's default
+    /// limits, where the backend can (see [`pool`]). `permits` is the
+    /// global concurrency bound the refill shares with running jobs.
     pub fn start_pool(
         &self,
         config: &pool::PoolConfig,
         permits: Arc<tokio::sync::Semaphore>,
-    ) -> Arc<pool::WarmPool> {
-        let defaults = LimitsRequest::default()
-            .resolve(&self.policy)
-            .expect("the policy's defaults are within its maxima");
-        let mut targets = Vec::new();
-        for lang in self.catalog.languages() {
-            let size = config
-                .sizes
-                .get(&lang.name)
-                .copied()
-                .unwrap_or(config.default_size);
-            let mut stages = vec![(StageKind::Run, &defaults.run)];
-            if lang.compile.is_some() {
-                stages.push((StageKind::Compile, &defaults.compile));
-            }
-            for (stage, limits) in stages {
-                targets.push(pool::Target {
-                    language: lang.name.clone(),
-                    stage,
-                    size,
-                    spec: spec::stage_spec(&self.policy, &lang.image, Default::default(), limits),
-                });
-            }
-        }
-        let pool = self.pool.get_or_init(|| {
-            pool::WarmPool::new(
-                Arc::clone(&self.engine),
-                self.reaper_handle(),
-                Arc::clone(&self.uids),
-                self.instance.clone(),
-                targets,
-                config.idle_lifetime,
-                permits,
-            )
-        });
-        pool.start();
-        Arc::clone(pool)
+    ) -> bool {
+        let targets = pool::targets(&self.policy, &self.catalog, config);
+        self.backend
+            .start_pool(targets, config.idle_lifetime, permits)
     }
 
-    pub fn pool(&self) -> Option<&Arc<pool::WarmPool>> {
-        self.pool.get()
-    }
-
-    fn reaper_handle(&self) -> Arc<reaper::Reaper> {
-        Arc::clone(&self.reaper)
-    }
-
-    /// The value of the `io.runner.instance` label on this sandbox's containers.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
-    /// Waits until the used containers queued for removal are gone.
+    /// Waits until the backend's background work (removals) is done.
     pub async fn flush_removals(&self) {
-        self.reaper.flush().await;
+        self.backend.settle().await;
     }
 
-    /// Stops the warm pool and waits until every used container is removed.
+    /// Stops the warm pool and waits until every used sandbox is removed.
     pub async fn shutdown(&self) {
-        if let Some(p) = self.pool.get() {
-            p.close();
-        }
-        self.reaper.flush().await;
+        self.backend.shutdown().await;
     }
 
-    /// Checks a request completely, without touching the engine.
+    /// Checks a request completely, without touching the backend.
     pub fn prepare(&self, req: RunRequest) -> Result<PreparedRun, RequestError> {
         self.prepare_as(new_job_id(), req)
     }
 
     /// Like [`Sandbox::prepare`], under a job id of the caller's (the
-    /// service's run id, so its containers can be found by it).
+    /// service's run id, so its sandboxes can be found by it).
     pub fn prepare_as(&self, id: String, req: RunRequest) -> Result<PreparedRun, RequestError> {
         let language = self.catalog.find(&req.language, req.version.as_deref())?;
         submission::validate(&req.files, &req.stdin, &req.args, &self.policy.input)?;
@@ -353,13 +263,68 @@ impl Sandbox {
         let span = info_span!("job", job.id = %run.id, language = %run.language.name, image = %run.language.image);
         async {
             self.check_image(&run.language.image).await?;
-            let lang = &run.language;
-            let c = &self.policy.container;
-            // Owner fields of the archive are not used: sandbox-init
-            // creates the files as the sandbox's own uid.
-            let mut archive = submission::archive(&run.files, c.uids.first, c.uids.first);
-            let mut archive_kind = ArchiveKind::Files;
+            let stages = self.run_stages(run, events);
+            stages.await
+        }
+        .instrument(span)
+        .await
+    }
 
+    /// The job of a run: its stages' sandboxes, one after the other.
+    fn job_spec(&self, run: &PreparedRun) -> JobSpec {
+        let lang = &run.language;
+        let mut lifetime = stage_lifetime(&run.limits.run);
+        let mut largest = self
+            .stage_sandbox(lang, StageKind::Run, &run.limits.run)
+            .resources();
+        if lang.compile.is_some() {
+            lifetime += stage_lifetime(&run.limits.compile);
+            largest = largest.max(
+                self.stage_sandbox(lang, StageKind::Compile, &run.limits.compile)
+                    .resources(),
+            );
+        }
+        JobSpec {
+            id: run.id.clone(),
+            kind: JobKind::Submission,
+            tenant: None,
+            egress: None,
+            lifetime,
+            largest,
+        }
+    }
+
+    fn stage_sandbox(
+        &self,
+        lang: &Language,
+        kind: StageKind,
+        limits: &StageLimits,
+    ) -> crate::backend::SandboxSpec {
+        spec::stage_sandbox(&self.policy, &lang.image, &lang.name, kind.as_str(), limits)
+    }
+
+    async fn run_stages(
+        &self,
+        run: &PreparedRun,
+        events: Option<&EventSink>,
+    ) -> Result<RunResult, SandboxError> {
+        let lang = &run.language;
+        let c = &self.policy.container;
+        let job = self.job_spec(run);
+        let scope = self
+            .backend
+            .open_job(&job)
+            .await
+            .map_err(|e| SandboxError::backend(&run.id, "open", e))?;
+        let guard = JobGuard {
+            backend: Arc::clone(&self.backend),
+            id: Some(run.id.clone()),
+        };
+        // Owner fields of the archive are not used: sandbox-init creates
+        // the files as the sandbox's own uid.
+        let mut archive = submission::archive(&run.files, c.uids.first, c.uids.first);
+        let mut archive_kind = ArchiveKind::Files;
+        let outcome = async {
             let compile = match &lang.compile {
                 Some(stage) => {
                     let argv = lang.command(stage, &run.files, &[]);
@@ -374,7 +339,7 @@ impl Sandbox {
                         stdin: &[],
                         collect: true,
                     };
-                    let outcome = self.stage(run, plan, events).await?;
+                    let outcome = self.stage(&scope, run, plan, events).await?;
                     match outcome.archive {
                         Some(a) if outcome.result.succeeded() => {
                             archive = a;
@@ -398,11 +363,27 @@ impl Sandbox {
                 stdin: &run.stdin,
                 collect: false,
             };
-            let outcome = self.stage(run, plan, events).await?;
+            let outcome = self.stage(&scope, run, plan, events).await?;
             Ok(self.finish(run, compile, Some(outcome.result)))
         }
-        .instrument(span)
-        .await
+        .await;
+        let closed = self.backend.close_job(scope).await;
+        guard.disarm();
+        match (outcome, closed) {
+            (Ok(r), Ok(())) => Ok(r),
+            (Ok(r), Err(e)) => {
+                warn!(job.id = %run.id, error = %e, "closing the job failed; garbage collection will");
+                Ok(r)
+            }
+            (Err(SandboxError::Backend { job, stage, source }), closed) => {
+                Err(SandboxError::Backend {
+                    job,
+                    stage,
+                    source: BackendError::with_cleanup(source, closed),
+                })
+            }
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Runs one command in a language's image under the run-stage limits,
@@ -426,6 +407,17 @@ impl Sandbox {
         let env = spec::environment(&language.run.env);
         let first = self.policy.container.uids.first;
         let archive = submission::archive(&[], first, first);
+        let mut job = self.job_spec(&run);
+        job.lifetime = stage_lifetime(&run.limits.run);
+        let scope = self
+            .backend
+            .open_job(&job)
+            .await
+            .map_err(|e| SandboxError::backend(&run.id, "open", e))?;
+        let guard = JobGuard {
+            backend: Arc::clone(&self.backend),
+            id: Some(run.id.clone()),
+        };
         let plan = StagePlan {
             kind: StageKind::Run,
             argv,
@@ -436,8 +428,10 @@ impl Sandbox {
             stdin: &[],
             collect: false,
         };
-        let outcome = self.stage(&run, plan, None).await?;
-        Ok(outcome.result)
+        let outcome = self.stage(&scope, &run, plan, None).await;
+        let _ = self.backend.close_job(scope).await;
+        guard.disarm();
+        Ok(outcome?.result)
     }
 
     fn finish(
@@ -458,73 +452,96 @@ impl Sandbox {
         }
     }
 
+    /// One stage: a fresh sandbox of the job, one step, stopped.
     async fn stage(
         &self,
+        scope: &JobScope,
         run: &PreparedRun,
         plan: StagePlan<'_>,
         events: Option<&EventSink>,
-    ) -> Result<stage::StageOutcome, SandboxError> {
-        let StagePlan {
-            kind,
-            argv,
-            env,
-            limits,
-            archive,
-            archive_kind,
-            stdin,
-            collect,
-        } = plan;
+    ) -> Result<StepOutcome, SandboxError> {
+        let kind = plan.kind;
+        let err = |e| SandboxError::backend(&run.id, kind.as_str(), e);
         let c = &self.policy.container;
-        let lifetime = Duration::from_millis(limits.wall_time_ms)
-            + REPORT_GRACE
-            + COLLECT_GRACE
-            + Duration::from_secs(60);
-        let labels = labels::for_stage(
-            &self.owner,
-            &self.instance,
-            &run.id,
-            kind.as_str(),
-            &run.language.name,
-            lifetime,
-        );
-        let container = spec::stage_spec(&self.policy, &run.language.image, labels, limits);
-        let warm = self
-            .pool
-            .get()
-            .and_then(|p| p.take(&run.language.name, kind, &container));
-        StageRun {
-            engine: &self.engine,
-            reaper: &self.reaper,
-            uids: &self.uids,
-            stats: &self.stats,
-            events,
-            job_id: &run.id,
-            kind,
-            spec: container,
-            job: Job {
-                argv,
-                env,
-                cwd: spec::WORK_DIR,
-                wall_ms: limits.wall_time_ms,
-                cpu_ms: limits.cpu_time_ms,
-                stdout_max: limits.stdout_max_bytes,
-                stderr_max: limits.stderr_max_bytes,
-                fsize_max: c.work_tmpfs_bytes,
-                nofile: c.nofile,
-                // tar's headers and padding on top of the tmpfs contents.
-                collect_max: if collect {
-                    c.work_tmpfs_bytes + (4 << 20)
-                } else {
-                    0
-                },
-                archive,
-                archive_kind,
-                stdin,
+        let sandbox = self.stage_sandbox(&run.language, kind, plan.limits);
+        let mut handle = self
+            .backend
+            .start_sandbox(scope, &sandbox)
+            .await
+            .map_err(err)?;
+        let step = Step {
+            argv: plan.argv,
+            env: plan.env,
+            cwd: spec::WORK_DIR,
+            wall_ms: plan.limits.wall_time_ms,
+            cpu_ms: plan.limits.cpu_time_ms,
+            stdout_max: plan.limits.stdout_max_bytes,
+            stderr_max: plan.limits.stderr_max_bytes,
+            fsize_max: c.work_tmpfs_bytes,
+            nofile: c.nofile,
+            // tar's headers and padding on top of the tmpfs contents.
+            collect_max: if plan.collect {
+                c.work_tmpfs_bytes + (4 << 20)
+            } else {
+                0
             },
-            limits,
+            archive: plan.archive,
+            archive_kind: plan.archive_kind,
+            tmp_files: &[],
+            stdin: plan.stdin,
+        };
+        if let Some(events) = events {
+            let _ = events.send(SandboxEvent::StageStarted(kind));
         }
-        .run(warm)
-        .await
+        let outcome = match events {
+            None => {
+                self.backend
+                    .run_step(&mut handle, &step, plan.limits, None)
+                    .await
+            }
+            Some(events) => {
+                // The backend's output, as this stage's events, in order.
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let forward = {
+                    let events = events.clone();
+                    tokio::spawn(async move {
+                        while let Some((stream, text)) = rx.recv().await {
+                            let _ = events.send(SandboxEvent::Output {
+                                stage: kind,
+                                stream,
+                                text,
+                            });
+                        }
+                    })
+                };
+                let outcome = self
+                    .backend
+                    .run_step(&mut handle, &step, plan.limits, Some(&tx))
+                    .await;
+                drop(tx);
+                let _ = forward.await;
+                outcome
+            }
+        };
+        match outcome {
+            Ok(o) => {
+                if let Err(e) = self.backend.stop_sandbox(handle).await {
+                    warn!(job.id = %run.id, error = %e, "stopping a sandbox failed; garbage collection will");
+                }
+                if let Some(events) = events {
+                    let _ = events.send(SandboxEvent::StageFinished {
+                        stage: kind,
+                        result: o.result.clone(),
+                    });
+                }
+                Ok(o)
+            }
+            Err(cause) => {
+                // Removed now, so a failed removal is reported with the cause.
+                let cleanup = self.backend.stop_sandbox(handle).await;
+                Err(err(BackendError::with_cleanup(cause, cleanup)))
+            }
+        }
     }
 
     /// Checks once per process that the image exists and speaks our protocol.
@@ -537,23 +554,32 @@ impl Sandbox {
         {
             return Ok(());
         }
-        let labels = self
-            .engine
-            .image_labels(image)
-            .await
-            .map_err(|source| SandboxError::ImageCheck {
-                image: image.to_owned(),
-                source,
-            })?
-            .ok_or_else(|| SandboxError::ImageMissing {
-                image: image.to_owned(),
-            })?;
-        let found = labels.get(PROTOCOL_LABEL).cloned();
-        if found.as_deref() != Some(PROTOCOL_VERSION) {
-            return Err(SandboxError::ImageProtocol {
-                image: image.to_owned(),
-                found,
-            });
+        let check =
+            self.backend
+                .inspect_image(image)
+                .await
+                .map_err(|source| SandboxError::ImageCheck {
+                    image: image.to_owned(),
+                    source,
+                })?;
+        match check {
+            ImageCheck::Missing => {
+                return Err(SandboxError::ImageMissing {
+                    image: image.to_owned(),
+                });
+            }
+            ImageCheck::Present(labels) => {
+                let found = labels.get(PROTOCOL_LABEL).cloned();
+                if found.as_deref() != Some(PROTOCOL_VERSION) {
+                    return Err(SandboxError::ImageProtocol {
+                        image: image.to_owned(),
+                        found,
+                    });
+                }
+            }
+            // The platform pulls images where sandboxes run: a wrong one
+            // shows as a sandbox-init failure when its sandbox starts.
+            ImageCheck::Unknown => {}
         }
         self.checked_images
             .lock()
@@ -561,6 +587,14 @@ impl Sandbox {
             .insert(image.to_owned());
         Ok(())
     }
+}
+
+/// How long a stage may hold its sandbox, all graces included.
+fn stage_lifetime(limits: &StageLimits) -> Duration {
+    Duration::from_millis(limits.wall_time_ms)
+        + REPORT_GRACE
+        + COLLECT_GRACE
+        + Duration::from_secs(60)
 }
 
 /// A run that could not produce a verdict, as a result clients can read.

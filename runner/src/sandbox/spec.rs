@@ -1,10 +1,9 @@
-//! The container a stage runs in, from the policy and the stage's limits.
+//! The sandbox a stage runs in, from the policy and the stage's limits, in
+//! the backends' engine-neutral terms.
 
 use std::collections::BTreeMap;
 
-use super::labels;
-use super::uids::UidLease;
-use crate::engine::{SandboxSpec, Tmpfs};
+use crate::backend::{SandboxSpec, Scratch, SeccompProfile};
 use crate::limits::StageLimits;
 use crate::policy::{SandboxPolicy, Seccomp};
 
@@ -21,30 +20,29 @@ pub const BASE_ENV: [(&str, &str); 5] = [
     ("TMPDIR", "/tmp"),
 ];
 
-/// The container of a stage. It runs as the first uid of the policy's range
-/// until [`run_as`] gives it the uid leased for it.
-pub fn stage_spec(
+/// The sandbox of a stage (`role`: compile or run) of a `language` in `image`.
+pub fn stage_sandbox(
     policy: &SandboxPolicy,
     image: &str,
-    labels: BTreeMap<String, String>,
+    language: &str,
+    role: &str,
     limits: &StageLimits,
 ) -> SandboxSpec {
     let c = &policy.container;
     SandboxSpec {
+        role: role.to_owned(),
         image: image.to_owned(),
-        labels,
-        user: format!("{0}:{0}", c.uids.first),
         memory_bytes: limits.memory_bytes,
         nano_cpus: c.nano_cpus,
         pids: limits.pids,
-        tmpfs: vec![
-            Tmpfs {
+        scratch: vec![
+            Scratch {
                 path: WORK_DIR.into(),
                 size_bytes: c.work_tmpfs_bytes,
                 exec: true,
                 mode: 0o700,
             },
-            Tmpfs {
+            Scratch {
                 path: "/tmp".into(),
                 size_bytes: c.tmp_tmpfs_bytes,
                 exec: false,
@@ -54,18 +52,11 @@ pub fn stage_spec(
         shm_bytes: c.shm_bytes,
         nofile: c.nofile,
         seccomp: match &c.seccomp {
-            Seccomp::EngineDefault => None,
-            Seccomp::Profile { json, .. } => Some(json.clone()),
+            Seccomp::EngineDefault => SeccompProfile::EngineDefault,
+            Seccomp::Profile { json, .. } => SeccompProfile::Runner(json.clone()),
         },
+        labels: BTreeMap::from([("language".to_owned(), language.to_owned())]),
     }
-}
-
-/// Makes the container run as the leased uid (and gid); its tmpfs mounts
-/// are owned by them, and a label says which uid it holds.
-pub fn run_as(spec: &mut SandboxSpec, lease: &UidLease) {
-    spec.user = lease.user();
-    spec.labels
-        .insert(labels::UID.to_owned(), lease.uid().to_string());
 }
 
 /// `NAME=value` strings: the base environment overlaid with the language's.
@@ -83,19 +74,22 @@ mod tests {
     use crate::limits::LimitsRequest;
 
     #[test]
-    fn stage_spec_follows_the_policy_and_limits() {
+    fn stage_sandboxes_follow_the_policy_and_limits() {
         let p = SandboxPolicy::embedded().unwrap();
         let l = LimitsRequest::default().resolve(&p).unwrap();
-        let s = stage_spec(&p, "img", BTreeMap::new(), &l.compile);
+        let s = stage_sandbox(&p, "img", "c", "compile", &l.compile);
         assert_eq!(s.memory_bytes, l.compile.memory_bytes);
         assert_eq!(s.pids, p.compile.pids);
-        assert_eq!(s.user, "10001:10001");
-        let work = s.tmpfs.iter().find(|t| t.path == "/work").unwrap();
+        assert_eq!(s.role, "compile");
+        assert_eq!(s.labels["language"], "c");
+        let work = s.scratch.iter().find(|t| t.path == "/work").unwrap();
         assert!(work.exec);
         assert_eq!(work.size_bytes, p.container.work_tmpfs_bytes);
-        let tmp = s.tmpfs.iter().find(|t| t.path == "/tmp").unwrap();
+        let tmp = s.scratch.iter().find(|t| t.path == "/tmp").unwrap();
         assert!(!tmp.exec);
-        assert!(s.seccomp.unwrap().contains("SCMP_ACT_ERRNO"));
+        assert!(
+            matches!(&s.seccomp, SeccompProfile::Runner(json) if json.contains("SCMP_ACT_ERRNO"))
+        );
     }
 
     #[test]

@@ -62,6 +62,36 @@ pub struct ConfigFile {
     pub retention: Option<RetentionFile>,
     pub http: Option<HttpFile>,
     pub auth: Option<AuthFile>,
+    /// Where jobs run: `"docker"` (the default: containers of this
+    /// machine's engine) or `"kubernetes"` (a namespace per job, see
+    /// `[kubernetes]`).
+    pub backend: Option<String>,
+    pub kubernetes: Option<KubernetesFile>,
+}
+
+/// The Kubernetes job backend's connection and policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesFile {
+    /// A kubeconfig file. Default: `$KUBECONFIG`, `~/.kube/config`, or the
+    /// pod's own service account when running in the cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use. Default: its current context.
+    pub context: Option<String>,
+    /// The namespace policy (what every job namespace holds). Default: the
+    /// reviewed `policies/kubernetes/job-namespace.toml` built into runner.
+    pub policy: Option<PathBuf>,
+}
+
+/// Where jobs run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    Docker,
+    Kubernetes {
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+        policy: Option<PathBuf>,
+    },
 }
 
 /// `trust_forwarded_for`: a flag or a number of proxies.
@@ -185,6 +215,7 @@ pub struct ServiceConfig {
     pub sweep_interval: Duration,
     pub http: HttpConfig,
     pub auth: AuthConfig,
+    pub backend: BackendConfig,
 }
 
 /// Connection hygiene.
@@ -243,6 +274,7 @@ impl ConfigFile {
         let retention = self.retention.unwrap_or_default();
         let http = self.http.unwrap_or_default();
         let auth = self.auth.unwrap_or_default();
+        let backend = backend(self.backend.as_deref(), self.kubernetes)?;
         let days = retention.max_age_days.unwrap_or(30);
         let mb = retention.tenant_max_mb.unwrap_or(1024);
         Ok(ServiceConfig {
@@ -297,7 +329,35 @@ impl ConfigFile {
                     auth.verification_wait_ms.unwrap_or(10_000),
                 ),
             },
+            backend,
         })
+    }
+}
+
+/// The `backend` key and its `[kubernetes]` section, which only that
+/// backend may have.
+fn backend(
+    name: Option<&str>,
+    kubernetes: Option<KubernetesFile>,
+) -> Result<BackendConfig, ConfigError> {
+    match (name.unwrap_or("docker"), kubernetes) {
+        ("docker", None) => Ok(BackendConfig::Docker),
+        ("docker", Some(_)) => Err(invalid(
+            "kubernetes",
+            "is set but `backend` is \"docker\"; set `backend = \"kubernetes\"` or remove the section".into(),
+        )),
+        ("kubernetes", k) => {
+            let k = k.unwrap_or_default();
+            Ok(BackendConfig::Kubernetes {
+                kubeconfig: k.kubeconfig,
+                context: k.context,
+                policy: k.policy,
+            })
+        }
+        (other, _) => Err(invalid(
+            "backend",
+            format!("{other:?} is not a backend; use \"docker\" or \"kubernetes\""),
+        )),
     }
 }
 
@@ -458,6 +518,39 @@ mod tests {
         assert_eq!(c.retention.max_age, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(c.retention.tenant_max_bytes, Some(1 << 30));
         assert_eq!(c.http.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_backend_is_docker_unless_kubernetes_is_chosen() {
+        assert_eq!(parse("").unwrap().backend, BackendConfig::Docker);
+        let k =
+            parse("backend = \"kubernetes\"\n[kubernetes]\ncontext = \"kind-runner\"\n").unwrap();
+        assert_eq!(
+            k.backend,
+            BackendConfig::Kubernetes {
+                kubeconfig: None,
+                context: Some("kind-runner".into()),
+                policy: None
+            }
+        );
+        let err = parse("backend = \"podman\"").unwrap_err().to_string();
+        assert!(
+            err.contains("backend") && err.contains("\"docker\""),
+            "{err}"
+        );
+        let err = parse("[kubernetes]\ncontext = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backend = \"kubernetes\""), "{err}");
+        assert!(parse("backend = \"kubernetes\"\n[kubernetes]\nnamespace = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_deployment_manifests_configuration_is_valid() {
+        let text = include_str!("../../deploy/kubernetes/base/runner.toml");
+        let c = parse(text).unwrap();
+        assert!(matches!(c.backend, BackendConfig::Kubernetes { .. }));
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
     }
 
     #[test]

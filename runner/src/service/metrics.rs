@@ -12,8 +12,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::sandbox::SandboxStats;
-use crate::sandbox::pool::WarmPool;
+use crate::backend::BackendStats;
+use crate::backend::docker::pool::WarmPool;
 
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -102,7 +102,7 @@ impl Metrics {
         &self,
         queued: usize,
         running: usize,
-        sandbox: &SandboxStats,
+        sandbox: &BackendStats,
         pool: Option<&WarmPool>,
     ) -> String {
         let mut reg = Registry::with_prefix("runner");
@@ -184,20 +184,20 @@ fn load(c: &AtomicU64) -> ConstCounter {
     ConstCounter::new(c.load(Ordering::Relaxed))
 }
 
-fn register_sandbox(reg: &mut Registry, s: &SandboxStats) {
+fn register_sandbox(reg: &mut Registry, s: &BackendStats) {
     reg.register(
         "containers_created",
-        "Sandbox containers created",
-        load(&s.containers_created),
+        "Sandboxes (containers, pods) created",
+        load(&s.sandboxes_started),
     );
     reg.register(
         "container_create_failures",
-        "Sandbox containers the engine failed to create",
-        load(&s.create_failures),
+        "Sandboxes the backend failed to create",
+        load(&s.start_failures),
     );
     reg.register(
         "container_remove_failures",
-        "Sandbox containers the engine failed to remove",
+        "Sandboxes the backend failed to remove",
         load(&s.remove_failures),
     );
 }
@@ -252,7 +252,7 @@ mod tests {
         m.run_finished("python", "ok", 3.0);
         m.response(200);
         m.auth_failures.inc();
-        let text = m.render(4, 1, &SandboxStats::default(), None);
+        let text = m.render(4, 1, &BackendStats::default(), None);
         assert!(text.contains("runner_queue_depth 4"), "{text}");
         assert!(
             text.contains("runner_runs_total{status=\"ok\",language=\"python\"} 2"),
@@ -288,7 +288,7 @@ mod tests {
     fn label_values_are_escaped() {
         let m = Metrics::default();
         m.run_finished("we\"ird\nname", "ok", 1.0);
-        let text = m.render(0, 0, &SandboxStats::default(), None);
+        let text = m.render(0, 0, &BackendStats::default(), None);
         assert!(text.contains(r#"language="we\"ird\nname""#), "{text}");
     }
 }

@@ -130,9 +130,9 @@ impl Service {
         tasks.push(self.start_sweeper());
         // What this server leaves behind (a cancelled start, a failed
         // removal) is collected without waiting for `runner gc`.
-        tasks.push(crate::gc::start_sweeper(
-            Arc::clone(self.sandbox.engine()),
-            crate::gc::SWEEP_INTERVAL,
+        tasks.push(crate::backend::orphans::start_sweeper(
+            Arc::clone(self.sandbox.backend()),
+            crate::backend::orphans::SWEEP_INTERVAL,
         ));
         tasks
     }
@@ -168,8 +168,8 @@ impl Service {
     async fn check_images(&self) {
         for lang in self.sandbox.catalog().languages() {
             if matches!(
-                self.sandbox.engine().image_labels(&lang.image).await,
-                Ok(None)
+                self.sandbox.backend().inspect_image(&lang.image).await,
+                Ok(crate::backend::ImageCheck::Missing)
             ) {
                 warn!(language = %lang.name, image = %lang.image, "sandbox image not built: runs of this language fail until `runner images build` builds it");
             }

@@ -105,10 +105,10 @@ impl Scheduler {
     /// containers and any other orphans. Call once, before [`Scheduler::start`].
     pub async fn recover(&self) -> Result<usize, StoreError> {
         let interrupted = self.store.call(|s| s.queue().interrupted()).await?;
-        let engine = Arc::clone(self.sandbox.engine());
+        let backend = Arc::clone(self.sandbox.backend());
         for (id, language, version) in &interrupted {
-            if let Err(e) = crate::gc::remove_job(engine.as_ref(), id).await {
-                warn!(run.id = %id, error = %e, "could not remove the containers of an interrupted run");
+            if let Err(e) = backend.remove_job(id).await {
+                warn!(run.id = %id, error = %e, "could not remove the sandboxes of an interrupted run");
             }
             let result = failed(
                 language.clone(),
@@ -122,13 +122,15 @@ impl Scheduler {
                 .await?;
             warn!(run.id = %id, "finished a run interrupted by the previous process as internal_error");
         }
-        match crate::gc::collect(engine.as_ref(), crate::gc::Scope::Orphans, false).await {
-            Ok(r) if !r.removed.is_empty() => info!(
-                removed = r.removed.len(),
-                "removed orphaned sandbox containers"
-            ),
+        match backend
+            .collect_orphans(crate::backend::OrphanScope::Orphans, false)
+            .await
+        {
+            Ok(r) if !r.removed.is_empty() => {
+                info!(removed = r.removed.len(), "removed orphaned sandboxes")
+            }
             Ok(_) => {}
-            Err(e) => warn!(error = %e, "could not look for orphaned sandbox containers"),
+            Err(e) => warn!(error = %e, "could not look for orphaned sandboxes"),
         }
         Ok(interrupted.len())
     }
@@ -319,9 +321,8 @@ impl Scheduler {
 
     /// Cleans up after a run stopped from outside, and records why.
     async fn stopped(&self, id: &str, reason: Stop) {
-        let engine = Arc::clone(self.sandbox.engine());
-        if let Err(e) = crate::gc::remove_job(engine.as_ref(), id).await {
-            warn!(error = %e, "could not remove the containers of a stopped run; `runner gc` will");
+        if let Err(e) = self.sandbox.backend().remove_job(id).await {
+            warn!(error = %e, "could not remove the sandboxes of a stopped run; `runner gc` will");
         }
         let id2 = id.to_owned();
         let stored = match reason {

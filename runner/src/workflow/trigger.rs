@@ -93,22 +93,20 @@ impl PushTrigger {
                     filtered: "tags",
                 });
             }
-            if let Some(f) = &self.branches {
-                if !f.selects(branch) {
+            if let Some(f) = &self.branches
+                && !f.selects(branch) {
                     return Err(Skip::NotSelected {
                         kind: "branch",
                         key: "branches",
                         name: branch.into(),
                     });
                 }
-            }
-            if let Some(f) = &self.branches_ignore {
-                if f.selects(branch) {
+            if let Some(f) = &self.branches_ignore
+                && f.selects(branch) {
                     return Err(Skip::Ignored {
                         name: branch.into(),
                     });
                 }
-            }
             self.check_paths(push)
         } else if let Some(tag) = push.git_ref.strip_prefix("refs/tags/") {
             if branch_filtered && !tag_filtered {

@@ -118,11 +118,10 @@ pub fn resolve_plain(t: &str) -> Resolved {
     if let Some(n) = radix("0x", 16).or_else(|| radix("0o", 8)) {
         return Resolved::Number(n as f64);
     }
-    if is_core_number(t) {
-        if let Ok(n) = t.parse::<f64>() {
+    if is_core_number(t)
+        && let Ok(n) = t.parse::<f64>() {
             return Resolved::Number(n);
         }
-    }
     Resolved::Str
 }
 

@@ -8,9 +8,11 @@ pub mod service;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use runner::engine::ContainerEngine;
-use runner::engine::docker::DockerEngine;
+use runner::backend::JobBackend;
+use runner::backend::docker::{DockerBackend, labels};
+use runner::backend::uids::UidAllocator;
 use runner::images::ImageBuilder;
+use runner::images::engine::DockerImages;
 use runner::images::sources::ImageSources;
 use runner::language::Catalog;
 use runner::limits::LimitsRequest;
@@ -20,7 +22,8 @@ use runner::submission::SubmissionFile;
 use runner::verdict::RunResult;
 
 pub struct Env {
-    pub docker: DockerEngine,
+    pub docker: Arc<DockerBackend>,
+    pub images: DockerImages,
     pub sandbox: Sandbox,
     pub sources: ImageSources,
 }
@@ -43,9 +46,11 @@ impl Env {
             default_size: 0,
             idle_lifetime: std::time::Duration::from_secs(600),
         };
-        let pool = env
-            .sandbox
-            .start_pool(&config, Arc::new(tokio::sync::Semaphore::new(4)));
+        assert!(
+            env.sandbox
+                .start_pool(&config, Arc::new(tokio::sync::Semaphore::new(4)))
+        );
+        let pool = env.docker.pool().expect("the Docker backend keeps a pool");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             let ready = pool.ready();
@@ -67,19 +72,28 @@ impl Env {
 
     /// Stages that started in a warm container so far.
     pub fn pool_hits(&self) -> u64 {
-        self.sandbox.pool().map_or(0, |p| {
+        self.docker.pool().map_or(0, |p| {
             p.stats.hits.load(std::sync::atomic::Ordering::Relaxed)
         })
     }
 
     pub async fn new() -> Env {
-        let docker = DockerEngine::connect().await.expect("connecting to Docker");
         let sources = ImageSources::embedded();
         let catalog = Arc::new(Catalog::load(&sources).unwrap());
         let policy = Arc::new(SandboxPolicy::embedded().unwrap());
-        let engine: Arc<dyn ContainerEngine> = Arc::new(docker.clone());
+        let uids = Arc::new(UidAllocator::new(
+            policy.container.uids,
+            UidAllocator::default_dir(),
+        ));
+        let docker = Arc::new(
+            DockerBackend::connect(uids)
+                .await
+                .expect("connecting to Docker"),
+        );
+        let backend: Arc<dyn JobBackend> = Arc::clone(&docker) as Arc<dyn JobBackend>;
         Env {
-            sandbox: Sandbox::new(engine, policy, catalog),
+            sandbox: Sandbox::new(backend, policy, catalog),
+            images: DockerImages::connect().await.expect("connecting to Docker"),
             docker,
             sources,
         }
@@ -97,7 +111,7 @@ impl Env {
         }
         let _guard = BUILD.lock().await;
         let progress = |_: &str| {};
-        ImageBuilder::new(self.docker.client(), &self.sources, &progress)
+        ImageBuilder::new(&self.images, &self.sources, &progress)
             .ensure_language(&lang, false)
             .await
             .unwrap_or_else(|e| panic!("building the {language} image: {e}"));
@@ -174,7 +188,8 @@ impl Env {
     /// Containers of one job still present.
     pub async fn job_containers(&self, job: &str) -> usize {
         self.docker
-            .list(runner::sandbox::labels::JOB, job)
+            .engine()
+            .list(labels::JOB, job)
             .await
             .unwrap()
             .len()
@@ -185,7 +200,7 @@ impl Env {
     pub async fn leftovers(&self) -> Vec<String> {
         // Let the pool finish refilling, so a container being prepared is
         // not mistaken for one left behind.
-        if let Some(pool) = self.sandbox.pool() {
+        if let Some(pool) = self.docker.pool() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while !pool.is_full() && std::time::Instant::now() < deadline {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -193,12 +208,13 @@ impl Env {
         }
         self.sandbox.flush_removals().await;
         let ready = self
-            .sandbox
+            .docker
             .pool()
             .map(|p| p.ready_ids())
             .unwrap_or_default();
         self.docker
-            .list(runner::sandbox::labels::INSTANCE, self.sandbox.instance())
+            .engine()
+            .list(labels::INSTANCE, self.docker.instance())
             .await
             .unwrap()
             .into_iter()
@@ -210,7 +226,8 @@ impl Env {
     /// Sandbox containers currently present, of any job.
     pub async fn sandbox_containers(&self) -> usize {
         self.docker
-            .list(runner::sandbox::labels::MANAGED, "true")
+            .engine()
+            .list(labels::MANAGED, "true")
             .await
             .unwrap()
             .len()

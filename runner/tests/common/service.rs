@@ -8,8 +8,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};
-use runner::engine::ContainerEngine;
-use runner::engine::docker::DockerEngine;
+use runner::backend::JobBackend;
+use runner::backend::docker::DockerBackend;
+use runner::backend::fake::ScriptedBackend;
+use runner::backend::uids::UidAllocator;
 use runner::images::sources::ImageSources;
 use runner::language::Catalog;
 use runner::policy::SandboxPolicy;
@@ -69,15 +71,56 @@ fn tenants_and_keys(store: &Store) -> HashMap<(String, Role), String> {
 }
 
 impl Service {
-    /// `start`: run the scheduler (runs execute in real sandboxes); without
-    /// it, runs stay queued, which API-layer tests want.
+    /// `start`: run the scheduler (runs execute in real sandboxes on
+    /// Docker); without it, runs stay queued.
     pub async fn new(config: ServiceConfig, start: bool) -> Service {
-        let store = Store::in_memory().unwrap();
-        let docker = DockerEngine::connect().await.expect("connecting to Docker");
-        let engine: Arc<dyn ContainerEngine> = Arc::new(docker);
+        let policy = SandboxPolicy::embedded().unwrap();
+        let uids = Arc::new(UidAllocator::new(
+            policy.container.uids,
+            UidAllocator::default_dir(),
+        ));
+        let docker = DockerBackend::connect(uids)
+            .await
+            .expect("connecting to Docker");
+        Self::on(config, start, Arc::new(docker))
+    }
+
+    /// A service whose jobs run on a scripted backend: no engine needed.
+    /// The fake is returned to script steps and read its journal.
+    pub fn fake(config: ServiceConfig, start: bool) -> (Service, Arc<ScriptedBackend>) {
+        let fake = ScriptedBackend::new();
+        let svc = Self::on(config, start, Arc::clone(&fake) as Arc<dyn JobBackend>);
+        (svc, fake)
+    }
+
+    /// A second service on the store of a first (a restarted server), over
+    /// a fresh scripted backend; tenants and keys are the first's.
+    pub fn fake_on(store: Store, config: ServiceConfig) -> (Service, Arc<ScriptedBackend>) {
+        let fake = ScriptedBackend::new();
+        let backend = Arc::clone(&fake) as Arc<dyn JobBackend>;
         let sources = ImageSources::embedded();
         let sandbox = Arc::new(Sandbox::new(
-            engine,
+            backend,
+            Arc::new(SandboxPolicy::embedded().unwrap()),
+            Arc::new(Catalog::load(&sources).unwrap()),
+        ));
+        let inner = runner::service::Service::new(config, store.clone(), sandbox).unwrap();
+        let svc = Service {
+            app: inner.router(),
+            state: inner.state.clone(),
+            store,
+            scheduler: Arc::clone(&inner.scheduler),
+            inner,
+            keys: HashMap::new(),
+        };
+        (svc, fake)
+    }
+
+    fn on(config: ServiceConfig, start: bool, backend: Arc<dyn JobBackend>) -> Service {
+        let store = Store::in_memory().unwrap();
+        let sources = ImageSources::embedded();
+        let sandbox = Arc::new(Sandbox::new(
+            backend,
             Arc::new(SandboxPolicy::embedded().unwrap()),
             Arc::new(Catalog::load(&sources).unwrap()),
         ));

@@ -23,9 +23,9 @@ use tokio::io::AsyncReadExt;
 use tower_test::mock::{self, Handle, SendResponse};
 
 use super::*;
+use crate::backend::protocol::ArchiveKind;
 use crate::backend::spec::{JobKind, Resources, Scratch, SeccompProfile};
 use crate::backend::{Attachment, Output, OutputStream};
-use crate::sandbox::protocol::ArchiveKind;
 use crate::verdict::LimitHit;
 
 type Journal = Arc<Mutex<Vec<String>>>;
@@ -77,8 +77,15 @@ impl PodStreams for FakeInit {
         let script = self.script.clone();
         let received = Arc::clone(&self.received);
         tokio::spawn(async move {
+            // A step ends with `run 0` (the runner keeps stdin open: more
+            // steps may follow in one sandbox).
             let mut job = Vec::new();
-            init_end.read_to_end(&mut job).await.unwrap();
+            let mut buf = [0u8; 4096];
+            while !job.ends_with(b"run 0\n") {
+                let n = init_end.read(&mut buf).await.unwrap();
+                assert!(n > 0, "stdin ended inside a step");
+                job.extend_from_slice(&buf[..n]);
+            }
             assert!(job.starts_with(b"SBX "), "a job arrives first");
             *received.lock().unwrap() = job;
             if let InitScript::Reply { stdout, report } = script {
@@ -202,6 +209,7 @@ fn harness(script: InitScript, tweak: impl FnOnce(&mut NamespacePolicy)) -> Harn
         backend: Arc::new(KubernetesBackend::with_streams(
             client,
             Arc::new(policy),
+            Arc::new(test_uids()),
             streams,
         )),
         server: ApiServer {
@@ -211,6 +219,15 @@ fn harness(script: InitScript, tweak: impl FnOnce(&mut NamespacePolicy)) -> Harn
         journal,
         received,
     }
+}
+
+/// A uid range and lock directory of the test's own.
+fn test_uids() -> UidAllocator {
+    let dir = std::env::temp_dir().join(format!("runner-uids-{}", crate::sandbox::new_job_id()));
+    UidAllocator::new(
+        crate::backend::uids::UidRange::new(30000, 64, 10000).unwrap(),
+        dir,
+    )
 }
 
 fn job(egress: Option<&str>) -> JobSpec {
@@ -232,8 +249,6 @@ fn sandbox() -> SandboxSpec {
     SandboxSpec {
         role: "run".into(),
         image: "runner-sandbox/python:3.11.2-abc".into(),
-        uid: 20001,
-        gid: 20001,
         memory_bytes: 128 << 20,
         nano_cpus: 1_000_000_000,
         pids: 64,
@@ -261,8 +276,8 @@ fn limits() -> StageLimits {
     }
 }
 
-fn step<'a>(argv: &'a [String]) -> Job<'a> {
-    Job {
+fn step<'a>(argv: &'a [String]) -> Step<'a> {
+    Step {
         argv,
         env: &[],
         cwd: "/work",
@@ -275,6 +290,7 @@ fn step<'a>(argv: &'a [String]) -> Job<'a> {
         collect_max: 0,
         archive: b"",
         archive_kind: ArchiveKind::Files,
+        tmp_files: &[],
         stdin: b"",
     }
 }
@@ -414,7 +430,10 @@ async fn the_life_of_a_job_in_order_against_the_mocked_api_server() {
     );
     assert_eq!(bodies[4]["automountServiceAccountToken"], false);
     let pod = serve_start(&mut server).await;
-    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 20001);
+    assert_eq!(
+        pod["spec"]["securityContext"]["runAsUser"], 30000,
+        "the first uid of the backend's range, leased for this pod"
+    );
     assert_eq!(
         pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
         true

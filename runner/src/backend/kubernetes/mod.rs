@@ -18,8 +18,8 @@
 //!   frames) in its log files, rotated by the kubelet; Docker's sandboxes
 //!   use the `none` log driver.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -37,13 +37,14 @@ pub mod policy;
 mod start;
 
 use super::driver::{self, Ended, Probe, StepId};
+use super::orphans::{self, Decision, Owner, Record};
+use super::protocol::Step;
+use super::uids::UidAllocator;
 use super::{
-    BackendError, CollectReport, JobBackend, JobScope, JobSpec, OrphanScope, OutputSink,
-    SandboxHandle, SandboxSpec, StepOutcome,
+    BackendError, BackendStats, CollectReport, ImageCheck, JobBackend, JobScope, JobSpec,
+    OrphanScope, OutputSink, SandboxHandle, SandboxSpec, StepOutcome,
 };
 use crate::limits::StageLimits;
-use crate::sandbox::labels::{self as docker_labels, Owner};
-use crate::sandbox::protocol::Job;
 pub use attach::{KubeAttach, PodStreams};
 pub use policy::NamespacePolicy;
 use start::PodStart;
@@ -57,6 +58,11 @@ pub struct KubernetesBackend {
     policy: Arc<NamespacePolicy>,
     owner: Owner,
     streams: Arc<dyn PodStreams>,
+    /// A uid of its own for every sandbox pod this runner keeps at once
+    /// (distinct per runner process; pods of several runners on one node
+    /// may share one).
+    uids: Arc<UidAllocator>,
+    stats: BackendStats,
 }
 
 impl std::fmt::Debug for KubernetesBackend {
@@ -70,9 +76,13 @@ impl std::fmt::Debug for KubernetesBackend {
 
 impl KubernetesBackend {
     /// A backend over `client`, attaching to pods through the API server.
-    pub fn new(client: Client, policy: Arc<NamespacePolicy>) -> KubernetesBackend {
+    pub fn new(
+        client: Client,
+        policy: Arc<NamespacePolicy>,
+        uids: Arc<UidAllocator>,
+    ) -> KubernetesBackend {
         let streams = Arc::new(KubeAttach::new(client.clone()));
-        Self::with_streams(client, policy, streams)
+        Self::with_streams(client, policy, uids, streams)
     }
 
     /// A backend whose pod attachments come from `streams` (the tests'
@@ -81,6 +91,7 @@ impl KubernetesBackend {
     pub fn with_streams(
         client: Client,
         policy: Arc<NamespacePolicy>,
+        uids: Arc<UidAllocator>,
         streams: Arc<dyn PodStreams>,
     ) -> KubernetesBackend {
         KubernetesBackend {
@@ -88,6 +99,8 @@ impl KubernetesBackend {
             policy,
             owner: Owner::current(),
             streams,
+            uids,
+            stats: BackendStats::default(),
         }
     }
 
@@ -97,6 +110,7 @@ impl KubernetesBackend {
         kubeconfig: Option<&std::path::Path>,
         context: Option<&str>,
         policy: Arc<NamespacePolicy>,
+        uids: Arc<UidAllocator>,
     ) -> Result<KubernetesBackend, BackendError> {
         let unreachable = |message: String| BackendError::Unreachable {
             backend: "Kubernetes",
@@ -122,7 +136,7 @@ impl KubernetesBackend {
                 .map_err(|e| unreachable(e.to_string()))?,
         };
         let client = Client::try_from(config).map_err(|e| unreachable(e.to_string()))?;
-        Ok(Self::new(client, policy))
+        Ok(Self::new(client, policy, uids))
     }
 
     pub fn policy(&self) -> &NamespacePolicy {
@@ -352,6 +366,15 @@ impl JobBackend for KubernetesBackend {
             })
     }
 
+    async fn inspect_image(&self, _image: &str) -> Result<ImageCheck, BackendError> {
+        // Nodes pull images; the runner cannot see them from here.
+        Ok(ImageCheck::Unknown)
+    }
+
+    fn stats(&self) -> &BackendStats {
+        &self.stats
+    }
+
     async fn open_job(&self, job: &JobSpec) -> Result<JobScope, BackendError> {
         if !super::spec::valid_job_id(&job.id) {
             return Err(BackendError::Call {
@@ -386,27 +409,60 @@ impl JobBackend for KubernetesBackend {
         sandbox: &SandboxSpec,
     ) -> Result<SandboxHandle, BackendError> {
         let job = scope.id();
-        let pod = objects::pod(&self.policy, &scope.spec, sandbox);
-        let name = sandbox.role.clone();
-        self.api::<Pod>(&scope.location)
-            .create(&PostParams::default(), &pod)
-            .await
-            .map_err(|e| api_error(job, "creating the sandbox pod", e))?;
-        self.wait_running(job, &scope.location, &name).await?;
-        let attachment = self.streams.attach(&scope.location, &name).await?;
-        debug!(job.id = %job, pod = %name, "sandbox pod attached");
-        Ok(SandboxHandle {
+        let lease = self.uids.lease().map_err(|source| BackendError::Uid {
             job: job.to_owned(),
-            role: sandbox.role.clone(),
-            name: format!("{}/{}", scope.location, name),
-            attachment: Some(attachment),
-        })
+            source,
+        })?;
+        let pod = objects::pod(&self.policy, &scope.spec, sandbox, lease.uid());
+        let name = sandbox.role.clone();
+        let started = async {
+            self.api::<Pod>(&scope.location)
+                .create(&PostParams::default(), &pod)
+                .await
+                .map_err(|e| api_error(job, "creating the sandbox pod", e))?;
+            self.wait_running(job, &scope.location, &name).await?;
+            self.streams.attach(&scope.location, &name).await
+        }
+        .await;
+        let attachment = match started {
+            Ok(a) => a,
+            Err(e) => {
+                self.stats.start_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.stats.sandboxes_started.fetch_add(1, Ordering::Relaxed);
+        debug!(job.id = %job, pod = %name, "sandbox pod attached");
+        // Dropped unstopped (a cancelled job), the pod goes; the namespace
+        // goes with the job in any case.
+        let on_drop: super::OnDrop = {
+            let api = self.api::<Pod>(&scope.location);
+            let pod = name.clone();
+            Box::new(move |lease| {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = api.delete(&pod, &DeleteParams::background()).await;
+                        drop(lease);
+                    });
+                }
+            })
+        };
+        let uid = lease.uid();
+        Ok(SandboxHandle::new(
+            job,
+            &sandbox.role,
+            format!("{}/{}", scope.location, name),
+            uid,
+            attachment,
+            Some(lease),
+            Some(on_drop),
+        ))
     }
 
     async fn run_step(
         &self,
         sandbox: &mut SandboxHandle,
-        step: &Job<'_>,
+        step: &Step<'_>,
         limits: &StageLimits,
         output: Option<&OutputSink>,
     ) -> Result<StepOutcome, BackendError> {
@@ -415,13 +471,6 @@ impl JobBackend for KubernetesBackend {
             .split_once('/')
             .map(|(n, p)| (n.to_owned(), p.to_owned()))
             .unwrap_or_default();
-        let attachment = sandbox
-            .take_attachment()
-            .ok_or_else(|| BackendError::Call {
-                job: sandbox.job.clone(),
-                action: "running a step".into(),
-                message: "the sandbox already ran its step".into(),
-            })?;
         let probe = PodProbe {
             backend: self,
             job: &sandbox.job,
@@ -432,20 +481,30 @@ impl JobBackend for KubernetesBackend {
             job: &sandbox.job,
             sandbox: &sandbox.role,
         };
-        driver::drive(id, attachment, step, limits, output, &probe).await
+        driver::drive(id, &mut sandbox.attachment, step, limits, output, &probe).await
     }
 
     async fn stop_sandbox(&self, sandbox: SandboxHandle) -> Result<(), BackendError> {
-        let Some((namespace, pod)) = sandbox.name.split_once('/') else {
+        let name = sandbox.name.clone();
+        let job = sandbox.job.clone();
+        let lease = sandbox.disarm();
+        let Some((namespace, pod)) = name.split_once('/') else {
             return Ok(());
         };
         let probe = PodProbe {
             backend: self,
-            job: &sandbox.job,
+            job: &job,
             namespace,
             pod,
         };
-        probe.kill().await
+        let stopped = probe.kill().await;
+        // The uid is free again once the pod is being deleted: its
+        // processes get no more than the one-second grace.
+        drop(lease);
+        if stopped.is_err() {
+            self.stats.remove_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        stopped
     }
 
     async fn close_job(&self, scope: JobScope) -> Result<(), BackendError> {
@@ -483,19 +542,16 @@ impl JobBackend for KubernetesBackend {
                 report.kept += 1;
                 continue;
             }
-            let decision = crate::gc::decide(
-                &gc_labels(&ns, self.policy.deadline_grace),
+            let decision = orphans::decide(
+                &record(&ns, self.policy.deadline_grace),
                 now,
-                match scope {
-                    OrphanScope::Orphans => crate::gc::Scope::Orphans,
-                    OrphanScope::All => crate::gc::Scope::All,
-                },
+                scope,
                 Owner::is_alive,
                 Owner::is_local,
             );
             match decision {
-                crate::gc::Decision::Keep(_) => report.kept += 1,
-                crate::gc::Decision::Remove(why) => {
+                Decision::Keep(_) => report.kept += 1,
+                Decision::Remove(why) => {
                     info!(namespace = %name, reason = why, dry_run, "collecting");
                     if dry_run {
                         report.removed.push(name);
@@ -515,22 +571,20 @@ impl JobBackend for KubernetesBackend {
     }
 }
 
-/// The namespace's annotations in the shape `gc::decide` reads: owner, and
-/// the deadline plus the policy's grace.
-fn gc_labels(ns: &Namespace, grace: Duration) -> BTreeMap<String, String> {
+/// What a namespace records of itself, from its annotations: its owner,
+/// and its deadline plus the policy's grace.
+fn record(ns: &Namespace, grace: Duration) -> Record {
     let notes = ns.metadata.annotations.clone().unwrap_or_default();
-    let mut labels = BTreeMap::new();
-    if let Some(owner) = notes.get(objects::OWNER) {
-        labels.insert(docker_labels::OWNER.to_owned(), owner.clone());
-    }
     let deadline = notes
         .get(objects::DEADLINE)
         .and_then(|d| d.parse::<u64>().ok())
         .map(|d| d + grace.as_secs())
         // No readable deadline: treat it as long past.
         .unwrap_or(0);
-    labels.insert(docker_labels::EXPIRES.to_owned(), deadline.to_string());
-    labels
+    Record {
+        owner: notes.get(objects::OWNER).cloned(),
+        expires: Some(deadline),
+    }
 }
 
 #[cfg(test)]

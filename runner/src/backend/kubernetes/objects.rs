@@ -298,11 +298,11 @@ fn seccomp(policy: &NamespacePolicy) -> SeccompProfile {
 /// memory-backed size-limited scratch, no service account token, no service
 /// links, no host namespaces, requests = limits, a deadline, never
 /// restarted), running `sandbox-init` on an attached stdin.
-pub fn pod(policy: &NamespacePolicy, job: &JobSpec, sandbox: &SandboxSpec) -> Pod {
+pub fn pod(policy: &NamespacePolicy, job: &JobSpec, sandbox: &SandboxSpec, uid: u32) -> Pod {
     let mut labels = job_labels(job);
     labels.insert(ROLE.to_owned(), sandbox.role.clone());
-    let uid = i64::from(sandbox.uid);
-    let gid = i64::from(sandbox.gid);
+    // The gid is the uid: a group of its own, like the user.
+    let (uid, gid) = (i64::from(uid), i64::from(uid));
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     let mut scratch: Vec<(&str, u64)> = sandbox

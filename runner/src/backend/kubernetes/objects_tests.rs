@@ -31,8 +31,6 @@ fn sandbox() -> SandboxSpec {
     SandboxSpec {
         role: "run".into(),
         image: "runner-sandbox/python@sha256:0123".into(),
-        uid: 20001,
-        gid: 20001,
         memory_bytes: 128 << 20,
         nano_cpus: 1_000_000_000,
         pids: 64,
@@ -146,7 +144,7 @@ fn restricted_violations(pod: &Pod) -> Vec<&'static str> {
 
 #[test]
 fn the_sandbox_pod_passes_restricted_and_the_runner_rules() {
-    let pod = pod(&policy(), &job(), &sandbox());
+    let pod = pod(&policy(), &job(), &sandbox(), 20001);
     assert_eq!(restricted_violations(&pod), Vec::<&str>::new());
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(pod.metadata.namespace.as_deref(), Some("rj-0f3a9c2e"));
@@ -265,7 +263,7 @@ fn each_guarantee_of_the_pod_is_checked() {
             }
         }),
     ];
-    let good = pod(&policy(), &job(), &sandbox());
+    let good = pod(&policy(), &job(), &sandbox(), 20001);
     for (name, break_it) in cases {
         let mut bad = good.clone();
         break_it(&mut bad);
@@ -396,7 +394,7 @@ fn runtime_class_and_localhost_seccomp_come_from_policy() {
     let mut p = policy();
     p.runtime_class = Some("gvisor".into());
     p.seccomp = PodSeccomp::Localhost("runner/sandbox.json".into());
-    let pod = pod(&p, &job(), &sandbox());
+    let pod = pod(&p, &job(), &sandbox(), 20001);
     let spec = pod.spec.unwrap();
     assert_eq!(spec.runtime_class_name.as_deref(), Some("gvisor"));
     let profile = spec.security_context.unwrap().seccomp_profile.unwrap();

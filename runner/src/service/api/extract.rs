@@ -61,11 +61,10 @@ pub fn require(p: &Principal, action: Action, what: &str) -> Result<(), ApiError
 /// what the outermost of them saw (see [`forwarded_client`]).
 pub fn client_ip(parts: &Parts, state: &AppState) -> String {
     let proxies = usize::from(state.config.trusted_proxies);
-    if proxies > 0 {
-        if let Some(ip) = forwarded_client(&parts.headers, proxies) {
+    if proxies > 0
+        && let Some(ip) = forwarded_client(&parts.headers, proxies) {
             return ip.to_string();
         }
-    }
     parts
         .extensions
         .get::<ConnectInfo<ClientAddr>>()

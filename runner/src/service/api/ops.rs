@@ -21,12 +21,12 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers and the container engine answers.
+/// Ready when the store answers and the job backend answers.
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     let store_ok = st.store.call(|s| s.ping()).await.is_ok();
-    let engine = std::sync::Arc::clone(st.sandbox.engine());
+    let backend = std::sync::Arc::clone(st.sandbox.backend());
     let engine_ok = matches!(
-        tokio::time::timeout(Duration::from_secs(3), engine.ping()).await,
+        tokio::time::timeout(Duration::from_secs(3), backend.ping()).await,
         Ok(Ok(()))
     );
     let status = if store_ok && engine_ok {
@@ -49,8 +49,8 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
     let text = st.metrics.render(
         queued,
         st.scheduler.running_now(),
-        st.sandbox.stats(),
-        st.sandbox.pool().map(|p| p.as_ref()),
+        st.sandbox.backend().stats(),
+        st.sandbox.backend().pool().as_deref(),
     );
     Ok((
         [(header::CONTENT_TYPE, crate::service::metrics::CONTENT_TYPE)],

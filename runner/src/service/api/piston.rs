@@ -165,11 +165,10 @@ impl ExecuteRequest {
 /// Piston picks a name when a file has none. Ours keep the language's
 /// extension, and Java's the public class, which javac insists on.
 fn default_name(language: &str, extensions: &[String], index: usize, content: &[u8]) -> String {
-    if language == "java" {
-        if let Some(class) = public_class(&String::from_utf8_lossy(content)) {
+    if language == "java"
+        && let Some(class) = public_class(&String::from_utf8_lossy(content)) {
             return format!("{class}.java");
         }
-    }
     let ext = extensions.first().map(String::as_str).unwrap_or(".code");
     format!("file{index}{ext}")
 }

@@ -8,7 +8,7 @@
 use crate::verdict::{LimitHit, OutputOrder, StageResult, Stream, signal_name};
 
 /// Version of the protocol; images carry it in the `io.runner.sandbox.protocol` label.
-pub const PROTOCOL_VERSION: &str = "2";
+pub const PROTOCOL_VERSION: &str = "3";
 
 /// How the archive of a job is to be unpacked in `/work`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +22,11 @@ pub enum ArchiveKind {
 /// Largest frame `sandbox-init` writes (one pipe read).
 const MAX_FRAME: usize = 1 << 20;
 
-/// One job for `sandbox-init`.
-#[derive(Debug)]
-pub struct Job<'a> {
+/// One step for `sandbox-init` (the protocol calls it a job): a sandbox runs
+/// one (a learner's stage) or several in turn (a workflow job's steps, which
+/// share `/work`).
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
     pub argv: &'a [String],
     pub env: &'a [String],
     pub cwd: &'a str,
@@ -39,6 +41,9 @@ pub struct Job<'a> {
     pub collect_max: u64,
     pub archive: &'a [u8],
     pub archive_kind: ArchiveKind,
+    /// Files written under /tmp before the program starts (a step's
+    /// script): (name directly under /tmp, content).
+    pub tmp_files: &'a [(String, Vec<u8>)],
     pub stdin: &'a [u8],
 }
 
@@ -47,7 +52,7 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-impl Job<'_> {
+impl Step<'_> {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.archive.len() + self.stdin.len() + 1024);
         out.extend_from_slice(format!("SBX {PROTOCOL_VERSION}\n").as_bytes());
@@ -74,6 +79,11 @@ impl Job<'_> {
             ArchiveKind::Tar => "tar",
         };
         field(&mut out, kind, self.archive);
+        for (name, content) in self.tmp_files {
+            let mut value = format!("/tmp/{name}\0").into_bytes();
+            value.extend_from_slice(content);
+            field(&mut out, "file", &value);
+        }
         if !self.stdin.is_empty() {
             field(&mut out, "stdin", self.stdin);
         }
@@ -380,10 +390,26 @@ mod tests {
     }
 
     #[test]
+    fn the_images_and_sandbox_init_speak_this_protocol() {
+        let dockerfile = include_str!("../../../sandbox-images/base/Dockerfile");
+        assert!(
+            dockerfile.contains(&format!(
+                "io.runner.sandbox.protocol=\"{PROTOCOL_VERSION}\""
+            )),
+            "the base image's label must name protocol {PROTOCOL_VERSION}"
+        );
+        let init = include_str!("../../../sandbox-images/base/sandbox-init.c");
+        assert!(
+            init.contains(&format!("#define PROTOCOL_LINE \"SBX {PROTOCOL_VERSION}\"")),
+            "sandbox-init must speak protocol {PROTOCOL_VERSION}"
+        );
+    }
+
+    #[test]
     fn job_encoding_is_what_sandbox_init_reads() {
         let argv = ["python3".to_string(), "main.py".to_string()];
         let env = ["PATH=/bin".to_string()];
-        let job = Job {
+        let job = Step {
             argv: &argv,
             env: &env,
             cwd: "/work",
@@ -396,22 +422,33 @@ mod tests {
             collect_max: 0,
             archive: b"TAR",
             archive_kind: ArchiveKind::Tar,
+            tmp_files: &[],
             stdin: b"",
         };
         let text = String::from_utf8(job.encode()).unwrap();
         assert!(
-            text.starts_with("SBX 2\narg 7\npython3arg 7\nmain.pyenv 9\nPATH=/bincwd 5\n/work")
+            text.starts_with("SBX 3\narg 7\npython3arg 7\nmain.pyenv 9\nPATH=/bincwd 5\n/work")
         );
         assert!(text.contains("wall_ms 1\n1cpu_ms 1\n2"));
         assert!(text.ends_with("tar 3\nTARrun 0\n"));
         assert!(!text.contains("stdin"));
-        let files = Job {
+        let files = Step {
             archive_kind: ArchiveKind::Files,
             stdin: b"in",
             ..job
         };
         let text = String::from_utf8(files.encode()).unwrap();
         assert!(text.ends_with("files 3\nTARstdin 2\ninrun 0\n"), "{text}");
+        let script = [("step-1.sh".to_string(), b"echo hi\n".to_vec())];
+        let with_script = Step {
+            tmp_files: &script,
+            ..job
+        };
+        let text = String::from_utf8(with_script.encode()).unwrap();
+        assert!(
+            text.ends_with("tar 3\nTARfile 23\n/tmp/step-1.sh\0echo hi\nrun 0\n"),
+            "{text}"
+        );
     }
 
     fn none() -> OutputOrder {

@@ -1,24 +1,20 @@
-//! The seam between the runner and a container engine.
+//! The Docker backend's own seam: the container operations it needs, so the
+//! pool and the reaper can be tested without an engine.
 //!
-//! [`ContainerEngine`] is deliberately small: what the sandbox needs to run a
-//! stage and what `gc` needs to clean up. The isolation contract is not a set
-//! of options here: an engine creates *sandbox* containers, and every
+//! [`ContainerEngine`] is deliberately small: what a sandbox needs to run and
+//! what garbage collection needs to clean up. The isolation contract is not
+//! a set of options here: an engine creates *sandbox* containers, and every
 //! implementation must drop all capabilities, forbid privilege escalation,
 //! give no network, mount nothing from the host and keep the root filesystem
-//! read-only. [`SandboxSpec`] only carries what policy may tune.
+//! read-only. [`ContainerSpec`] only carries what policy may tune.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 
-use bytes::Bytes;
-use futures_util::stream::BoxStream;
-use tokio::io::AsyncWrite;
-
-pub mod docker;
+use crate::backend::Attachment;
 
 /// What policy and the job decide about one sandbox container.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SandboxSpec {
+pub struct ContainerSpec {
     pub image: String,
     pub labels: BTreeMap<String, String>,
     /// `uid:gid`, never root (checked when the policy loads).
@@ -61,25 +57,6 @@ pub struct ContainerInfo {
     pub running: bool,
 }
 
-/// Output of the container's main process, as the engine delivers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    Stdout(Bytes),
-    Stderr(Bytes),
-}
-
-/// The container's stdio while attached.
-pub struct Attachment {
-    pub input: Pin<Box<dyn AsyncWrite + Send>>,
-    pub output: BoxStream<'static, Result<Output, EngineError>>,
-}
-
-impl std::fmt::Debug for Attachment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attachment").finish_non_exhaustive()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot reach the container engine: {0}")]
@@ -109,7 +86,7 @@ pub trait ContainerEngine: Send + Sync + std::fmt::Debug {
         image: &str,
     ) -> Result<Option<BTreeMap<String, String>>, EngineError>;
     /// Creates (does not start) a sandbox container; returns its id.
-    async fn create(&self, spec: &SandboxSpec) -> Result<String, EngineError>;
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError>;
     /// Attaches to stdin, stdout and stderr. Attach before start to miss nothing.
     async fn attach(&self, id: &str) -> Result<Attachment, EngineError>;
     async fn start(&self, id: &str) -> Result<(), EngineError>;
@@ -121,4 +98,33 @@ pub trait ContainerEngine: Send + Sync + std::fmt::Debug {
     async fn remove(&self, id: &str) -> Result<(), EngineError>;
     /// Containers (running or not) carrying `label=value`.
     async fn list(&self, label: &str, value: &str) -> Result<Vec<ContainerInfo>, EngineError>;
+}
+
+impl From<EngineError> for crate::backend::BackendError {
+    fn from(e: EngineError) -> Self {
+        use crate::backend::BackendError;
+        match e {
+            EngineError::Unreachable(message) => BackendError::Unreachable {
+                backend: "Docker",
+                message,
+            },
+            EngineError::ImageMissing { image } => BackendError::ImageMissing {
+                image,
+                message: "it is not in the Docker engine; build it with `runner images build`"
+                    .into(),
+            },
+            EngineError::Container {
+                action,
+                container,
+                message,
+            } => BackendError::Platform {
+                action: format!("{action} container {container}"),
+                message,
+            },
+            EngineError::Other { action, message } => BackendError::Platform {
+                action: action.to_owned(),
+                message,
+            },
+        }
+    }
 }

@@ -12,9 +12,9 @@ use bollard::query_parameters::{
 };
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{
-    Attachment, ContainerEngine, ContainerInfo, ContainerState, EngineError, Output, SandboxSpec,
-};
+use super::engine::{ContainerEngine, ContainerInfo, ContainerSpec, ContainerState, EngineError};
+use crate::backend::{Attachment, BackendError, Output};
+pub use pipeline::engine::{describe, is_not_found};
 
 /// Path of `sandbox-init` in every sandbox image. Set explicitly so an image
 /// cannot substitute another entrypoint.
@@ -52,10 +52,6 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// Requests to the engine time out after this long (bollard's default is 2
-/// minutes, too short for image builds; stages carry their own deadlines).
-const REQUEST_TIMEOUT_SECS: u64 = 3600;
-
 /// The Docker engine, reached through `DOCKER_HOST` or the local socket.
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
@@ -65,48 +61,18 @@ pub struct DockerEngine {
 impl DockerEngine {
     /// Connects and settles the API version with the daemon (older daemons,
     /// such as Debian's 20.10, refuse newer API versions).
+    /// (The connection code is `pipeline`'s, shared by both binaries.)
     pub async fn connect() -> Result<Self, EngineError> {
-        let unreachable = |e: BollardError| EngineError::Unreachable(describe(&e));
-        let client = Docker::connect_with_defaults()
-            .map_err(unreachable)?
-            .with_timeout(std::time::Duration::from_secs(REQUEST_TIMEOUT_SECS));
-        let client = client.negotiate_version().await.map_err(unreachable)?;
+        let client = pipeline::engine::connect()
+            .await
+            .map_err(|e| EngineError::Unreachable(e.message))?;
         Ok(DockerEngine { client })
     }
-
-    /// The underlying client, for image builds.
-    pub fn client(&self) -> &Docker {
-        &self.client
-    }
 }
 
-/// A readable one-line description of a bollard error.
-pub fn describe(e: &BollardError) -> String {
-    match e {
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => format!("{message} (HTTP {status_code})"),
-        BollardError::IOError { err } => {
-            format!("{err} (is the Docker daemon running, and may this user use its socket?)")
-        }
-        other => other.to_string(),
-    }
-}
-
-fn is_not_found(e: &BollardError) -> bool {
-    matches!(
-        e,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
-
-/// Translates a [`SandboxSpec`] into Docker's create body. Everything that
+/// Translates a [`ContainerSpec`] into Docker's create body. Everything that
 /// makes the container a sandbox is fixed here, not taken from the spec.
-pub fn create_body(spec: &SandboxSpec) -> ContainerCreateBody {
+pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let tmpfs: HashMap<String, String> = spec
         .tmpfs
         .iter()
@@ -227,7 +193,7 @@ impl ContainerEngine for DockerEngine {
         }
     }
 
-    async fn create(&self, spec: &SandboxSpec) -> Result<String, EngineError> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         match self.client.create_container(None, create_body(spec)).await {
             Ok(r) => Ok(r.id),
             Err(e) if is_not_found(&e) => Err(EngineError::ImageMissing {
@@ -256,7 +222,7 @@ impl ContainerEngine for DockerEngine {
         let cid = id.to_owned();
         let output = r
             .output
-            .map_err(move |e| container_err("read from", &cid, &e))
+            .map_err(move |e| BackendError::from(container_err("read from", &cid, &e)))
             .try_filter_map(|o| async move {
                 Ok(match o {
                     bollard::container::LogOutput::StdOut { message } => {
@@ -402,10 +368,10 @@ pub fn short_id(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Tmpfs;
+    use crate::backend::docker::engine::Tmpfs;
 
-    fn spec() -> SandboxSpec {
-        SandboxSpec {
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
             image: "runner-sandbox/python:x".into(),
             labels: BTreeMap::from([("io.runner.job".into(), "j1".into())]),
             user: "10001:10001".into(),

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tracing::warn;
 
-use super::SandboxStats;
-use super::uids::UidLease;
-use crate::engine::{ContainerEngine, EngineError, SandboxSpec};
+use super::engine::{ContainerEngine, ContainerSpec, EngineError};
+use crate::backend::BackendStats;
+use crate::backend::uids::UidLease;
 
 /// Removals in flight at once: enough to keep up, few enough not to crowd
 /// the engine while it starts new sandboxes.
@@ -35,7 +35,7 @@ struct Removal {
 
 impl Reaper {
     /// Starts the removal task (needs a Tokio runtime).
-    pub fn start(engine: Arc<dyn ContainerEngine>, stats: Arc<SandboxStats>) -> Reaper {
+    pub fn start(engine: Arc<dyn ContainerEngine>, stats: Arc<BackendStats>) -> Reaper {
         let (tx, mut rx) = mpsc::unbounded_channel::<Removal>();
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(PARALLEL_REMOVALS));
@@ -72,7 +72,7 @@ impl Reaper {
     pub async fn create(
         self: &Arc<Self>,
         engine: &Arc<dyn ContainerEngine>,
-        spec: SandboxSpec,
+        spec: ContainerSpec,
         lease: Option<UidLease>,
     ) -> Result<(String, Option<UidLease>), EngineError> {
         let (tx, rx) = oneshot::channel();

@@ -1,0 +1,357 @@
+//! Workflow jobs for real: a git repository made by the test, its workflow
+//! planned and run on the Docker engine, each job in its own sandbox. A
+//! two-job DAG, a failing job skipping its dependant, a matrix fanning out,
+//! a secret reaching only the step that reads it and masked in the log
+//! (also when printed in pieces), no network, no other job's workspace, a
+//! job stopped at its time limit — and no container left behind.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::Env;
+use runner::backend::JobBackend;
+use runner::images::ImageBuilder;
+use runner::images::jobs::JobImages;
+use runner::workflow::exec::observer::Recorder;
+use runner::workflow::exec::prepare::checkout;
+use runner::workflow::exec::{RunContext, RunRecord, State, run_plan};
+use runner::workflow::plan::Outcome;
+use runner::workflow::policy::WorkflowPolicy;
+use runner::workflow::source::GitSource;
+use runner::workflow::trigger::Push;
+use test_support::{TempDir, require_docker};
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A repository holding `workflow` as .github/workflows/ci.yml and a file
+/// of its own; returns its HEAD.
+fn repo(dir: &Path, workflow: &str) -> String {
+    git(dir, &["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
+    std::fs::write(dir.join(".github/workflows/ci.yml"), workflow).unwrap();
+    std::fs::write(dir.join("hello.txt"), "from the repository\n").unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "ci"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+struct Ran {
+    record: RunRecord,
+    log: Arc<Recorder>,
+}
+
+impl Ran {
+    fn job(&self, id: &str) -> &runner::workflow::exec::JobRecord {
+        self.record
+            .jobs
+            .iter()
+            .find(|j| j.id == id)
+            .unwrap_or_else(|| panic!("no job {id}: {:?}", self.record.jobs))
+    }
+}
+
+async fn run(env: &Env, workflow: &str, secrets: &[(&str, &str)]) -> Ran {
+    let dir = TempDir::new("wf-repo");
+    let sha = repo(dir.path(), workflow);
+    let images = JobImages::load(&env.sources).unwrap();
+    {
+        static BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _g = BUILD.lock().await;
+        let progress = |_: &str| {};
+        for i in images.all() {
+            ImageBuilder::new(&env.images, &env.sources, &progress)
+                .ensure_job_image(i, false)
+                .await
+                .unwrap();
+        }
+    }
+    let policy = WorkflowPolicy::embedded().unwrap();
+    let cache = TempDir::new("wf-cache");
+    let source = GitSource::new(cache.path(), policy.source.clone()).unwrap();
+    let push = Push {
+        git_ref: "refs/heads/main".into(),
+        sha: sha.clone(),
+        repository: "school/app".into(),
+        changed_paths: None,
+    };
+    let url = format!("file://{}", dir.path().display());
+    let co = checkout(&source, &url, &push, &policy, &images)
+        .await
+        .unwrap();
+    let plan = match co.plans.into_iter().next().unwrap().result.unwrap() {
+        Outcome::Planned(p) => p,
+        other => panic!("not planned: {other:?}"),
+    };
+    let log = Arc::new(Recorder::default());
+    let ctx = RunContext {
+        backend: Arc::clone(&env.docker) as Arc<dyn JobBackend>,
+        sandbox_policy: Arc::new(env.sandbox.policy().clone()),
+        plan: Arc::new(plan),
+        run_id: runner::sandbox::new_job_id()[..12].to_owned(),
+        source: Arc::new(co.archive),
+        secrets: Arc::new(
+            secrets
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        tenant: None,
+        egress: None,
+        observer: log.clone(),
+    };
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let record = run_plan(&ctx, rx, 2).await;
+    env.docker.settle().await;
+    Ran { record, log }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_runs_a_two_job_dag_in_order() {
+    require_docker!();
+    let env = Env::new().await;
+    let ran = run(
+        &env,
+        "on: push\njobs:\n  build:\n    runs-on: debian\n    steps:\n      - uses: actions/checkout@v4\n      - run: cat hello.txt && id -u && echo \"sha=$GITHUB_SHA\"\n  test:\n    needs: build\n    runs-on: debian\n    steps:\n      - run: echo \"tested after ${{ needs.build.result }}\"\n",
+        &[],
+    )
+    .await;
+    assert_eq!(ran.record.state, State::Success, "{:?}", ran.record);
+    let build = ran.log.output_of("build");
+    assert!(build.contains("from the repository"), "{build}");
+    let uid: u32 = build
+        .lines()
+        .nth(2)
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        uid >= 10000,
+        "the job runs as a sandbox uid, not root: {build}"
+    );
+    assert!(ran.log.output_of("test").contains("tested after success"));
+    let order: Vec<String> = ran
+        .log
+        .seen()
+        .into_iter()
+        .filter_map(|s| match s {
+            runner::workflow::exec::observer::Seen::JobFinished(j) => Some(j.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["build", "test"]);
+    assert!(
+        env.leftovers().await.is_empty(),
+        "containers left: {:?}",
+        env.leftovers().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_skips_its_dependant_and_a_matrix_fans_out() {
+    require_docker!();
+    let env = Env::new().await;
+    let ran = run(
+        &env,
+        "on: push\njobs:\n  broken:\n    runs-on: debian\n    steps:\n      - run: echo before; exit 3\n      - run: echo never\n      - if: failure()\n        run: echo cleanup\n  after:\n    needs: broken\n    runs-on: debian\n    steps:\n      - run: echo should-not-run\n  grid:\n    runs-on: debian\n    strategy:\n      matrix:\n        n: [1, 2, 3]\n    steps:\n      - run: echo \"cell ${{ matrix.n }}\"\n",
+        &[],
+    )
+    .await;
+    assert_eq!(ran.record.state, State::Failure);
+    let broken = ran.job("broken");
+    assert_eq!(broken.state, State::Failure);
+    let states: Vec<State> = broken.steps.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [
+            State::Success,
+            State::Failure,
+            State::Skipped,
+            State::Success
+        ],
+        "{broken:?}"
+    );
+    assert_eq!(broken.steps[1].exit_code, Some(3));
+    assert!(ran.log.output_of("broken").contains("cleanup"));
+    assert_eq!(ran.job("after").state, State::Skipped);
+    for n in 1..=3 {
+        let id = format!("grid ({n})");
+        assert_eq!(ran.job(&id).state, State::Success);
+        assert!(ran.log.output_of(&id).contains(&format!("cell {n}")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_reaches_only_its_step_and_is_masked_even_in_pieces() {
+    require_docker!();
+    let env = Env::new().await;
+    let secret = "s3cr3t-t0ken-value";
+    let ran = run(
+        &env,
+        "on: push\njobs:\n  deploy:\n    runs-on: debian\n    steps:\n      - run: |\n          echo \"other step sees: [${TOKEN:-nothing}]\"\n      - env:\n          TOKEN: ${{ secrets.DEPLOY_TOKEN }}\n        run: |\n          echo \"whole: $TOKEN\"\n          printf '%s' \"${TOKEN:0:6}\"; sleep 0.3; printf '%s\\n' \"${TOKEN:6}\"\n          echo \"length ${#TOKEN}\"\n",
+        &[("DEPLOY_TOKEN", secret)],
+    )
+    .await;
+    assert_eq!(ran.record.state, State::Success, "{:?}", ran.record);
+    let log = ran.log.output_of("deploy");
+    assert!(!log.contains(secret), "the secret leaked: {log}");
+    assert!(
+        !log.contains("t0ken-value"),
+        "a piece of the secret leaked: {log}"
+    );
+    assert!(log.contains("whole: ***"), "{log}");
+    assert!(
+        log.contains(&format!("length {}", secret.len())),
+        "the step had the real value: {log}"
+    );
+    assert!(
+        log.contains("other step sees: [nothing]"),
+        "only the reading step gets it: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_has_no_network_no_host_and_no_other_workspace() {
+    require_docker!();
+    let env = Env::new().await;
+    let ran = run(
+        &env,
+        "on: push\njobs:\n  writer:\n    runs-on: debian\n    steps:\n      - run: echo mine > /work/writer-was-here && echo wrote\n  probe:\n    needs: writer\n    runs-on: debian\n    steps:\n      - run: |\n          ls /work\n          (exec 3<>/dev/tcp/1.1.1.1/443) 2>/dev/null && echo NET-OPEN || echo no-network\n          getent hosts debian.org >/dev/null && echo DNS-OPEN || echo no-dns\n          test -e /var/run/docker.sock && echo DOCKER-SOCKET || echo no-docker-socket\n          touch /usr/x 2>/dev/null && echo ROOT-WRITABLE || echo read-only-root\n",
+        &[],
+    )
+    .await;
+    assert_eq!(ran.record.state, State::Success, "{:?}", ran.record);
+    let log = ran.log.output_of("probe");
+    for bad in [
+        "writer-was-here",
+        "NET-OPEN",
+        "DNS-OPEN",
+        "DOCKER-SOCKET",
+        "ROOT-WRITABLE",
+    ] {
+        assert!(!log.contains(bad), "{bad}: {log}");
+    }
+    for good in [
+        "hello.txt",
+        "no-network",
+        "no-dns",
+        "no-docker-socket",
+        "read-only-root",
+    ] {
+        assert!(log.contains(good), "{good}: {log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_its_time_limit_is_stopped_and_cleaned_up() {
+    require_docker!();
+    let env = Env::new().await;
+    let ran = run(
+        &env,
+        "on: push\njobs:\n  slow:\n    runs-on: debian\n    timeout-minutes: 0.05\n    steps:\n      - run: echo start; sleep 60; echo never\n      - run: echo not-reached\n",
+        &[],
+    )
+    .await;
+    let slow = ran.job("slow");
+    assert_eq!(slow.state, State::TimedOut, "{slow:?}");
+    assert_eq!(ran.record.state, State::TimedOut);
+    let log = ran.log.output_of("slow");
+    assert!(
+        log.contains("start") && !log.contains("never") && !log.contains("not-reached"),
+        "{log}"
+    );
+    assert!(
+        env.leftovers().await.is_empty(),
+        "containers left: {:?}",
+        env.leftovers().await
+    );
+}
+
+/// `runner workflow run` prints each job's live log and exits 1 when the
+/// run fails, 0 when it succeeds; a secret comes from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_a_local_repository_like_act() {
+    require_docker!();
+    let env = Env::new().await;
+    let _ = run(
+        &env,
+        "on: push\njobs:\n  x:\n    runs-on: debian\n    steps:\n      - run: true\n",
+        &[],
+    )
+    .await;
+    let dir = TempDir::new("wf-cli");
+    repo(
+        dir.path(),
+        "on: push\njobs:\n  hello:\n    runs-on: debian\n    steps:\n      - run: echo \"hi $NAME\"\n        env:\n          NAME: ${{ secrets.WHO }}\n",
+    );
+    let out = Command::new(RUNNER)
+        .args(["workflow", "run", "--repo"])
+        .arg(dir.path())
+        .args(["--secret", "WHO"])
+        .env("WHO", "world-secret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[hello] | hi ***"), "{stdout}");
+    assert!(!stdout.contains("world-secret"));
+
+    std::fs::write(
+        dir.path().join(".github/workflows/ci.yml"),
+        "on: push\njobs:\n  bad:\n    runs-on: debian\n    steps:\n      - run: exit 1\n",
+    )
+    .unwrap();
+    git(dir.path(), &["commit", "-qam", "fail"]);
+    let out = Command::new(RUNNER)
+        .args(["workflow", "run", "--repo"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(RUNNER)
+        .args(["workflow", "run", "--repo"])
+        .arg(dir.path())
+        .args(["--secret", "NOT_SET_ANYWHERE"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT_SET_ANYWHERE"));
+}
