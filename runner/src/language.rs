@@ -306,13 +306,14 @@ impl Catalog {
             })?;
         let lang = &self.languages[*idx];
         if let Some(v) = version
-            && !lang.version_matches(v) {
-                return Err(LookupError::Version {
-                    language: lang.name.clone(),
-                    version_wanted: v.to_owned(),
-                    version: lang.version.clone(),
-                });
-            }
+            && !lang.version_matches(v)
+        {
+            return Err(LookupError::Version {
+                language: lang.name.clone(),
+                version_wanted: v.to_owned(),
+                version: lang.version.clone(),
+            });
+        }
         Ok(Arc::clone(lang))
     }
 }

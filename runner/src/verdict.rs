@@ -436,9 +436,10 @@ pub struct RunResult {
 /// The verdict given the stages that ran.
 pub fn verdict(compile: Option<&StageResult>, run: Option<&StageResult>) -> Status {
     if let Some(c) = compile
-        && !c.succeeded() {
-            return Status::CompileError;
-        }
+        && !c.succeeded()
+    {
+        return Status::CompileError;
+    }
     let Some(r) = run else {
         // A run stage is always attempted after a good compile.
         return Status::InternalError;

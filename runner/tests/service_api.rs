@@ -701,6 +701,20 @@ async fn the_openapi_document_describes_every_route() {
         "GET /readyz",
         "GET /metrics",
         "GET /.well-known/security.txt",
+        "POST /v1/repos",
+        "GET /v1/repos",
+        "GET /v1/repos/{id}",
+        "DELETE /v1/repos/{id}",
+        "PUT /v1/repos/{id}/secrets/{name}",
+        "DELETE /v1/repos/{id}/secrets/{name}",
+        "POST /v1/repos/{id}/runs",
+        "GET /v1/triggers/{id}",
+        "GET /v1/workflow-runs",
+        "GET /v1/workflow-runs/{id}",
+        "DELETE /v1/workflow-runs/{id}",
+        "GET /v1/workflow-runs/{id}/events",
+        "GET /v1/workflow-runs/{id}/jobs/{job}/log",
+        "POST /v1/hooks/github",
     ];
     let served: std::collections::BTreeSet<String> = served.iter().map(|s| s.to_string()).collect();
     assert_eq!(documented, served);

@@ -18,6 +18,51 @@ pub enum AdminCommand {
     /// API keys: create, revoke, list.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Repositories whose pushes run workflows: create, list, delete.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RepoCommand {
+    /// Register a repository; prints its id, then its webhook secret once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// `owner/name`, as pushes name it.
+        #[arg(long)]
+        name: String,
+        /// Clone URL (`https://…`, `ssh://…`) or `file://` path.
+        #[arg(long)]
+        url: String,
+        /// A branch pattern whose pushes run workflows; repeatable
+        /// (default: every branch).
+        #[arg(long = "branch")]
+        branches: Vec<String>,
+        /// A secret name its jobs may use; repeatable.
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+        /// An egress grant of the server (`[workflows] egress_grants`).
+        #[arg(long)]
+        network: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a tenant's repositories.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Remove a repository (its secrets and runs' records too).
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -127,8 +172,115 @@ pub fn run(cmd: AdminCommand) -> Result<ExitCode, Failure> {
                 println!("{}\t{}\t{state}\t{}", k.id, k.role, k.label);
             }
         }
+        AdminCommand::Repo(cmd) => repo(cmd)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn repo(cmd: RepoCommand) -> Result<(), Failure> {
+    match cmd {
+        RepoCommand::Create {
+            tenant: name,
+            name: repo_name,
+            url,
+            branches,
+            secrets,
+            network,
+            db,
+        } => {
+            let config = db.file()?.validate().map_err(usage)?;
+            if let Some(n) = network
+                .as_ref()
+                .filter(|n| !config.workflows.egress_grants.contains(n))
+            {
+                return Err(usage(anyhow!(
+                    "--network {n}: not an egress grant of this server; list it in [workflows] egress_grants first"
+                )));
+            }
+            if let Some(s) = secrets
+                .iter()
+                .find(|s| !runner::service::secrets::valid_secret_name(s))
+            {
+                return Err(usage(anyhow!(
+                    "--secret {s}: letters, digits and '_', not starting with a digit or GITHUB_"
+                )));
+            }
+            runner::workflow::source::url::classify(&url)
+                .map_err(|e| usage(anyhow!("--url: {e}")))?;
+            let key = runner::service::secrets::load_key(&config.workflows.secrets_key_file)
+                .map_err(usage)?;
+            let store = db.open()?;
+            let t = tenant(&store, &name)?;
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| infra(anyhow!("random source: {e}")))?;
+            let secret =
+                base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
+            let entry = NewAuditEntry {
+                actor: actor(),
+                tenant: Some(t.name.clone()),
+                action: "repo.create".into(),
+                target: Some(repo_name.clone()),
+                detail: None,
+            };
+            let repo = store
+                .repos(&t.id)
+                .create(
+                    &runner::service::store::repos::NewRepo {
+                        name: &repo_name,
+                        url: &url,
+                        branches: &branches,
+                        secrets_allowed: &secrets,
+                        egress: network.as_deref(),
+                        created_by: &entry.actor,
+                    },
+                    secret.as_bytes(),
+                    &key,
+                    &entry,
+                )
+                .map_err(|e| match e {
+                    StoreError::RepoExists(_) => usage(e),
+                    other => infra(other),
+                })?;
+            println!("{}", repo.id);
+            eprintln!(
+                "registered {repo_name}; deliver GitHub pushes to /v1/hooks/github?repo={} (content type application/json) with this secret, shown once:",
+                repo.id
+            );
+            println!("{secret}");
+        }
+        RepoCommand::List { tenant: name, db } => {
+            let store = db.open()?;
+            let t = tenant(&store, &name)?;
+            for r in store.repos(&t.id).list().map_err(infra)? {
+                println!(
+                    "{}\t{}\t{}",
+                    r.id,
+                    r.name,
+                    r.egress.as_deref().unwrap_or("no network")
+                );
+            }
+        }
+        RepoCommand::Delete {
+            tenant: name,
+            id,
+            db,
+        } => {
+            let store = db.open()?;
+            let t = tenant(&store, &name)?;
+            let entry = NewAuditEntry {
+                actor: actor(),
+                tenant: Some(t.name.clone()),
+                action: "repo.delete".into(),
+                target: Some(id.clone()),
+                detail: None,
+            };
+            if !store.repos(&t.id).delete(&id, &entry).map_err(infra)? {
+                return Err(usage(anyhow!("tenant {name} has no repository {id}")));
+            }
+            eprintln!("removed repository {id}");
+        }
+    }
+    Ok(())
 }
 
 fn create_tenant(name: &str, db: &DbArgs) -> Result<(), Failure> {

@@ -57,8 +57,11 @@ impl Role {
         match action {
             SubmitRun | ReadOwnRuns | CancelOwnRuns | ListLanguages => true,
             ReadTenantRuns => matches!(self, Developer | ReleaseManager | Admin),
-            CancelTenantRuns | ManageKeys => matches!(self, Admin),
+            CancelTenantRuns | ManageKeys | ManageRepos => matches!(self, Admin),
             ApprovePromotion => matches!(self, ReleaseManager),
+            ReadWorkflows | TriggerWorkflows | CancelWorkflows => {
+                matches!(self, Developer | ReleaseManager | Admin)
+            }
         }
     }
 }
@@ -78,6 +81,12 @@ pub enum Action {
     ListLanguages,
     ManageKeys,
     ApprovePromotion,
+    /// Register repositories, set their secrets.
+    ManageRepos,
+    ReadWorkflows,
+    /// Start a workflow run of a registered repository by hand.
+    TriggerWorkflows,
+    CancelWorkflows,
 }
 
 /// Who a request acts as.

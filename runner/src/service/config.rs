@@ -67,6 +67,44 @@ pub struct ConfigFile {
     /// `[kubernetes]`).
     pub backend: Option<String>,
     pub kubernetes: Option<KubernetesFile>,
+    pub workflows: Option<WorkflowsFile>,
+}
+
+/// Workflow runs of registered repositories.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowsFile {
+    /// The workflow policy (job images, limits, sources). Default: the
+    /// reviewed `policies/workflows.toml` built into runner.
+    pub policy: Option<PathBuf>,
+    /// Bare cache repositories of fetched commits. Default: beside the
+    /// database, `<database>.git-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Secret files mounted by the platform: `<dir>/<repository id>/<NAME>`.
+    pub secrets_dir: Option<PathBuf>,
+    /// The key sealing secrets at rest (32 bytes, base64), in a file only
+    /// the runner may read. `RUNNER_SECRETS_KEY` wins over it. Default:
+    /// `<database>.secrets-key`, created on first start.
+    pub secrets_key_file: Option<PathBuf>,
+    /// Workflow runs at once. Default 2.
+    pub concurrency: Option<usize>,
+    /// Jobs of one run at once. Default 2.
+    pub jobs_per_run: Option<usize>,
+    /// Egress grants repositories may be given (`network = "..."` when
+    /// registered); each must exist for the backend. Default: none.
+    pub egress_grants: Option<Vec<String>>,
+}
+
+/// Validated workflow settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowsConfig {
+    pub policy: Option<PathBuf>,
+    pub cache_dir: PathBuf,
+    pub secrets_dir: Option<PathBuf>,
+    pub secrets_key_file: PathBuf,
+    pub concurrency: usize,
+    pub jobs_per_run: usize,
+    pub egress_grants: Vec<String>,
 }
 
 /// The Kubernetes job backend's connection and policy.
@@ -216,6 +254,7 @@ pub struct ServiceConfig {
     pub http: HttpConfig,
     pub auth: AuthConfig,
     pub backend: BackendConfig,
+    pub workflows: WorkflowsConfig,
 }
 
 /// Connection hygiene.
@@ -275,11 +314,29 @@ impl ConfigFile {
         let http = self.http.unwrap_or_default();
         let auth = self.auth.unwrap_or_default();
         let backend = backend(self.backend.as_deref(), self.kubernetes)?;
+        let database: PathBuf = self.database.unwrap_or_else(|| "runner.db".into());
+        let wf = self.workflows.unwrap_or_default();
+        let beside = |suffix: &str| {
+            let mut p = database.clone().into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let workflows = WorkflowsConfig {
+            policy: wf.policy,
+            cache_dir: wf.cache_dir.unwrap_or_else(|| beside(".git-cache")),
+            secrets_dir: wf.secrets_dir,
+            secrets_key_file: wf
+                .secrets_key_file
+                .unwrap_or_else(|| beside(".secrets-key")),
+            concurrency: wf.concurrency.unwrap_or(2),
+            jobs_per_run: wf.jobs_per_run.unwrap_or(2),
+            egress_grants: wf.egress_grants.unwrap_or_default(),
+        };
         let days = retention.max_age_days.unwrap_or(30);
         let mb = retention.tenant_max_mb.unwrap_or(1024);
         Ok(ServiceConfig {
             listen,
-            database: self.database.unwrap_or_else(|| "runner.db".into()),
+            database,
             max_body_bytes: self.max_body_bytes.unwrap_or(8 << 20),
             wait_timeout: Duration::from_millis(self.wait_timeout_ms.unwrap_or(60_000)),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(30_000)),
@@ -330,6 +387,7 @@ impl ConfigFile {
                 ),
             },
             backend,
+            workflows,
         })
     }
 }
@@ -369,7 +427,9 @@ impl ServiceConfig {
     /// Counts and durations: above 0, and sane upper bounds.
     fn check_bounds(&self) -> Result<(), ConfigError> {
         let h = &self.http;
-        let positive: [(&'static str, u64); 19] = [
+        let positive: [(&'static str, u64); 21] = [
+            ("workflows.concurrency", self.workflows.concurrency as u64),
+            ("workflows.jobs_per_run", self.workflows.jobs_per_run as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
             ("wait_timeout_ms", self.wait_timeout.as_millis() as u64),
             ("queue_capacity", self.queue_capacity as u64),

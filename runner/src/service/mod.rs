@@ -21,10 +21,12 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod scheduler;
+pub mod secrets;
 pub mod server;
 pub mod spec;
 pub mod store;
 pub mod tls;
+pub mod workflows;
 
 use api::{AppState, Shared};
 use auth::Principal;
@@ -52,6 +54,10 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("workflows: {0}")]
+    Workflows(String),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
 }
 
 /// The service's parts, wired together: what `runner serve` runs and what
@@ -119,10 +125,46 @@ impl Service {
         api::router(self.state.clone())
     }
 
+    /// Turns on workflow runs: `secrets` seals repositories' secrets at
+    /// rest, `job_images` resolves the job images policy names.
+    pub fn enable_workflows(
+        &self,
+        secrets: secrets::SecretBox,
+        job_images: Arc<crate::images::jobs::JobImages>,
+    ) -> Result<Arc<workflows::Workflows>, ServeError> {
+        let c = &self.config().workflows;
+        let policy = match &c.policy {
+            Some(p) => crate::workflow::policy::WorkflowPolicy::load(p),
+            None => crate::workflow::policy::WorkflowPolicy::embedded(),
+        }
+        .map_err(|e| ServeError::Workflows(e.to_string()))?;
+        let settings = workflows::WorkflowSettings {
+            policy: Arc::new(policy),
+            cache_dir: c.cache_dir.clone(),
+            secrets_dir: c.secrets_dir.clone(),
+            concurrency: c.concurrency,
+            jobs_per_run: c.jobs_per_run,
+        };
+        let wf = workflows::Workflows::new(
+            self.store.clone(),
+            Arc::clone(self.sandbox.backend()),
+            Arc::new(self.sandbox.policy().clone()),
+            job_images,
+            settings,
+            secrets,
+        )
+        .map_err(|e| ServeError::Workflows(e.to_string()))?;
+        let _ = self.state.workflows.set(Arc::clone(&wf));
+        Ok(wf)
+    }
+
     /// Starts executing queued runs: the dispatcher, the warm pool (when
     /// configured) and the retention sweeper. Returns the background tasks.
     pub fn start(&self) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![self.scheduler.start()];
+        if let Some(wf) = self.state.workflows.get() {
+            tasks.push(wf.start());
+        }
         let pool = &self.config().pool;
         if pool.default_size > 0 || pool.sizes.values().any(|n| *n > 0) {
             self.sandbox.start_pool(pool, Arc::clone(&self.permits));
@@ -186,6 +228,18 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let store = Store::open(&config.database)?;
     let service = Service::new(config, store, Arc::clone(&sandbox))?;
+    let key = secrets::load_key(&service.config().workflows.secrets_key_file)?;
+    let images =
+        crate::images::jobs::JobImages::load(&crate::images::sources::ImageSources::embedded())
+            .map_err(|e| ServeError::Workflows(e.to_string()))?;
+    let wf = service.enable_workflows(key, Arc::new(images))?;
+    let ended = wf.recover().await?;
+    if ended > 0 {
+        warn!(
+            runs = ended,
+            "ended workflow runs interrupted by the previous process as failures"
+        );
+    }
     let recovered = service.scheduler.recover().await?;
     if recovered > 0 {
         warn!(

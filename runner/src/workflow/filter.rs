@@ -15,7 +15,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MAX_PATTERN_CHARS: usize = 1024;
 pub const MAX_PATTERNS: usize = 256;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (at character {offset})")]
 pub struct PatternError {
     /// In characters from the start of the pattern.
     pub offset: usize,

@@ -285,9 +285,10 @@ impl Plan {
         let mut todo: Vec<&str> = job.needs.iter().map(String::as_str).collect();
         while let Some(id) = todo.pop() {
             if out.insert(id.to_owned())
-                && let Some(j) = self.cells_of(id).next() {
-                    todo.extend(j.needs.iter().map(String::as_str));
-                }
+                && let Some(j) = self.cells_of(id).next()
+            {
+                todo.extend(j.needs.iter().map(String::as_str));
+            }
         }
         out
     }

@@ -94,19 +94,21 @@ impl PushTrigger {
                 });
             }
             if let Some(f) = &self.branches
-                && !f.selects(branch) {
-                    return Err(Skip::NotSelected {
-                        kind: "branch",
-                        key: "branches",
-                        name: branch.into(),
-                    });
-                }
+                && !f.selects(branch)
+            {
+                return Err(Skip::NotSelected {
+                    kind: "branch",
+                    key: "branches",
+                    name: branch.into(),
+                });
+            }
             if let Some(f) = &self.branches_ignore
-                && f.selects(branch) {
-                    return Err(Skip::Ignored {
-                        name: branch.into(),
-                    });
-                }
+                && f.selects(branch)
+            {
+                return Err(Skip::Ignored {
+                    name: branch.into(),
+                });
+            }
             self.check_paths(push)
         } else if let Some(tag) = push.git_ref.strip_prefix("refs/tags/") {
             if branch_filtered && !tag_filtered {

@@ -119,9 +119,10 @@ pub fn resolve_plain(t: &str) -> Resolved {
         return Resolved::Number(n as f64);
     }
     if is_core_number(t)
-        && let Ok(n) = t.parse::<f64>() {
-            return Resolved::Number(n);
-        }
+        && let Ok(n) = t.parse::<f64>()
+    {
+        return Resolved::Number(n);
+    }
     Resolved::Str
 }
 

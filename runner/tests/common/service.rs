@@ -93,6 +93,29 @@ impl Service {
         (svc, fake)
     }
 
+    /// A service running workflows on the scripted backend, its git cache
+    /// in `cache`; nothing started until `start`.
+    pub fn fake_workflows(extra: &str, cache: &std::path::Path) -> (Service, Arc<ScriptedBackend>) {
+        let text = format!(
+            "{extra}\n[workflows]\ncache_dir = {:?}\n",
+            cache.display().to_string()
+        );
+        let (svc, fake) = Self::fake(config(&text), false);
+        let images = runner::images::jobs::JobImages::load(&ImageSources::embedded()).unwrap();
+        svc.inner
+            .enable_workflows(
+                runner::service::secrets::SecretBox::from_key(&[42; 32]),
+                Arc::new(images),
+            )
+            .unwrap();
+        (svc, fake)
+    }
+
+    /// Starts the scheduler and the workflow dispatcher.
+    pub fn start(&self) {
+        self.inner.start();
+    }
+
     /// A second service on the store of a first (a restarted server), over
     /// a fresh scripted backend; tenants and keys are the first's.
     pub fn fake_on(store: Store, config: ServiceConfig) -> (Service, Arc<ScriptedBackend>) {

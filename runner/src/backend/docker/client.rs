@@ -113,9 +113,16 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         // an abandoned sandbox-init sees EOF and exits.
         stdin_once: Some(true),
         tty: Some(false),
-        network_disabled: Some(true),
+        network_disabled: Some(spec.egress.is_none()),
         host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
+            network_mode: Some(
+                if spec.egress.is_some() {
+                    "bridge"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
             privileged: Some(false),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: Some(vec![]),
@@ -387,6 +394,7 @@ mod tests {
             shm_bytes: 1 << 20,
             nofile: 256,
             seccomp: Some("{}".into()),
+            egress: None,
         }
     }
 

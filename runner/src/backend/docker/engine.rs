@@ -28,6 +28,11 @@ pub struct ContainerSpec {
     pub nofile: u64,
     /// Seccomp profile JSON, or `None` for the engine's default profile.
     pub seccomp: Option<String>,
+    /// `None`: no network at all (only `lo`). `Some(grant)`: the server's
+    /// policy granted egress, given on Docker by its default bridge network
+    /// (Docker cannot limit destinations the way a Kubernetes
+    /// NetworkPolicy does; see the README).
+    pub egress: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -135,6 +135,7 @@ pub fn run_as(spec: &mut ContainerSpec, lease: &UidLease) {
 pub fn container_spec(
     sandbox: &SandboxSpec,
     labels: std::collections::BTreeMap<String, String>,
+    egress: Option<&str>,
 ) -> ContainerSpec {
     ContainerSpec {
         image: sandbox.image.clone(),
@@ -159,6 +160,7 @@ pub fn container_spec(
             SeccompProfile::EngineDefault => None,
             SeccompProfile::Runner(json) => Some(json.clone()),
         },
+        egress: egress.map(str::to_owned),
     }
 }
 
@@ -236,7 +238,7 @@ impl JobBackend for DockerBackend {
             language,
             remaining(scope.deadline) + Duration::from_secs(60),
         );
-        let spec = container_spec(sandbox, labels);
+        let spec = container_spec(sandbox, labels, scope.spec.egress.as_deref());
         if let Some(warm) = self.pool.get().and_then(|p| p.take(&spec)) {
             debug!(container = %warm.id, job.id = %scope.id(), "warm sandbox taken");
             return Ok(self.handle(scope, sandbox, warm.id, warm.attachment, warm.lease));
@@ -327,7 +329,7 @@ impl JobBackend for DockerBackend {
                     .get("language")
                     .cloned()
                     .unwrap_or_default(),
-                spec: container_spec(&t.sandbox, Default::default()),
+                spec: container_spec(&t.sandbox, Default::default(), None),
                 key: t.key,
                 size: t.size,
             })

@@ -79,6 +79,7 @@ fn same_container(a: &ContainerSpec, b: &ContainerSpec) -> bool {
         && a.shm_bytes == b.shm_bytes
         && a.nofile == b.nofile
         && a.seccomp == b.seccomp
+        && a.egress == b.egress
 }
 
 #[derive(Debug, Default)]
@@ -345,6 +346,7 @@ mod tests {
             shm_bytes: 1,
             nofile: 1,
             seccomp: None,
+            egress: None,
         }
     }
 

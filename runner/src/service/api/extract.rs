@@ -62,9 +62,10 @@ pub fn require(p: &Principal, action: Action, what: &str) -> Result<(), ApiError
 pub fn client_ip(parts: &Parts, state: &AppState) -> String {
     let proxies = usize::from(state.config.trusted_proxies);
     if proxies > 0
-        && let Some(ip) = forwarded_client(&parts.headers, proxies) {
-            return ip.to_string();
-        }
+        && let Some(ip) = forwarded_client(&parts.headers, proxies)
+    {
+        return ip.to_string();
+    }
     parts
         .extensions
         .get::<ConnectInfo<ClientAddr>>()

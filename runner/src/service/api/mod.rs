@@ -11,11 +11,14 @@ use axum::routing::{delete, get, post};
 
 pub mod error;
 pub mod extract;
+pub mod hooks;
 pub mod keys;
 pub mod model;
 pub mod ops;
 pub mod piston;
+pub mod repos;
 pub mod runs;
+pub mod workflows;
 
 use super::abuse::{Lockout, SlidingWindow};
 use super::auth::{HashPool, Principal, VerifiedCache};
@@ -42,6 +45,8 @@ pub struct Shared {
     /// The principal of anonymous Piston requests, when enabled.
     pub anonymous: Option<Principal>,
     pub security_txt: String,
+    /// Workflow runs, once enabled ([`crate::service::Service::enable_workflows`]).
+    pub workflows: std::sync::OnceLock<Arc<crate::service::workflows::Workflows>>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +95,7 @@ impl Shared {
             metrics,
             anonymous,
             security_txt,
+            workflows: std::sync::OnceLock::new(),
         }
     }
 }
@@ -107,6 +113,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/openapi.json", get(ops::openapi))
+        .route("/v1/repos", post(repos::create).get(repos::list))
+        .route("/v1/repos/{id}", get(repos::get).delete(repos::delete))
+        .route(
+            "/v1/repos/{id}/secrets/{name}",
+            axum::routing::put(repos::put_secret).delete(repos::delete_secret),
+        )
+        .route("/v1/repos/{id}/runs", post(repos::start_run))
+        .route("/v1/triggers/{id}", get(workflows::trigger))
+        .route("/v1/workflow-runs", get(workflows::list))
+        .route(
+            "/v1/workflow-runs/{id}",
+            get(workflows::get).delete(workflows::cancel),
+        )
+        .route("/v1/workflow-runs/{id}/events", get(workflows::events))
+        .route("/v1/workflow-runs/{id}/jobs/{job}/log", get(workflows::log))
+        .route("/v1/hooks/github", post(hooks::github))
         // Piston answers with and without a trailing slash; clients use both.
         .route("/api/v2/runtimes", get(piston::runtimes))
         .route("/api/v2/runtimes/", get(piston::runtimes))

@@ -166,9 +166,10 @@ impl ExecuteRequest {
 /// extension, and Java's the public class, which javac insists on.
 fn default_name(language: &str, extensions: &[String], index: usize, content: &[u8]) -> String {
     if language == "java"
-        && let Some(class) = public_class(&String::from_utf8_lossy(content)) {
-            return format!("{class}.java");
-        }
+        && let Some(class) = public_class(&String::from_utf8_lossy(content))
+    {
+        return format!("{class}.java");
+    }
     let ext = extensions.first().map(String::as_str).unwrap_or(".code");
     format!("file{index}{ext}")
 }

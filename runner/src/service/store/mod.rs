@@ -12,9 +12,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod audit;
 mod keys;
+pub mod repos;
 mod results;
 pub mod retention;
 mod runs;
+pub mod workflows;
 
 pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
 pub use keys::{KeyRecord, NewKey};
@@ -44,6 +46,10 @@ pub enum StoreError {
     LastAdmin { tenant: String, key: String },
     #[error("the database task failed: {0}")]
     Task(String),
+    #[error("repository {0:?} is already registered in this tenant")]
+    RepoExists(String),
+    #[error(transparent)]
+    Secrets(#[from] crate::service::secrets::SecretsError),
 }
 
 /// A tenant's id. Only the store creates these, from rows it read.
@@ -158,6 +164,91 @@ CREATE TABLE run_stages (
     stderr BLOB NOT NULL,
     output_order BLOB NOT NULL,
     PRIMARY KEY (run_seq, stage)
+);
+"#,
+    // 3: workflows. Repositories a tenant's admins register (their webhook
+    // secret and jobs' secrets sealed with the server's key, see
+    // `service::secrets`); webhook deliveries seen (replays answered once);
+    // triggers (a push or an API call, durable before the answer) planned
+    // into one run per workflow file, each with its jobs, their steps and
+    // masked logs.
+    r#"
+CREATE TABLE repositories (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    branches TEXT NOT NULL,
+    secrets_allowed TEXT NOT NULL,
+    egress TEXT,
+    webhook_secret BLOB NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+CREATE INDEX repositories_name ON repositories(name);
+CREATE TABLE repo_secrets (
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, name)
+);
+CREATE TABLE webhook_deliveries (
+    delivery TEXT PRIMARY KEY,
+    repo_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    trigger_id TEXT
+);
+CREATE TABLE workflow_triggers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    commit_sha TEXT NOT NULL,
+    git_ref TEXT NOT NULL,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    changed_paths TEXT,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'planned', 'failed')),
+    message TEXT,
+    created_at INTEGER NOT NULL,
+    planned_at INTEGER
+);
+CREATE INDEX workflow_triggers_state ON workflow_triggers(state, seq);
+CREATE TABLE workflow_runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    trigger_id TEXT NOT NULL REFERENCES workflow_triggers(id) ON DELETE CASCADE,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    repo_id TEXT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    commit_sha TEXT NOT NULL,
+    git_ref TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    name TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER
+);
+CREATE INDEX workflow_runs_state ON workflow_runs(state, seq);
+CREATE INDEX workflow_runs_repo ON workflow_runs(tenant_id, repo_id, seq);
+CREATE TABLE workflow_jobs (
+    run_id TEXT NOT NULL REFERENCES workflow_runs(id) ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    steps TEXT NOT NULL DEFAULT '[]',
+    log BLOB NOT NULL DEFAULT x'',
+    message TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (run_id, job_id)
 );
 "#,
 ];

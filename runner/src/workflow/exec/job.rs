@@ -439,7 +439,7 @@ impl Steps<'_> {
             .as_ref()
             .map(|t| t.source().to_owned())
             .unwrap_or_else(|| format!("step {}", index + 1));
-        
+
         StepRecord {
             index: index as i64,
             name,
