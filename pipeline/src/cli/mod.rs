@@ -24,6 +24,12 @@ pub const EXIT_BUILD_FAILED: u8 = 4;
 pub const EXIT_POLICY_FAILED: u8 = 5;
 /// Grype is not installed.
 pub const EXIT_GRYPE_MISSING: u8 = 6;
+/// `promote`, `release`: a check the environment requires failed.
+pub const EXIT_REJECTED: u8 = 7;
+/// `promote`, `release`: the deploy failed and the previous image serves again.
+pub const EXIT_ROLLED_BACK: u8 = 8;
+/// `promote`, `release`: the deploy failed and so did the rollback.
+pub const EXIT_DEGRADED: u8 = 9;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +80,9 @@ pub fn exit_code(blame: Blame) -> u8 {
         Blame::BuildFailed => EXIT_BUILD_FAILED,
         Blame::PolicyFailed => EXIT_POLICY_FAILED,
         Blame::GrypeMissing => EXIT_GRYPE_MISSING,
+        Blame::Rejected => EXIT_REJECTED,
+        Blame::RolledBack => EXIT_ROLLED_BACK,
+        Blame::Degraded => EXIT_DEGRADED,
     }
 }
 

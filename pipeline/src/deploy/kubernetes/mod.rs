@@ -1,0 +1,5 @@
+//! The Kubernetes target.
+
+mod target;
+
+pub use target::KubernetesTarget;
