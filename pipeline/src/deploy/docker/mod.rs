@@ -262,9 +262,10 @@ impl DockerDeployer {
     }
 
     /// After a deployer died mid-way: keeps `pending` if it is fully live
-    /// (every replica of it up in the proxy, nothing else), else converges
-    /// back on `recorded` (or, with nothing recorded, removes `pending`'s
-    /// replicas). Returns what is live afterwards.
+    /// (every replica of it up in the proxy, nothing else) and stays so for
+    /// the soak window, else converges back on `recorded` (or, with nothing
+    /// recorded, removes `pending`'s replicas). Returns what is live
+    /// afterwards.
     pub async fn reconcile(
         &self,
         recorded: Option<&Pinned>,
@@ -277,11 +278,13 @@ impl DockerDeployer {
         if let Some(p) = pending
             && status.fully_live(self.target.replicas) == Some(p.digest())
         {
-            log.event(format!(
-                "{p} is fully live: the interrupted deploy had finished"
-            ));
-            converge::converge(self, p, &mut log).await?;
-            return Ok(Some(p.clone()));
+            // Every replica was replaced; only the soak window may have been
+            // cut short, so it runs again before the new digest is kept.
+            log.event(format!("{p} is fully live: soaking it again"));
+            match self.soak(p, &mut log).await {
+                Ok(()) => return Ok(Some(p.clone())),
+                Err(e) => log.event(format!("FAILED: {e}")),
+            }
         }
         match recorded {
             Some(r) => {

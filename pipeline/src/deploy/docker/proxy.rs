@@ -24,8 +24,10 @@ use tokio::net::UnixStream;
 /// The backend holding the replicas.
 pub const BACKEND: &str = "replicas";
 /// How often HAProxy checks each replica, and after how many failures it
-/// takes one out.
-const CHECK: &str = "check inter 1s fall 2 rise 1";
+/// takes one out (1.5 s). A new replica takes traffic after its first
+/// passing check, so the interval is also what each replica adds to a
+/// rolling deploy.
+const CHECK: &str = "check inter 500ms fall 3 rise 1";
 /// Longest answer read from the runtime API.
 const ANSWER_CAP: usize = 1 << 20;
 
