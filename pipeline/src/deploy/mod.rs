@@ -16,5 +16,5 @@ mod report;
 
 pub use docker::{DockerDeployer, DockerTarget};
 pub use error::DeployError;
-pub use kubernetes::KubernetesTarget;
+pub use kubernetes::{KubeDeployer, KubernetesTarget};
 pub use report::DeployReport;
