@@ -102,7 +102,10 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").map_err(|e| format!("send: {e}"))?;
+    // One write: `write!` would send the pieces as separate segments, and
+    // Nagle's algorithm would hold the later ones for a delayed ACK.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+    s.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)
         .map_err(|e| format!("read: {e}"))?;
