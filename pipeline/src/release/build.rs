@@ -339,7 +339,7 @@ pub async fn release_commit(
         requested_by: requested_by.to_owned(),
         approvals: Vec::new(),
     };
-    match releaser.promote(request, progress).await {
+    match Box::pin(releaser.promote(request, progress)).await {
         Ok(p) => Ok(CommitRelease {
             build,
             promotion: Some(p),

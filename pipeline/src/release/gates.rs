@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::policy::{Environment, duration};
+use super::policy::Environment;
 use super::promote::{PromotionError, PromotionRequest};
 use super::state::EnvironmentState;
 use crate::reference::Pinned;
@@ -35,9 +35,8 @@ pub(super) fn live_and_soaked(
             image: image.to_string(),
             environment: env.name.clone(),
             previous: previous.name.clone(),
-            live_for: duration::format(live_for),
-            soak: duration::format(env.soak_in_previous),
-            remaining: duration::format(env.soak_in_previous - live_for),
+            live_for,
+            soak: env.soak_in_previous,
         });
     }
     Ok(())

@@ -20,10 +20,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::policy::{Environment, EnvironmentPolicy, Target, UnknownEnvironment};
+use super::policy::{Environment, EnvironmentPolicy, Target, UnknownEnvironment, duration};
 use super::state::{
     EnvironmentLock, EnvironmentState, Event, EventKind, Pending, Release, StateError, StateStore,
 };
@@ -98,15 +99,15 @@ pub enum PromotionError {
         live: Option<String>,
     },
     #[error(
-        "{image} has been live in {previous} for {live_for}; {environment} requires {soak} there first: try again in {remaining}"
+        "{image} has been live in {previous} for {}; {environment} requires {} there first: try again in {}",
+        duration::format(*.live_for), duration::format(*.soak), duration::format(.soak.saturating_sub(*.live_for))
     )]
     NotSoaked {
         image: String,
         environment: String,
         previous: String,
-        live_for: String,
-        soak: String,
-        remaining: String,
+        live_for: Duration,
+        soak: Duration,
     },
     #[error(
         "a promotion to {environment} needs {needed} approval(s) by distinct holders of the role {role:?}, none of them the requester; it has {valid}{}",
@@ -350,7 +351,7 @@ impl Releaser {
         self.state.update(&lock, |s| {
             s.pending = Some(pending(&image, &verification, &request))
         })?;
-        let outcome = deployer.deploy(&image, previous.as_ref(), progress).await;
+        let outcome = Box::pin(deployer.deploy(&image, previous.as_ref(), progress)).await;
         let report = self.record(&lock, &image, &verification, &request, outcome)?;
         Ok(PromotionReport {
             environment: env.name.clone(),

@@ -150,7 +150,7 @@ pub enum VerificationError {
     #[error("verifying {image}: {source}")]
     Registry {
         image: String,
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("internal error: the verification task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -189,7 +189,7 @@ fn checks(
     let started = Instant::now();
     let registry = |source| VerificationError::Registry {
         image: image.to_string(),
-        source,
+        source: Box::new(source),
     };
     let mut report = VerificationReport {
         image: image.to_string(),

@@ -105,7 +105,8 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     // One write: `write!` would send the pieces as separate segments, and
     // Nagle's algorithm would hold the later ones for a delayed ACK.
     let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
-    s.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    s.write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)
         .map_err(|e| format!("read: {e}"))?;

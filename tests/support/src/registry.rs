@@ -156,10 +156,8 @@ impl Registry {
                 });
             }
             // 401 is an answer too: the authenticated registry is up.
-            if let Ok(code) = self.status("/v2/") {
-                if code == 200 || code == 401 {
-                    return Ok(());
-                }
+            if let Ok(200 | 401) = self.status("/v2/") {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(RegistryError::NoAnswer {

@@ -104,7 +104,8 @@ async fn until(
     }
     let mut latest = start.clone();
     loop {
-        match watch(k, &latest, deadline, decide).await? {
+        // Boxed: a kube watch future is large, and deploys await several.
+        match Box::pin(watch(k, &latest, deadline, decide)).await? {
             Seen::Decided(result) => return result,
             Seen::Deadline(last) => return on_deadline(last),
             Seen::Relist => {

@@ -166,6 +166,16 @@ impl KubeDeployer {
         previous: Option<&Pinned>,
         progress: &Progress,
     ) -> Result<DeployReport, DeployError> {
+        // Boxed: kube's request futures are large, and a deploy awaits many.
+        Box::pin(self.deploy_boxed(image, previous, progress)).await
+    }
+
+    async fn deploy_boxed(
+        &self,
+        image: &Pinned,
+        previous: Option<&Pinned>,
+        progress: &Progress,
+    ) -> Result<DeployReport, DeployError> {
         let mut log = Log::new(progress);
         let d = self
             .api()
@@ -281,6 +291,15 @@ impl KubeDeployer {
     /// window; else sets `recorded` back (or, with nothing recorded, leaves
     /// the Deployment as it is and says so). Returns what is live.
     pub async fn reconcile(
+        &self,
+        recorded: Option<&Pinned>,
+        pending: Option<&Pinned>,
+        progress: &Progress,
+    ) -> Result<Option<Pinned>, DeployError> {
+        Box::pin(self.reconcile_boxed(recorded, pending, progress)).await
+    }
+
+    async fn reconcile_boxed(
         &self,
         recorded: Option<&Pinned>,
         pending: Option<&Pinned>,

@@ -156,7 +156,7 @@ impl EnvironmentPolicy {
             PolicyError::Invalid {
                 path: path.to_owned(),
                 environment,
-                problem,
+                problem: Box::new(problem),
             }
         })?;
         Ok(EnvironmentPolicy {

@@ -23,7 +23,7 @@ pub enum PolicyError {
         path: PathBuf,
         /// The environment the rule concerns, when it is one.
         environment: Option<String>,
-        problem: Problem,
+        problem: Box<Problem>,
     },
 }
 
@@ -37,7 +37,7 @@ impl PolicyError {
     /// The rule broken, for an [`PolicyError::Invalid`] policy.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
-            PolicyError::Invalid { problem, .. } => Some(problem),
+            PolicyError::Invalid { problem, .. } => Some(&**problem),
             _ => None,
         }
     }

@@ -86,7 +86,7 @@ fn refused(text: &str) -> PolicyError {
 
 fn problem(text: &str) -> Problem {
     match refused(text) {
-        PolicyError::Invalid { problem, .. } => problem,
+        PolicyError::Invalid { problem, .. } => *problem,
         other => panic!("expected a broken rule, got {other}"),
     }
 }
