@@ -314,3 +314,43 @@ async fn kill_9_mid_deploy_then_reconcile() {
     assert_eq!(seen.last_version, "v2");
     d.teardown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_proxy_is_restarted_with_its_replicas() {
+    require_docker!();
+    if !service::haproxy_or_skip("a_dead_proxy_is_restarted") {
+        return;
+    }
+    let reg = require_registry!(Auth::None);
+    let v1 = pinned(Variant::Good("v1"), &reg.addr);
+    let f = tokio::task::block_in_place(|| fixture("proxy", 2, |_| {}));
+    let d = &f.deployer;
+    d.deploy(&v1, None, &quiet).await.unwrap();
+    let before = service::containers(&d.target().service);
+    let pid_file = f
+        ._state
+        .path()
+        .join("docker")
+        .join(&d.target().service)
+        .join("haproxy.pid");
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(
+        service::get(d.target().listen, "/version").is_err(),
+        "the proxy is dead"
+    );
+
+    // Nothing half-done: converging on the recorded digest restarts the
+    // proxy with the replicas that run, and replaces none of them.
+    let live = d.reconcile(Some(&v1), None, &quiet).await.unwrap();
+    assert_eq!(live.as_ref(), Some(&v1));
+    assert_eq!(
+        service::get(d.target().listen, "/version").unwrap(),
+        (200, "v1".to_owned())
+    );
+    assert_eq!(service::containers(&d.target().service), before);
+    d.teardown().await.unwrap();
+}

@@ -4,8 +4,6 @@
 
 use std::process::ExitCode;
 
-use pipeline::release::Releaser;
-
 use super::Failure;
 use super::environments_args::EnvironmentArgs;
 
@@ -28,26 +26,22 @@ pub async fn run(args: EnvironmentsArgs) -> Result<ExitCode, Failure> {
     let releaser = args.env.releaser()?;
     if let Some(name) = &args.reconcile {
         let progress = |line: &str| eprintln!("{line}");
-        match releaser.reconcile(name, &progress).await? {
-            Some(r) => eprintln!(
-                "{name}: {} was left half-done; live now: {}",
-                r.pending,
-                r.live.as_deref().unwrap_or("nothing")
-            ),
-            None => eprintln!("{name}: nothing to reconcile"),
+        let r = releaser.reconcile(name, &progress).await?;
+        let live = r.live.as_deref().unwrap_or("nothing");
+        match r.pending {
+            Some(p) => eprintln!("{name}: {p} had been left half-done; live now: {live}"),
+            None => eprintln!("{name}: nothing was half-done; live: {live}"),
         }
     }
+    let views = releaser.environments(args.history)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::Value::Array(views(&releaser, args.history)?)
-        );
+        let json = serde_json::to_string(&views).map_err(super::infra)?;
+        println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
-    for env in releaser.policy().environments() {
-        let state = releaser.state().read(&env.name)?;
-        println!("{} — {}", env.name, env.target.describe());
-        match &state.live {
+    for v in &views {
+        println!("{} — {}", v.name, v.target);
+        match &v.live {
             Some(r) => println!(
                 "  live: {} since {} (commit {}; {}; scan: {})",
                 r.image,
@@ -61,14 +55,13 @@ pub async fn run(args: EnvironmentsArgs) -> Result<ExitCode, Failure> {
             ),
             None => println!("  live: nothing"),
         }
-        if let Some(p) = &state.pending {
+        if let Some(p) = &v.pending {
             println!(
                 "  HALF-DONE: the deploy of {} started {} by pid {} on {} did not finish; run with --reconcile {}",
-                p.image, p.started, p.pid, p.host, env.name
+                p.image, p.started, p.pid, p.host, v.name
             );
         }
-        let skip = state.history.len().saturating_sub(args.history);
-        for e in &state.history[skip..] {
+        for e in &v.history {
             let reason = e
                 .reason
                 .as_deref()
@@ -78,25 +71,4 @@ pub async fn run(args: EnvironmentsArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Each environment with its target, live release, pending deploy and
-/// last `history` events.
-fn views(releaser: &Releaser, history: usize) -> Result<Vec<serde_json::Value>, Failure> {
-    let mut out = Vec::new();
-    for env in releaser.policy().environments() {
-        let state = releaser.state().read(&env.name)?;
-        let skip = state.history.len().saturating_sub(history);
-        out.push(serde_json::json!({
-            "name": env.name,
-            "target": env.target.describe(),
-            "approvals": env.approvals,
-            "approver_role": env.approver_role,
-            "automatic": env.is_automatic(),
-            "live": state.live,
-            "pending": state.pending,
-            "history": &state.history[skip..],
-        }));
-    }
-    Ok(out)
 }

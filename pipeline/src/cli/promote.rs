@@ -66,7 +66,7 @@ pub fn print_promotion(r: &PromotionReport, json: bool) {
         println!(
             "reconciled first: {} had been left mid-deploy of {}; live: {}",
             rec.environment,
-            rec.pending,
+            rec.pending.as_deref().unwrap_or("?"),
             rec.live.as_deref().unwrap_or("nothing")
         );
     }

@@ -31,7 +31,8 @@ pub use policy::{
     Environment, EnvironmentPolicy, PolicyError, Problem, Target, UnknownEnvironment,
 };
 pub use promote::{
-    Approval, PromotionError, PromotionReport, PromotionRequest, Reconciliation, Releaser,
+    Approval, EnvironmentView, PromotionError, PromotionReport, PromotionRequest, Reconciliation,
+    Releaser,
 };
 pub use state::{EnvironmentState, StateError, StateStore};
 pub use verify::{Check, CheckOutcome, VerificationReport, verify_for_environment};

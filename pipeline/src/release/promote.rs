@@ -71,12 +71,29 @@ pub struct PromotionReport {
     pub reconciled: Option<Reconciliation>,
 }
 
+/// One environment: its policy in short, what runs there, and its recent
+/// history (what `GET /v1/environments` shows).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentView {
+    pub name: String,
+    /// The target, described.
+    pub target: String,
+    pub automatic: bool,
+    pub approvals: u32,
+    pub approver_role: Option<String>,
+    pub soak_in_previous: String,
+    pub live: Option<Release>,
+    pub pending: Option<Pending>,
+    /// The last events, oldest first.
+    pub history: Vec<Event>,
+}
+
 /// How a deploy left half-done by a dead deployer was resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reconciliation {
     pub environment: String,
-    /// What the dead deployer was deploying.
-    pub pending: String,
+    /// What a dead deployer was deploying, if one was.
+    pub pending: Option<String>,
     /// What is live now.
     pub live: Option<String>,
 }
@@ -242,6 +259,28 @@ impl Releaser {
         &self.state
     }
 
+    /// Every environment in promotion order, with what runs there and its
+    /// last `history` events.
+    pub fn environments(&self, history: usize) -> Result<Vec<EnvironmentView>, PromotionError> {
+        let mut views = Vec::new();
+        for env in self.policy.environments() {
+            let mut state = self.state.read(&env.name)?;
+            let skip = state.history.len().saturating_sub(history);
+            views.push(EnvironmentView {
+                name: env.name.clone(),
+                target: env.target.describe(),
+                automatic: env.is_automatic(),
+                approvals: env.approvals,
+                approver_role: env.approver_role.clone(),
+                soak_in_previous: duration::format(env.soak_in_previous),
+                live: state.live,
+                pending: state.pending,
+                history: state.history.split_off(skip),
+            });
+        }
+        Ok(views)
+    }
+
     /// The deployer of an environment's target.
     pub async fn deployer(&self, env: &Environment) -> Result<Deployer, PromotionError> {
         let target = |source| PromotionError::Target {
@@ -330,10 +369,15 @@ impl Releaser {
         let env = self.policy.get(&request.environment)?.clone();
         let image = Pinned::parse(&request.image)?;
         let lock = self.state.lock(&env.name)?;
-        let deployer = self.deployer(&env).await?;
-        let reconciled = self
-            .reconcile_locked(&env, &deployer, &lock, progress)
-            .await?;
+        // The target is reached only when needed: a refusal by the gates
+        // does not depend on a cluster being reachable.
+        let mut deployer = None;
+        let mut reconciled = None;
+        if self.state.read(&env.name)?.pending.is_some() {
+            let d = self.deployer(&env).await?;
+            reconciled = self.reconcile_locked(&env, &d, &lock, progress).await?;
+            deployer = Some(d);
+        }
         if let Err(e) = self.gates(&env, &image, &request) {
             self.refused(&lock, &image, &request, &e)?;
             return Err(e);
@@ -345,6 +389,16 @@ impl Releaser {
                 self.refused(&lock, &image, &request, &e)?;
                 return Err(e);
             }
+        };
+        let deployer = match deployer {
+            Some(d) => d,
+            None => match self.deployer(&env).await {
+                Ok(d) => d,
+                Err(e) => {
+                    self.refused(&lock, &image, &request, &e)?;
+                    return Err(e);
+                }
+            },
         };
         let before = self.state.read(&env.name)?.live;
         let previous = before.as_ref().and_then(|r| Pinned::parse(&r.image).ok());
@@ -465,16 +519,38 @@ impl Releaser {
 
     /// Resolves a deploy to `environment` that a dead deployer left
     /// half-done, if any.
+    ///
+    /// With nothing half-done, the target is brought back to the recorded
+    /// live digest instead (a proxy that died is restarted with its
+    /// replicas, a replica that crashed is replaced).
     pub async fn reconcile(
         &self,
         environment: &str,
         progress: &Progress,
-    ) -> Result<Option<Reconciliation>, PromotionError> {
+    ) -> Result<Reconciliation, PromotionError> {
         let env = self.policy.get(environment)?.clone();
         let lock = self.state.lock(&env.name)?;
         let deployer = self.deployer(&env).await?;
-        self.reconcile_locked(&env, &deployer, &lock, progress)
+        if let Some(r) = self
+            .reconcile_locked(&env, &deployer, &lock, progress)
+            .await?
+        {
+            return Ok(r);
+        }
+        let live = self.state.read(&env.name)?.live;
+        let recorded = live.as_ref().and_then(|r| Pinned::parse(&r.image).ok());
+        let now = deployer
+            .reconcile(recorded.as_ref(), None, progress)
             .await
+            .map_err(|source| PromotionError::Deploy {
+                environment: env.name.clone(),
+                source,
+            })?;
+        Ok(Reconciliation {
+            environment: env.name.clone(),
+            pending: None,
+            live: now.map(|l| l.to_string()),
+        })
     }
 
     async fn reconcile_locked(
@@ -509,7 +585,7 @@ impl Releaser {
             .update(lock, |s| reconciled(s, &p, live.as_ref()))?;
         Ok(Some(Reconciliation {
             environment: env.name.clone(),
-            pending: p.image,
+            pending: Some(p.image),
             live: live.map(|l| l.to_string()),
         }))
     }
