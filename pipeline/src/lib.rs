@@ -1,7 +1,12 @@
 //! The pipeline: builds images tagged with the commit SHA, describes them with
 //! CycloneDX SBOMs, scans them, signs and verifies them, and rolls them out.
 //!
-//! Its commands arrive in stages; this crate holds their shared library code.
+//! The `pipeline` binary only parses arguments and prints; everything it does
+//! is here, for the runner service to call too: [`flow`] (build → push → SBOM
+//! → scan → sign → attest), [`release`] (environments as policy, verification
+//! for a promotion, from a commit to the first environment, promotions and
+//! what runs where) and [`deploy`] (rolling deploys by digest with automatic
+//! rollback, on Docker behind HAProxy or on Kubernetes).
 
 pub mod build;
 pub mod clock;

@@ -124,6 +124,8 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .arg(dir)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // Read-only commands must not refresh the caller's index either.
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .env("LC_ALL", "C")
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;
@@ -143,39 +145,7 @@ struct CheckedOut {
 }
 
 fn check_out(request: &CommitBuildRequest) -> Result<CheckedOut, ReleaseError> {
-    let repo = &request.repository;
-    let root = git(repo, &["rev-parse", "--show-toplevel"]).map_err(|message| {
-        ReleaseError::NotARepository {
-            repository: repo.clone(),
-            message,
-        }
-    })?;
-    let root = PathBuf::from(root);
-    let unknown = |message: String| ReleaseError::UnknownCommit {
-        repository: root.clone(),
-        commit: request.commit.clone(),
-        message,
-    };
-    if request.commit.starts_with('-') {
-        return Err(unknown("a commit does not start with `-`".into()));
-    }
-    let sha = git(
-        &root,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            "--end-of-options",
-            &format!("{}^{{commit}}", request.commit),
-        ],
-    )
-    .map_err(|e| {
-        unknown(if e.is_empty() {
-            "git knows no such commit".into()
-        } else {
-            e
-        })
-    })?;
+    let (root, sha) = resolve(request)?;
     let failed = |message: String| ReleaseError::Checkout {
         commit: sha.clone(),
         message,
@@ -185,26 +155,21 @@ fn check_out(request: &CommitBuildRequest) -> Result<CheckedOut, ReleaseError> {
         .tempdir()
         .map_err(|e| failed(e.to_string()))?;
     let dir = clone.path().join("src");
-    let dir_text = dir.to_string_lossy().into_owned();
-    let root_text = root.to_string_lossy().into_owned();
-    // `--shared` borrows the objects: nothing is copied and nothing in the
+    let (dir_text, root_text) = (dir.to_string_lossy(), root.to_string_lossy());
+    // `--shared` borrows the objects: nothing is copied, and nothing in the
     // source repository changes.
-    git(
-        clone.path(),
-        &[
-            "clone",
-            "--quiet",
-            "--no-checkout",
-            "--shared",
-            &root_text,
-            &dir_text,
-        ],
-    )
-    .map_err(failed)?;
+    let args = [
+        "clone",
+        "--quiet",
+        "--no-checkout",
+        "--shared",
+        &root_text,
+        &dir_text,
+    ];
+    git(clone.path(), &args).map_err(failed)?;
     git(&dir, &["checkout", "--quiet", "--detach", &sha]).map_err(failed)?;
-    // The provenance names where the commit lives: the source's own remote.
-    let info = crate::build::git::inspect(&root).map_err(|e| failed(e.to_string()))?;
-    git(&dir, &["remote", "set-url", "origin", &info.source]).map_err(failed)?;
+    // The provenance names where the commit lives: the source's remote.
+    git(&dir, &["remote", "set-url", "origin", &source_of(&root)]).map_err(failed)?;
     let branches = git(
         &root,
         &[
@@ -222,6 +187,61 @@ fn check_out(request: &CommitBuildRequest) -> Result<CheckedOut, ReleaseError> {
         clone,
         branches,
     })
+}
+
+/// The repository's top directory and the commit's full SHA.
+fn resolve(request: &CommitBuildRequest) -> Result<(PathBuf, String), ReleaseError> {
+    let repo = &request.repository;
+    let root = git(repo, &["rev-parse", "--show-toplevel"]).map_err(|message| {
+        ReleaseError::NotARepository {
+            repository: repo.clone(),
+            message,
+        }
+    })?;
+    let root = PathBuf::from(root);
+    let unknown = |message: String| ReleaseError::UnknownCommit {
+        repository: root.clone(),
+        commit: request.commit.clone(),
+        message,
+    };
+    if request.commit.starts_with('-') {
+        return Err(unknown("a commit does not start with `-`".into()));
+    }
+    let spec = format!("{}^{{commit}}", request.commit);
+    let sha = git(
+        &root,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &spec,
+        ],
+    )
+    .map_err(|e| {
+        unknown(if e.is_empty() {
+            "git knows no such commit".into()
+        } else {
+            e
+        })
+    })?;
+    Ok((root, sha))
+}
+
+/// The `origin` remote (else the first) without credentials, or the
+/// repository's path when it has none: what `pipeline build` records.
+fn source_of(root: &Path) -> String {
+    let remotes = git(root, &["remote"]).unwrap_or_default();
+    let remote = if remotes.lines().any(|r| r.trim() == "origin") {
+        Some("origin")
+    } else {
+        remotes.lines().next().map(str::trim)
+    };
+    remote
+        .filter(|r| !r.is_empty())
+        .and_then(|r| git(root, &["remote", "get-url", r]).ok())
+        .map(|url| crate::build::git::strip_credentials(&url))
+        .unwrap_or_else(|| root.display().to_string())
 }
 
 /// The context inside the clone, refusing paths that leave it.

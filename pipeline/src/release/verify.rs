@@ -340,10 +340,24 @@ fn attested(
         Check::Attestation(kind),
         Ok(format!("signed with key {}", short(&key.id))),
     );
+    read_attested(report, &statement, kind, image, env, labels, today);
+}
+
+/// What an attestation carries: the SBOM's summary, the scan judged under
+/// the environment's policy, the provenance's commit.
+fn read_attested(
+    report: &mut VerificationReport,
+    statement: &dsse::Statement,
+    kind: PredicateKind,
+    image: &Pinned,
+    env: &Environment,
+    labels: &BTreeMap<String, String>,
+    today: Date,
+) {
     match kind {
-        PredicateKind::CycloneDx => report.sbom = Some(sbom_summary(&statement)),
+        PredicateKind::CycloneDx => report.sbom = Some(sbom_summary(statement)),
         PredicateKind::Vuln => {
-            let scan = scan(&statement, image, env, today);
+            let scan = scan(statement, image, env, today);
             let result = match &scan {
                 Ok(s) if s.passed => Ok(format!("passes {}: {}", s.policy, s.summary)),
                 Ok(s) => Err(format!("fails {}: {}", s.policy, s.summary)),
@@ -353,7 +367,7 @@ fn attested(
             report.record(Check::Scan, result);
         }
         PredicateKind::SlsaProvenance => {
-            let result = provenance(&statement, labels);
+            let result = provenance(statement, labels);
             if let Ok((commit, source)) = &result {
                 report.commit = Some(commit.clone());
                 report.source = source.clone();
