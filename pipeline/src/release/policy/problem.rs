@@ -104,7 +104,9 @@ pub enum Problem {
     },
     #[error("verify.keys is empty: at least one public key must verify what runs here")]
     NoKeys,
-    #[error("verify.keys: {0}")]
+    #[error(
+        "verify.keys: {0}; each is a cosign public key (`pipeline keygen --output-key-prefix PATH` makes a pair; keep the .key out of the repository)"
+    )]
     Key(KeyError),
     #[error(
         "verify.attestations: {name:?} is not an attestation type; use cyclonedx, vuln or slsaprovenance"
