@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::service::{self, Load, ServiceGuard, TEST_LABEL, Variant};
+use common::service::{self, Load, RegistryImages, ServiceGuard, TEST_LABEL, Variant};
 use common::{docker, fixtures};
 use pipeline::cosign::signer::KeySigner;
 use pipeline::cosign::{PredicateKind, keys, predicate, provenance, publish};
@@ -95,6 +95,7 @@ fn docker_run_baseline(image: &str, network: &str) -> (f64, f64) {
 async fn bench_rolling_deploy_against_docker_run() {
     require_docker!();
     let reg = Registry::start(Auth::None).expect("a registry");
+    let _images = RegistryImages(reg.addr.clone());
     let images: Vec<Pinned> = ["v1", "v2"]
         .iter()
         .map(|v| {
@@ -211,6 +212,7 @@ async fn sign_and_attest(image: &Pinned, signer: Arc<KeySigner>) {
 async fn bench_verification_against_a_manifest_fetch() {
     require_docker!();
     let reg = Registry::start(Auth::None).expect("a registry");
+    let _images = RegistryImages(reg.addr.clone());
     let image = Pinned::parse(&service::push(
         &service::build(Variant::Good("v1")),
         &reg.addr,

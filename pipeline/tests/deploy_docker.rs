@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::service::{self, Load, ServiceGuard, TEST_LABEL, Variant};
+use common::service::{self, Load, RegistryImages, ServiceGuard, TEST_LABEL, Variant};
 use pipeline::deploy::{DeployError, DockerDeployer, DockerTarget};
 use pipeline::reference::Pinned;
 use test_support::registry::Auth;
@@ -63,6 +63,7 @@ async fn a_rolling_deploy_under_load_fails_no_request() {
         return;
     }
     let reg = require_registry!(Auth::None);
+    let _images = RegistryImages(reg.addr.clone());
     let (v1, v2) = (
         pinned(Variant::Good("v1"), &reg.addr),
         pinned(Variant::Good("v2"), &reg.addr),
@@ -113,6 +114,7 @@ async fn a_broken_image_is_refused_and_the_old_replicas_keep_serving() {
         return;
     }
     let reg = require_registry!(Auth::None);
+    let _images = RegistryImages(reg.addr.clone());
     let (v1, broken) = (
         pinned(Variant::Good("v1"), &reg.addr),
         pinned(Variant::Broken, &reg.addr),
@@ -152,6 +154,7 @@ async fn a_replica_failing_in_the_soak_window_rolls_the_service_back() {
         return;
     }
     let reg = require_registry!(Auth::None);
+    let _images = RegistryImages(reg.addr.clone());
     let (v1, flaky) = (
         pinned(Variant::Good("v1"), &reg.addr),
         pinned(Variant::BreaksAfter(6), &reg.addr),
@@ -185,6 +188,7 @@ async fn a_first_deploy_of_a_broken_image_leaves_nothing_behind() {
         return;
     }
     let reg = require_registry!(Auth::None);
+    let _images = RegistryImages(reg.addr.clone());
     let broken = pinned(Variant::Broken, &reg.addr);
     let f = tokio::task::block_in_place(|| {
         fixture("first", 1, |t| t.health_timeout = Duration::from_secs(3))
@@ -274,6 +278,7 @@ async fn kill_9_mid_deploy_then_reconcile() {
         return;
     }
     let reg = require_registry!(Auth::None);
+    let _images = RegistryImages(reg.addr.clone());
     let (v1, v2) = (
         pinned(Variant::Good("v1"), &reg.addr),
         pinned(Variant::Good("v2"), &reg.addr),
@@ -322,6 +327,7 @@ async fn a_dead_proxy_is_restarted_with_its_replicas() {
         return;
     }
     let reg = require_registry!(Auth::None);
+    let _images = RegistryImages(reg.addr.clone());
     let v1 = pinned(Variant::Good("v1"), &reg.addr);
     let f = tokio::task::block_in_place(|| fixture("proxy", 2, |_| {}));
     let d = &f.deployer;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::service::{self, Load, ServiceGuard};
+use common::service::{self, Load, RegistryImages, ServiceGuard};
 use common::{PIPELINE, fixtures, git, pipeline, text};
 use pipeline::cosign::storage::{self, Kind};
 use pipeline::reference::Reference;
@@ -27,6 +27,7 @@ const PASSWORD: &str = "release-password";
 struct World {
     dev: ServiceGuard,
     _demo: ServiceGuard,
+    _images: RegistryImages,
     dir: TempDir,
     repo: TempDir,
     reg: Registry,
@@ -99,6 +100,7 @@ fn world(test: &str, reg: Registry) -> World {
     git(repo.path(), &["init", "-q", "-b", "main"]);
     let state = dir.path().join("state");
     World {
+        _images: RegistryImages(reg.addr.clone()),
         dev: ServiceGuard {
             service: dev,
             state_dir: state.clone(),

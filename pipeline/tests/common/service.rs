@@ -247,6 +247,43 @@ impl Drop for ServiceGuard {
     }
 }
 
+/// Removes, when dropped, every image reference into a test registry
+/// (`127.0.0.1:PORT/...`, tags and digests): what pushing to it and pulling
+/// from it left in the engine. The port is the test's own while it runs.
+pub struct RegistryImages(pub String);
+
+impl Drop for RegistryImages {
+    fn drop(&mut self) {
+        let prefix = format!("{}/", self.0);
+        let Ok(out) = Command::new("docker")
+            .args([
+                "images",
+                "--digests",
+                "--format",
+                "{{.Repository}} {{.Tag}} {{.Digest}}",
+            ])
+            .output()
+        else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut w = line.split_whitespace();
+            let (Some(repo), Some(tag), Some(digest)) = (w.next(), w.next(), w.next()) else {
+                continue;
+            };
+            if !repo.starts_with(&prefix) {
+                continue;
+            }
+            let reference = if tag == "<none>" {
+                format!("{repo}@{digest}")
+            } else {
+                format!("{repo}:{tag}")
+            };
+            let _ = Command::new("docker").args(["rmi", &reference]).output();
+        }
+    }
+}
+
 /// Whether HAProxy is installed; without it the test skips (fails under
 /// `CI=true`).
 pub fn haproxy_or_skip(test: &str) -> bool {
