@@ -17,6 +17,15 @@ pub enum Blame {
     PolicyFailed,
     /// Grype is not installed (exit 6).
     GrypeMissing,
+    /// The image was refused: a check a promotion needs failed (signature,
+    /// attestation, scan, provenance) (exit 7).
+    Rejected,
+    /// The new image failed its deploy and the previous one serves again
+    /// (exit 8).
+    RolledBack,
+    /// The new image failed and so did restoring the previous one: the
+    /// environment needs a person (exit 9).
+    Degraded,
 }
 
 /// An error that knows whose problem it is.
@@ -38,6 +47,7 @@ macro_rules! usage_errors {
 usage_errors!(
     crate::credentials::CredentialsError,
     crate::reference::ReferenceError,
+    crate::reference::NotPinned,
     crate::cosign::keys::KeyError,
     crate::output::OutputError,
     crate::cosign::predicate::PredicateError,

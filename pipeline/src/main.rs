@@ -9,6 +9,11 @@
 //! - 4: the build itself failed (a Dockerfile step failed);
 //! - 5: `scan` (or `run`): the scan fails the policy;
 //! - 6: `scan` (or `run`): grype is not installed;
+//! - 7: `promote`, `release`: a check the environment requires failed
+//!   (signature, attestation, scan, provenance);
+//! - 8: `promote`, `release`: the deploy failed and the previous image
+//!   serves again (rolled back);
+//! - 9: `promote`, `release`: the deploy failed and so did the rollback;
 //! - 10-15: `verify`: unsigned (10), another key (11), tampered signature,
 //!   payload or attestation (12), signed for another digest (13), a required
 //!   attestation missing (14), the scan attestation fails the policy (15).

@@ -175,6 +175,69 @@ impl fmt::Display for Reference {
     }
 }
 
+/// An image named by its digest only (`REPO@sha256:...`): what is signed,
+/// verified, promoted and deployed. A tag can move to another image between
+/// the check and the deploy, so it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    reference: Reference,
+}
+
+/// Why a reference is not an image by digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotPinned {
+    #[error(transparent)]
+    Invalid(#[from] ReferenceError),
+    #[error(
+        "{given} names a tag, which can move to another image; give the digest: REPO@sha256:... (as `pipeline push` and `pipeline release` print it)"
+    )]
+    Tag { given: String },
+    #[error("{given} gives both a tag and a digest; give REPO@sha256:... alone")]
+    TagAndDigest { given: String },
+}
+
+impl Pinned {
+    pub fn parse(input: &str) -> Result<Pinned, NotPinned> {
+        let reference = Reference::parse(input)?;
+        match (&reference.tag, &reference.digest) {
+            (None, Some(_)) => Ok(Pinned { reference }),
+            (Some(_), Some(_)) => Err(NotPinned::TagAndDigest {
+                given: input.to_owned(),
+            }),
+            (_, None) => Err(NotPinned::Tag {
+                given: input.to_owned(),
+            }),
+        }
+    }
+
+    /// `sha256:...`.
+    pub fn digest(&self) -> &str {
+        self.reference.digest.as_deref().unwrap_or_default()
+    }
+
+    /// `REGISTRY/REPOSITORY`.
+    pub fn name(&self) -> String {
+        self.reference.name()
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+}
+
+impl fmt::Display for Pinned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.reference.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Pinned {
+    type Err = NotPinned;
+    fn from_str(s: &str) -> Result<Pinned, NotPinned> {
+        Pinned::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +265,23 @@ mod tests {
         let r = Reference::parse("ghcr.io/o/app:1").unwrap();
         assert!(!r.is_loopback());
         assert!(Reference::parse("127.0.0.2:1/a").unwrap().is_loopback());
+    }
+
+    #[test]
+    fn only_digests_pin_an_image() {
+        let p = Pinned::parse(&format!("127.0.0.1:5000/app@{D}")).unwrap();
+        assert_eq!(p.digest(), D);
+        assert_eq!(p.name(), "127.0.0.1:5000/app");
+        assert_eq!(p.to_string(), format!("127.0.0.1:5000/app@{D}"));
+        let e = Pinned::parse("127.0.0.1:5000/app:v1").unwrap_err();
+        assert!(matches!(e, NotPinned::Tag { .. }));
+        assert!(e.to_string().contains("REPO@sha256:"), "{e}");
+        assert!(matches!(Pinned::parse("app"), Err(NotPinned::Tag { .. })));
+        assert!(matches!(
+            Pinned::parse(&format!("app:v1@{D}")),
+            Err(NotPinned::TagAndDigest { .. })
+        ));
+        assert!(matches!(Pinned::parse("App@x"), Err(NotPinned::Invalid(_))));
     }
 
     #[test]

@@ -8,9 +8,13 @@ use pipeline::error::{Blame, Classify};
 
 mod attest;
 mod build;
+mod environments;
+mod environments_args;
 mod keygen;
+mod promote;
 mod push;
 mod registry;
+mod release;
 mod run;
 mod sbom;
 mod scan;
@@ -24,12 +28,18 @@ pub const EXIT_BUILD_FAILED: u8 = 4;
 pub const EXIT_POLICY_FAILED: u8 = 5;
 /// Grype is not installed.
 pub const EXIT_GRYPE_MISSING: u8 = 6;
+/// `promote`, `release`: a check the environment requires failed.
+pub const EXIT_REJECTED: u8 = 7;
+/// `promote`, `release`: the deploy failed and the previous image serves again.
+pub const EXIT_ROLLED_BACK: u8 = 8;
+/// `promote`, `release`: the deploy failed and so did the rollback.
+pub const EXIT_DEGRADED: u8 = 9;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pipeline",
     version,
-    about = "Builds container images tagged with the commit SHA, pushes them, and describes them with CycloneDX SBOMs"
+    about = "Builds container images tagged with the commit SHA, describes (SBOM), scans, signs, verifies and deploys them"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -56,6 +66,13 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// build → push → sbom → scan → sign → attest, with a summary of each step.
     Run(Box<run::RunArgs>),
+    /// A commit through the supply chain (from a temporary clone), then into
+    /// the automatic environment when it is on a branch the policy names.
+    Release(Box<release::ReleaseArgs>),
+    /// Verify an image by digest for an environment and deploy it there.
+    Promote(promote::PromoteArgs),
+    /// What runs where; `--reconcile ENV` resolves a half-done deploy.
+    Environments(environments::EnvironmentsArgs),
 }
 
 /// A failed command: its message and its exit code.
@@ -74,6 +91,9 @@ pub fn exit_code(blame: Blame) -> u8 {
         Blame::BuildFailed => EXIT_BUILD_FAILED,
         Blame::PolicyFailed => EXIT_POLICY_FAILED,
         Blame::GrypeMissing => EXIT_GRYPE_MISSING,
+        Blame::Rejected => EXIT_REJECTED,
+        Blame::RolledBack => EXIT_ROLLED_BACK,
+        Blame::Degraded => EXIT_DEGRADED,
     }
 }
 
@@ -133,5 +153,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Attest(args) => attest::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Run(args) => run::run(*args).await,
+        Command::Release(args) => release::run(*args).await,
+        Command::Promote(args) => promote::run(args).await,
+        Command::Environments(args) => environments::run(args).await,
     }
 }

@@ -73,7 +73,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-fn print_summary(report: &RunReport, json: bool) {
+pub fn print_summary(report: &RunReport, json: bool) {
     if json {
         let rows: Vec<_> = report
             .steps

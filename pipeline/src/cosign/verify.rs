@@ -255,7 +255,7 @@ pub fn verify(
 
 /// How many signatures under the image's `.sig` tag verify with `key` for
 /// `digest`; none is an error saying why.
-fn verify_signatures(
+pub fn verify_signatures(
     client: &Client,
     image: &str,
     digest: &str,
@@ -304,8 +304,9 @@ fn verify_signatures(
     }
 }
 
-/// The statement of the `kind` attestation signed with `key` for `digest`.
-fn attestation(
+/// The statement of the `kind` attestation signed with `key` for `digest`,
+/// among the entries under the image's `.att` tag.
+pub fn attestation(
     entries: &[storage::Entry],
     kind: PredicateKind,
     image: &str,
@@ -355,20 +356,23 @@ fn attestation(
     Err(worst(image, &what, own_id, findings, digest))
 }
 
+/// The Grype report a vuln attestation carries (cosign's vuln predicate:
+/// `scanner.result`).
+pub fn scan_report(statement: &dsse::Statement) -> Option<&serde_json::Value> {
+    statement.predicate.pointer("/scanner/result")
+}
+
 /// The scan a vuln attestation carries, judged by `check`.
 fn check_scan(
     statement: &dsse::Statement,
     image: &str,
     check: ScanCheck<'_>,
 ) -> Result<(), VerifyError> {
-    let report = statement
-        .predicate
-        .pointer("/scanner/result")
-        .ok_or_else(|| VerifyError::Tampered {
-            image: image.to_owned(),
-            what: "the vuln attestation".into(),
-            detail: "its predicate holds no scanner.result".into(),
-        })?;
+    let report = scan_report(statement).ok_or_else(|| VerifyError::Tampered {
+        image: image.to_owned(),
+        what: "the vuln attestation".into(),
+        detail: "its predicate holds no scanner.result".into(),
+    })?;
     let bytes = serde_json::to_vec(report).expect("serializing JSON");
     check(&bytes).map_err(|rejected| VerifyError::FailingScan {
         image: image.to_owned(),

@@ -3,6 +3,8 @@
 //! image, and the fixture image built once per test binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod service;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
