@@ -355,3 +355,121 @@ async fn the_cli_runs_a_local_repository_like_act() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT_SET_ANYWHERE"));
 }
+
+/// A real `runner serve` on Docker: a repository registered, a run started
+/// through the API succeeds; then a run killed mid-job by SIGKILL of the
+/// server ends, after restart, as a failure saying why, with no container
+/// left — and a push accepted before the kill still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_ends_interrupted_runs_and_keeps_accepted_pushes() {
+    use common::server::{Server, tenant_key};
+    require_docker!();
+    let env = Env::new().await;
+    let _ = run(
+        &env,
+        "on: push\njobs:\n  x:\n    runs-on: debian\n    steps:\n      - run: true\n",
+        &[],
+    )
+    .await;
+    let dir = TempDir::new("wf-serve");
+    let repo_dir = TempDir::new("wf-serve-repo");
+    let sha = repo(
+        repo_dir.path(),
+        "on: push\njobs:\n  slow:\n    runs-on: debian\n    steps:\n      - run: echo started; sleep 120\n",
+    );
+    let db = dir.path().join("runner.db");
+    let admin = tenant_key(&db, "school", "admin");
+    let dev = tenant_key(&db, "school", "developer");
+    let config = "[workflows]\nconcurrency = 1\n";
+    let mut server = Server::start(dir.path(), config);
+    let (status, repo) = server.call(
+        "POST",
+        "/v1/repos",
+        Some(&admin),
+        Some(&serde_json::json!({"name": "school/app", "url": format!("file://{}", repo_dir.path().display())})),
+    );
+    assert_eq!(status, 201, "{repo}");
+    let repo_id = repo["id"].as_str().unwrap().to_owned();
+    let start = |s: &Server| {
+        let (status, t) = s.call(
+            "POST",
+            &format!("/v1/repos/{repo_id}/runs"),
+            Some(&dev),
+            Some(&serde_json::json!({"commit": sha})),
+        );
+        assert_eq!(status, 202, "{t}");
+        t["id"].as_str().unwrap().to_owned()
+    };
+    let first = start(&server);
+    // Wait until its job runs, then queue a second push behind it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run_id = loop {
+        let (_, t) = server.call("GET", &format!("/v1/triggers/{first}"), Some(&dev), None);
+        if let Some(run) = t["runs"][0].as_str() {
+            let (_, r) = server.call("GET", &format!("/v1/workflow-runs/{run}"), Some(&dev), None);
+            if r["jobs"][0]["state"] == "running" {
+                break run.to_owned();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let second = start(&server);
+    server.signal("-KILL");
+    server.wait(std::time::Duration::from_secs(10));
+    let server = Server::start(dir.path(), config);
+    let (_, r) = server.call(
+        "GET",
+        &format!("/v1/workflow-runs/{run_id}"),
+        Some(&dev),
+        None,
+    );
+    assert_eq!(r["state"], "failure", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("runner stopped"),
+        "{r}"
+    );
+    assert_eq!(r["jobs"][0]["state"], "failure", "{r}");
+    // The second push was accepted before the kill: it runs now.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, t) = server.call("GET", &format!("/v1/triggers/{second}"), Some(&dev), None);
+        if t["runs"][0].is_string() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the accepted push never ran: {t}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Cancel it: nothing of either run stays behind.
+    let (_, t) = server.call("GET", &format!("/v1/triggers/{second}"), Some(&dev), None);
+    let run2 = t["runs"][0].as_str().unwrap().to_owned();
+    server.call(
+        "DELETE",
+        &format!("/v1/workflow-runs/{run2}"),
+        Some(&dev),
+        None,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, r) = server.call(
+            "GET",
+            &format!("/v1/workflow-runs/{run2}"),
+            Some(&dev),
+            None,
+        );
+        if r["state"] == "cancelled" && env.sandbox_containers_of_job_prefix("").await == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not cancelled and cleaned: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

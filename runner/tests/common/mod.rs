@@ -223,6 +223,24 @@ impl Env {
             .collect()
     }
 
+    /// Workflow job containers present (`workflow-job` label set), whose job
+    /// id starts with `prefix`.
+    pub async fn sandbox_containers_of_job_prefix(&self, prefix: &str) -> usize {
+        self.docker
+            .engine()
+            .list(labels::MANAGED, "true")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.labels.get(labels::STAGE).is_some_and(|s| s == "job"))
+            .filter(|c| {
+                c.labels
+                    .get(labels::JOB)
+                    .is_some_and(|j| j.starts_with(prefix))
+            })
+            .count()
+    }
+
     /// Sandbox containers currently present, of any job.
     pub async fn sandbox_containers(&self) -> usize {
         self.docker
