@@ -325,6 +325,7 @@ async fn permission_matrix() {
                 secret_hash: &k.secret_hash,
                 label: "",
                 created_by: "t",
+                environments: None,
             },
         )
         .unwrap();

@@ -66,6 +66,7 @@ pub async fn run(args: ReleaseArgs) -> Result<ExitCode, Failure> {
     let releaser = args.env.releaser()?;
     let request = CommitBuildRequest {
         repository: args.repo.clone(),
+        source: None,
         commit: args.commit.clone(),
         context: args.context.clone(),
         dockerfile: args.file.clone(),

@@ -19,8 +19,13 @@ use super::promote::{PromotionError, PromotionReport, PromotionRequest, Releaser
 /// What to build: a commit of a repository.
 #[derive(Debug, Clone)]
 pub struct CommitBuildRequest {
-    /// A git repository: its work tree, or any directory in it.
+    /// A git repository: its work tree, any directory in it, or a bare
+    /// repository (the runner's cache of fetched commits).
     pub repository: PathBuf,
+    /// Where the commit lives, as the provenance names it; default: the
+    /// repository's `origin` remote (else its path). Credentials in it are
+    /// dropped.
+    pub source: Option<String>,
     /// A commit: a SHA (full or abbreviated), or a branch or tag name,
     /// resolved once to a full SHA.
     pub commit: String,
@@ -169,7 +174,11 @@ fn check_out(request: &CommitBuildRequest) -> Result<CheckedOut, ReleaseError> {
     git(clone.path(), &args).map_err(failed)?;
     git(&dir, &["checkout", "--quiet", "--detach", &sha]).map_err(failed)?;
     // The provenance names where the commit lives: the source's remote.
-    git(&dir, &["remote", "set-url", "origin", &source_of(&root)]).map_err(failed)?;
+    let source = match &request.source {
+        Some(s) => crate::build::git::strip_credentials(s),
+        None => source_of(&root),
+    };
+    git(&dir, &["remote", "set-url", "origin", &source]).map_err(failed)?;
     let branches = git(
         &root,
         &[
@@ -192,12 +201,18 @@ fn check_out(request: &CommitBuildRequest) -> Result<CheckedOut, ReleaseError> {
 /// The repository's top directory and the commit's full SHA.
 fn resolve(request: &CommitBuildRequest) -> Result<(PathBuf, String), ReleaseError> {
     let repo = &request.repository;
-    let root = git(repo, &["rev-parse", "--show-toplevel"]).map_err(|message| {
-        ReleaseError::NotARepository {
+    let root = git(repo, &["rev-parse", "--show-toplevel"])
+        .or_else(|message| {
+            // A bare repository has no top level: its git directory is it.
+            match git(repo, &["rev-parse", "--is-bare-repository"]).as_deref() {
+                Ok("true") => git(repo, &["rev-parse", "--absolute-git-dir"]),
+                _ => Err(message),
+            }
+        })
+        .map_err(|message| ReleaseError::NotARepository {
             repository: repo.clone(),
             message,
-        }
-    })?;
+        })?;
     let root = PathBuf::from(root);
     let unknown = |message: String| ReleaseError::UnknownCommit {
         repository: root.clone(),

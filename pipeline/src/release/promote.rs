@@ -315,17 +315,21 @@ impl Releaser {
         }
     }
 
-    /// Checks what can be checked without deploying: the environment, the
-    /// digest, the previous environment, the approvals, and every
-    /// verification. The service calls this when a promotion is requested;
-    /// [`Releaser::promote`] runs it all again just before deploying.
+    /// Checks what can be checked when a promotion is requested, before
+    /// anyone approved it: the environment, the digest, the previous
+    /// environment, and every verification. The service calls this on a
+    /// request and counts approvals as they come; [`Releaser::promote`]
+    /// runs it all again, approvals included, just before deploying.
     pub async fn check(
         &self,
         request: &PromotionRequest,
     ) -> Result<VerificationReport, PromotionError> {
         let env = self.policy.get(&request.environment)?;
         let image = Pinned::parse(&request.image)?;
-        self.gates(env, &image, request)?;
+        if let Some(previous) = self.policy.previous(env) {
+            let there = self.state.read(&previous.name)?;
+            super::gates::live_and_soaked(env, previous, &there, &image, now_unix())?;
+        }
         self.verify(env, &image).await
     }
 

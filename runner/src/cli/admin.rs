@@ -92,6 +92,10 @@ pub enum KeyCommand {
         /// A note for people (who or what uses the key).
         #[arg(long, default_value = "")]
         label: String,
+        /// Release environments a release-manager key may approve for
+        /// (comma-separated, e.g. `prod`); default: every environment.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        environments: Option<Vec<String>>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -157,8 +161,9 @@ pub fn run(cmd: AdminCommand) -> Result<ExitCode, Failure> {
             tenant,
             role,
             label,
+            environments,
             db,
-        }) => create_key(&tenant, &role, &label, &db)?,
+        }) => create_key(&tenant, &role, &label, environments.as_deref(), &db)?,
         AdminCommand::Key(KeyCommand::Revoke { id, db }) => revoke_key(&id, &db)?,
         AdminCommand::Key(KeyCommand::List { tenant: name, db }) => {
             let store = db.open()?;
@@ -301,8 +306,17 @@ fn create_tenant(name: &str, db: &DbArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn create_key(name: &str, role: &str, label: &str, db: &DbArgs) -> Result<(), Failure> {
+fn create_key(
+    name: &str,
+    role: &str,
+    label: &str,
+    environments: Option<&[String]>,
+    db: &DbArgs,
+) -> Result<(), Failure> {
     let role = Role::parse(role).map_err(usage)?;
+    if let Some(e) = environments {
+        runner::service::auth::check_scope(role, e).map_err(usage)?;
+    }
     let store = db.open()?;
     let t = tenant(&store, name)?;
     let minted = mint_key();
@@ -315,6 +329,7 @@ fn create_key(name: &str, role: &str, label: &str, db: &DbArgs) -> Result<(), Fa
                 secret_hash: &minted.secret_hash,
                 label,
                 created_by: &actor(),
+                environments,
             },
         )
         .map_err(infra)?;
@@ -323,7 +338,10 @@ fn create_key(name: &str, role: &str, label: &str, db: &DbArgs) -> Result<(), Fa
         Some(&t.name),
         "key.create",
         format!("key:{}", minted.id),
-        Some(format!("role {}", role.as_str())),
+        Some(match environments {
+            Some(e) => format!("role {} for {}", role.as_str(), e.join(", ")),
+            None => format!("role {}", role.as_str()),
+        }),
     )?;
     eprintln!(
         "created key {} ({} of tenant {name}); it is shown once, below: store it now",

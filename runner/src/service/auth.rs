@@ -70,6 +70,42 @@ impl Role {
 #[error("unknown role {0:?}; roles are learner, developer, release-manager, admin")]
 pub struct UnknownRole(pub String);
 
+/// Why a key's release-environment scope was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environments: {0}")]
+pub struct InvalidScope(pub String);
+
+/// Checks the release environments a key is scoped to: only approvers'
+/// keys (`release-manager`) carry a scope, of 1 to 16 environment names
+/// (lowercase letters, digits and `-`, starting with a letter, at most 32
+/// characters, as the environments policy writes them).
+pub fn check_scope(role: Role, environments: &[String]) -> Result<(), InvalidScope> {
+    if role != Role::ReleaseManager {
+        return Err(InvalidScope(format!(
+            "only release-manager keys are scoped to environments (this key is {})",
+            role.as_str()
+        )));
+    }
+    if environments.is_empty() || environments.len() > 16 {
+        return Err(InvalidScope(
+            "list 1 to 16 environments, or leave the field out for every environment".into(),
+        ));
+    }
+    for e in environments {
+        let ok = e.len() <= 32
+            && e.starts_with(|c: char| c.is_ascii_lowercase())
+            && e.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(InvalidScope(format!(
+                "{:?} is not an environment name (lowercase letters, digits and `-`, starting with a letter, at most 32 characters)",
+                e.chars().take(40).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What a request wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -97,6 +133,9 @@ pub struct Principal {
     /// The key's id, or `anonymous`.
     pub key_id: String,
     pub role: Role,
+    /// The release environments this principal may approve for (`None`:
+    /// all its role may approve); see [`check_scope`].
+    pub environments: Option<Vec<String>>,
 }
 
 impl Principal {
@@ -108,6 +147,7 @@ impl Principal {
             tenant_name: tenant.name,
             key_id: "anonymous".into(),
             role: Role::Learner,
+            environments: None,
         }
     }
 

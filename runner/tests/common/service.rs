@@ -61,6 +61,7 @@ fn tenants_and_keys(store: &Store) -> HashMap<(String, Role), String> {
                         secret_hash: &k.secret_hash,
                         label: "test",
                         created_by: "test",
+                        environments: None,
                     },
                 )
                 .unwrap();

@@ -171,6 +171,7 @@ async fn authenticate(
         tenant_name: record.tenant_name,
         key_id: record.id,
         role,
+        environments: record.environments,
     })
 }
 

@@ -9,7 +9,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Auth, require};
 use super::model::rfc3339;
-use crate::service::auth::{Action, Role, mint_key};
+use crate::service::auth::{Action, Role, check_scope, mint_key};
 use crate::service::store::{KeyRecord, NewAuditEntry, NewKey, StoreError};
 
 #[derive(Debug, Deserialize)]
@@ -18,6 +18,10 @@ pub struct CreateKey {
     role: String,
     #[serde(default)]
     label: String,
+    /// Release environments a `release-manager` key may approve for;
+    /// absent: every environment that role approves.
+    #[serde(default)]
+    environments: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -28,6 +32,8 @@ pub struct KeyView {
     created_by: String,
     created_at: String,
     revoked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environments: Option<Vec<String>>,
 }
 
 impl From<KeyRecord> for KeyView {
@@ -39,6 +45,7 @@ impl From<KeyRecord> for KeyView {
             created_by: k.created_by,
             created_at: rfc3339(k.created_at),
             revoked_at: k.revoked_at.map(rfc3339),
+            environments: k.environments,
         }
     }
 }
@@ -60,15 +67,19 @@ pub async fn create(
             format!("label must be at most {MAX_LABEL} bytes of printable text"),
         ));
     }
+    if let Some(envs) = &body.environments {
+        check_scope(role, envs).map_err(|e| ApiError::bad_request("invalid_scope", e.to_string()))?;
+    }
     // Minting hashes the secret (slow): on the key hash threads.
     let minted = st.hashes.run(mint_key).await.map_err(|e| {
         ApiError::unavailable(format!("{e}; retry in a few seconds")).retry_after(2)
     })?;
     let (tenant, actor, tenant_name) = (p.tenant.clone(), p.actor(), p.tenant_name.clone());
-    let (id, hash, label) = (
+    let (id, hash, label, scope) = (
         minted.id.clone(),
         minted.secret_hash.clone(),
         body.label.clone(),
+        body.environments.clone(),
     );
     let rec = st
         .store
@@ -81,6 +92,7 @@ pub async fn create(
                     secret_hash: &hash,
                     label: &label,
                     created_by: &actor,
+                    environments: scope.as_deref(),
                 },
             )?;
             s.audit().append(&NewAuditEntry {
@@ -88,7 +100,10 @@ pub async fn create(
                 tenant: Some(tenant_name),
                 action: "key.create".into(),
                 target: Some(format!("key:{id}")),
-                detail: Some(format!("role {}", role.as_str())),
+                detail: Some(match &scope {
+                    Some(e) => format!("role {} for {}", role.as_str(), e.join(", ")),
+                    None => format!("role {}", role.as_str()),
+                }),
             })?;
             Ok(rec)
         })

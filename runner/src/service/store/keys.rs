@@ -16,6 +16,9 @@ pub struct KeyRecord {
     pub created_by: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The release environments an approver key may approve for; `None`:
+    /// every environment its role may approve.
+    pub environments: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -25,9 +28,11 @@ pub struct NewKey<'a> {
     pub secret_hash: &'a str,
     pub label: &'a str,
     pub created_by: &'a str,
+    /// See [`KeyRecord::environments`].
+    pub environments: Option<&'a [String]>,
 }
 
-const SELECT: &str = "SELECT k.id, k.tenant_id, t.name, k.role, k.secret_hash, k.label, k.created_by, k.created_at, k.revoked_at
+const SELECT: &str = "SELECT k.id, k.tenant_id, t.name, k.role, k.secret_hash, k.label, k.created_by, k.created_at, k.revoked_at, k.environments
      FROM api_keys k JOIN tenants t ON t.id = k.tenant_id";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
@@ -41,6 +46,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         created_by: r.get(6)?,
         created_at: r.get(7)?,
         revoked_at: r.get(8)?,
+        // An unreadable scope reads as an empty one: the key approves
+        // nothing rather than everything.
+        environments: r
+            .get::<_, Option<String>>(9)?
+            .map(|text| serde_json::from_str(&text).unwrap_or_default()),
     })
 }
 
@@ -49,9 +59,18 @@ impl Store {
         let at = now_ms();
         self.with(|c| {
             c.execute(
-                "INSERT INTO api_keys (id, tenant_id, role, secret_hash, label, created_by, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key.id, tenant.as_str(), key.role, key.secret_hash, key.label, key.created_by, at],
+                "INSERT INTO api_keys (id, tenant_id, role, secret_hash, label, created_by, created_at, environments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    key.id,
+                    tenant.as_str(),
+                    key.role,
+                    key.secret_hash,
+                    key.label,
+                    key.created_by,
+                    at,
+                    key.environments.map(|e| serde_json::json!(e).to_string())
+                ],
             )?;
             Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), [key.id], row)?)
         })
@@ -137,6 +156,7 @@ mod tests {
                     secret_hash: "$argon2id$x",
                     label: "lab",
                     created_by: "cli",
+                    environments: None,
                 },
             )
             .unwrap();
@@ -161,6 +181,7 @@ mod tests {
                 secret_hash: "$argon2id$x",
                 label: "",
                 created_by: "cli",
+                environments: None,
             },
         )
         .unwrap();

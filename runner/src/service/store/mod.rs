@@ -50,6 +50,14 @@ pub enum StoreError {
     RepoExists(String),
     #[error(transparent)]
     Secrets(#[from] crate::service::secrets::SecretsError),
+    #[error("promotion {id} is {state}, not {expected}")]
+    PromotionState {
+        id: String,
+        state: String,
+        expected: String,
+    },
+    #[error("{actor} already decided on promotion {id}")]
+    AlreadyDecided { id: String, actor: String },
 }
 
 /// A tenant's id. Only the store creates these, from rows it read.
@@ -249,6 +257,43 @@ CREATE TABLE workflow_jobs (
     started_at INTEGER,
     finished_at INTEGER,
     PRIMARY KEY (run_id, job_id)
+);
+"#,
+    // 4: releases. Approver keys scoped to environments; promotions (a
+    // request, or a green workflow run's build for the first environment)
+    // and the decisions of approvers, one per approver. What runs where is
+    // the deployer's record (`pipeline::release::state`), not a table.
+    r#"
+ALTER TABLE api_keys ADD COLUMN environments TEXT;
+CREATE TABLE promotions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    environment TEXT NOT NULL,
+    image TEXT NOT NULL,
+    digest TEXT,
+    commit_sha TEXT,
+    workflow_trigger TEXT UNIQUE,
+    state TEXT NOT NULL CHECK (state IN ('building', 'pending', 'approved', 'deploying', 'deployed', 'rejected', 'refused', 'rolled_back', 'failed', 'withdrawn')),
+    required_approvals INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    verification TEXT,
+    message TEXT,
+    log TEXT NOT NULL DEFAULT '[]',
+    updated_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX promotions_state ON promotions(state, seq);
+CREATE INDEX promotions_tenant ON promotions(tenant_id, seq);
+CREATE TABLE promotion_decisions (
+    promotion_id TEXT NOT NULL REFERENCES promotions(id) ON DELETE CASCADE,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (promotion_id, actor)
 );
 "#,
 ];
