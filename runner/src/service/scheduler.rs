@@ -177,8 +177,9 @@ impl Scheduler {
                 let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                     return Ok(());
                 };
-                let t = tenant.clone();
-                let Some((id, spec)) = self.store.call(move |s| s.queue().claim_next(&t)).await?
+                let (t, limit) = (tenant.clone(), self.per_tenant);
+                // The database counts the tenant's runs on every runner.
+                let Some((id, spec)) = self.store.call(move |s| s.queue().claim(&t, limit)).await?
                 else {
                     continue;
                 };
@@ -426,6 +427,50 @@ impl Scheduler {
 
     fn publish(&self, id: &str, ev: RunEvent) {
         let _ = self.channel(id).send(ev);
+    }
+
+    /// Whether someone here follows or waits on run `id`.
+    fn followed(&self, id: &str) -> bool {
+        self.channels
+            .lock()
+            .expect("channels lock")
+            .get(id)
+            .is_some_and(|ch| ch.receiver_count() > 0)
+    }
+
+    /// Another runner (sharing the database) ended run `id`: its followers
+    /// here get its final record.
+    pub async fn relay_done(&self, id: &str) {
+        if !self.followed(id) {
+            return;
+        }
+        if let Some(rec) = self.lookup(id).await
+            && rec.state.is_final()
+        {
+            self.publish(id, RunEvent::Done(Box::new(rec)));
+        }
+    }
+
+    /// Another runner started run `id`.
+    pub fn relay_started(&self, id: &str) {
+        if self.followed(id) {
+            self.publish(id, RunEvent::Started);
+        }
+    }
+
+    /// Listening (re)started: what ended meanwhile is read again.
+    pub async fn relay_all(&self) {
+        let followed: Vec<String> = self
+            .channels
+            .lock()
+            .expect("channels lock")
+            .iter()
+            .filter(|(_, ch)| ch.receiver_count() > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in followed {
+            self.relay_done(&id).await;
+        }
     }
 
     /// Tells followers of a run that it ended outside the scheduler (it was

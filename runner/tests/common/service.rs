@@ -34,6 +34,24 @@ pub struct Service {
     pub inner: runner::service::Service,
     /// (tenant, role) → key text
     pub keys: HashMap<(String, Role), String>,
+    /// The PostgreSQL server of this test, when it runs on one.
+    pub postgres: Option<Arc<test_support::postgres::Postgres>>,
+}
+
+/// A fresh store for a test: in memory (SQLite), or, with
+/// `RUNNER_TEST_STORE=postgres`, on a PostgreSQL server of its own. The
+/// service tests run on both (`.ci/run` runs them once per store).
+pub fn test_store() -> (Store, Option<Arc<test_support::postgres::Postgres>>) {
+    match std::env::var("RUNNER_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let pg = test_support::postgres::Postgres::start()
+                .unwrap_or_else(|e| panic!("RUNNER_TEST_STORE=postgres: {e}"));
+            let store = Store::open(std::path::Path::new(&pg.url())).unwrap();
+            (store, Some(Arc::new(pg)))
+        }
+        Ok("sqlite") | Err(_) => (Store::in_memory().unwrap(), None),
+        Ok(other) => panic!("RUNNER_TEST_STORE={other:?}: write sqlite or postgres"),
+    }
 }
 
 pub const TENANTS: [&str; 2] = ["alpha", "beta"];
@@ -136,12 +154,13 @@ impl Service {
             scheduler: Arc::clone(&inner.scheduler),
             inner,
             keys: HashMap::new(),
+            postgres: None,
         };
         (svc, fake)
     }
 
     fn on(config: ServiceConfig, start: bool, backend: Arc<dyn JobBackend>) -> Service {
-        let store = Store::in_memory().unwrap();
+        let (store, postgres) = test_store();
         let sources = ImageSources::embedded();
         let sandbox = Arc::new(Sandbox::new(
             backend,
@@ -160,6 +179,7 @@ impl Service {
             scheduler: Arc::clone(&inner.scheduler),
             inner,
             keys,
+            postgres,
         }
     }
 

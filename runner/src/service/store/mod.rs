@@ -334,6 +334,17 @@ CREATE INDEX abuse_events_key ON abuse_events(key, at);
 "#,
 ];
 
+/// Rows claimed by a runner that is gone: on PostgreSQL, its lease ran out
+/// more than a lease ago (`?1`: that cutoff), so a runner that only missed
+/// a renewal (the database restarted) keeps its runs.
+const DEAD_OWNER: &str =
+    "(owner IS NULL OR owner NOT IN (SELECT owner FROM runner_leases WHERE lease_until > ?1))";
+
+/// The cutoff for [`DEAD_OWNER`] now.
+fn dead_cutoff() -> i64 {
+    now_ms() - LEASE.as_millis() as i64
+}
+
 /// Where the database is, from the `database` setting.
 pub fn is_postgres(database: &Path) -> bool {
     database.to_str().is_some_and(pg::is_url)
@@ -350,6 +361,17 @@ enum Db {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<Db>,
+    /// Who this runner is in the database: runs it claims carry it, and
+    /// its lease (see [`Store::renew_lease`]) says it is alive.
+    owner: Arc<str>,
+}
+
+/// How long a runner's lease lasts; it renews it every third of this.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn new_owner() -> Arc<str> {
+    let me = crate::backend::orphans::Owner::current().to_label();
+    format!("{me}#{}", &crate::sandbox::new_job_id()[..8]).into()
 }
 
 impl Store {
@@ -382,6 +404,7 @@ impl Store {
         })?;
         Ok(Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            owner: new_owner(),
         })
     }
 
@@ -390,6 +413,7 @@ impl Store {
     pub fn connect(url: &str) -> Result<Store, StoreError> {
         let store = Store {
             db: Arc::new(Db::Pg(pg::PgPool::new(url)?)),
+            owner: new_owner(),
         };
         store.with(|c| pg_schema::migrate(c))?;
         Ok(store)
@@ -402,6 +426,7 @@ impl Store {
         Self::migrate(&conn)?;
         Ok(Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            owner: new_owner(),
         })
     }
 
@@ -441,6 +466,41 @@ impl Store {
             }
             Db::Pg(pool) => pool.with(|c| f(&Conn::Pg(c))),
         }
+    }
+
+    /// This runner's name in the database.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Says this runner is alive for another [`LEASE`].
+    pub fn renew_lease(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let until = now + LEASE.as_millis() as i64;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runner_leases (owner, lease_until, started_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
+                p![&*self.owner, until, now],
+            )?;
+            // Leases of runners long gone, kept an hour for inquiries.
+            c.execute(
+                "DELETE FROM runner_leases WHERE lease_until < ?1",
+                p![now - 3_600_000],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Gives this runner's lease up (orderly shutdown).
+    pub fn drop_lease(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM runner_leases WHERE owner = ?1",
+                p![&*self.owner],
+            )
+            .map(|_| ())
+        })
     }
 
     /// The PostgreSQL pool, when the store is on PostgreSQL.
@@ -611,6 +671,7 @@ mod tests {
         Store::migrate(&conn).unwrap();
         let store = Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            owner: new_owner(),
         };
         let a = store.tenant_by_name("a").unwrap().unwrap().id;
         let listed = store.runs(&a).list(None, 10, None).unwrap();

@@ -14,6 +14,10 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use super::StoreError;
 use super::sql::{Row, StatementCache, Value, to_pg};
 
+/// The channel runners tell each other on: `cancel:<run>` (stop it, if
+/// it is yours), `done:<run>` (it reached its final state), `started:<run>`.
+pub const CHANNEL: &str = "runner_events";
+
 /// Connections open at once, per runner process.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -215,6 +219,33 @@ impl ToSql for PgValue<'_> {
     to_sql_checked!();
 }
 
+/// Runs a connection until it closes, sending what the server says unasked
+/// (notifications) to `messages`.
+async fn drive<S, T>(
+    connection: tokio_postgres::Connection<S, T>,
+    messages: Option<tokio::sync::mpsc::UnboundedSender<tokio_postgres::AsyncMessage>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut connection = std::pin::pin!(connection);
+    std::future::poll_fn(|cx| {
+        loop {
+            match connection.as_mut().poll_message(cx) {
+                Poll::Ready(Some(Ok(m))) => {
+                    if let Some(tx) = &messages {
+                        let _ = tx.send(m);
+                    }
+                }
+                // The client sees the error on its next call.
+                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
+}
+
 /// Connections to one server, made as needed, at most [`MAX_CONNECTIONS`].
 #[derive(Debug)]
 pub struct PgPool {
@@ -264,25 +295,45 @@ impl PgPool {
                 database: self.shown.clone(),
                 message: e.to_string(),
             })?;
+        self.runtime.handle.spawn(drive(connection, messages));
+        Ok(client)
+    }
+
+    /// Listens on [`CHANNEL`]: each notification's payload, in order, and
+    /// `resync` whenever listening (re)starts, since what was sent while
+    /// no connection listened is lost: the listener then reads the state.
+    /// Reconnects every second while the server is away.
+    pub fn listen(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (out, rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = self.config.clone();
         self.runtime.handle.spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            std::future::poll_fn(|cx| {
-                loop {
-                    match connection.as_mut().poll_message(cx) {
-                        Poll::Ready(Some(Ok(m))) => {
-                            if let Some(tx) = &messages {
-                                let _ = tx.send(m);
+            loop {
+                if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
+                    let (tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
+                    let driver = tokio::spawn(drive(connection, Some(tx)));
+                    if client
+                        .batch_execute(&format!("LISTEN {CHANNEL}"))
+                        .await
+                        .is_ok()
+                        && out.send("resync".into()).is_ok()
+                    {
+                        while let Some(m) = messages.recv().await {
+                            if let tokio_postgres::AsyncMessage::Notification(n) = m
+                                && out.send(n.payload().to_owned()).is_err()
+                            {
+                                return;
                             }
                         }
-                        // The client sees the error on its next call.
-                        Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(()),
-                        Poll::Pending => return Poll::Pending,
                     }
+                    driver.abort();
                 }
-            })
-            .await;
+                if out.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         });
-        Ok(client)
+        rx
     }
 
     /// Runs `f` on a pooled connection.

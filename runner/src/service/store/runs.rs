@@ -248,7 +248,7 @@ impl<'a> TenantRuns<'a> {
     ) -> Result<Vec<RunRecord>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!(
-                "{SELECT} WHERE tenant_id = ?1 AND tenant_seq < ?2 AND (?3 IS NULL OR key_id = ?3)
+                "{SELECT} WHERE tenant_id = ?1 AND tenant_seq < ?2 AND (CAST(?3 AS TEXT) IS NULL OR key_id = ?3)
                  ORDER BY tenant_seq DESC LIMIT ?4"
             ))?;
             let rows = st.query_map(
@@ -288,10 +288,13 @@ impl<'a> TenantRuns<'a> {
                     )?;
                     let rec = one(&tx, "WHERE id = ?1", p![id])?
                         .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))?;
+                    tx.notify(&format!("done:{id}"))?;
                     CancelOutcome::Cancelled(rec)
                 }
                 RunState::Running => {
                     tx.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", p![id])?;
+                    // The runner executing it may be another: it hears this.
+                    tx.notify(&format!("cancel:{id}"))?;
                     CancelOutcome::Requested(rec)
                 }
                 _ => CancelOutcome::AlreadyFinal(rec),
@@ -332,20 +335,58 @@ impl<'a> Queue<'a> {
     /// Moves the oldest queued run of `tenant` to running; returns its id
     /// and job spec, or `None` when the tenant has none queued.
     pub fn claim_next(&self, tenant: &TenantId) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.claim(tenant, usize::MAX)
+    }
+
+    /// Like [`Queue::claim_next`], unless `tenant` has `per_tenant` runs
+    /// running already, on whichever runner: the tenant's row is locked
+    /// while its running runs are counted, so runners sharing the database
+    /// take turns and the bound holds across them. A run is claimed by one
+    /// runner only (`SKIP LOCKED`: a run another runner is claiming is
+    /// passed over, not waited for), and carries this runner's name.
+    pub fn claim(
+        &self,
+        tenant: &TenantId,
+        per_tenant: usize,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
             let tx = c.transaction()?;
+            if tx.is_pg() {
+                tx.query(
+                    "SELECT id FROM tenants WHERE id = ?1 FOR UPDATE",
+                    p![tenant.as_str()],
+                )?;
+            }
+            if per_tenant < usize::MAX {
+                let running: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM runs WHERE state = 'running' AND tenant_id = ?1",
+                    p![tenant.as_str()],
+                    |r| r.get(0),
+                )?;
+                if running as usize >= per_tenant {
+                    return Ok(None);
+                }
+            }
+            let lock = if tx.is_pg() {
+                "FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
             let next: Option<(String, Vec<u8>)> = tx.query_opt(
-                "SELECT id, request FROM runs WHERE state = 'queued' AND tenant_id = ?1
-                     ORDER BY seq LIMIT 1",
+                &format!(
+                    "SELECT id, request FROM runs WHERE state = 'queued' AND tenant_id = ?1
+                     ORDER BY seq LIMIT 1 {lock}"
+                ),
                 p![tenant.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             if let Some((id, _)) = &next {
                 tx.execute(
-                    "UPDATE runs SET state = 'running', started_at = ?1 WHERE id = ?2",
-                    p![at, id],
+                    "UPDATE runs SET state = 'running', started_at = ?1, owner = ?3 WHERE id = ?2",
+                    p![at, id, self.store.owner()],
                 )?;
+                tx.notify(&format!("started:{id}"))?;
             }
             tx.commit()?;
             Ok(next)
@@ -371,6 +412,7 @@ impl<'a> Queue<'a> {
                 "UPDATE runs SET stored_bytes = ?1 WHERE seq = ?2",
                 p![bytes, seq],
             )?;
+            tx.notify(&format!("done:{id}"))?;
             tx.commit()?;
             Ok(true)
         })
@@ -380,13 +422,17 @@ impl<'a> Queue<'a> {
     pub fn cancelled(&self, id: &str) -> Result<bool, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            Ok(c.execute(
+            let ended = c.execute(
                 &format!(
                     "UPDATE runs SET state = 'cancelled', finished_at = ?1, {DROP_REQUEST}
                      WHERE id = ?2 AND state = 'running'"
                 ),
                 p![at, id],
-            )? == 1)
+            )? == 1;
+            if ended {
+                c.notify(&format!("done:{id}"))?;
+            }
+            Ok(ended)
         })
     }
 
@@ -415,11 +461,33 @@ impl<'a> Queue<'a> {
     /// version). They are finished by the caller.
     pub fn interrupted(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         self.store.with(|c| {
-            let mut st = c.prepare(
-                "SELECT id, language, version FROM runs WHERE state = 'running' ORDER BY seq",
-            )?;
-            let rows = st.query_map(p![], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            // On SQLite, one runner: whatever was running when it started
+            // was its previous process's. On PostgreSQL, the runs of
+            // runners whose lease ran out.
+            let (filter, cutoff) = if c.is_pg() {
+                (super::DEAD_OWNER, super::dead_cutoff())
+            } else {
+                ("?1 = ?1", 0)
+            };
+            c.query_map(
+                &format!(
+                    "SELECT id, language, version FROM runs WHERE state = 'running' AND {filter} ORDER BY seq"
+                ),
+                p![cutoff],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+    }
+
+    /// Runs of this runner whose cancellation was asked for (a request
+    /// another runner answered, whose notification was missed).
+    pub fn cancels_pending(&self) -> Result<Vec<String>, StoreError> {
+        self.store.with(|c| {
+            c.query_map(
+                "SELECT id FROM runs WHERE state = 'running' AND owner = ?1 AND cancel_requested = 1",
+                p![self.store.owner()],
+                |r| r.get(0),
+            )
         })
     }
 

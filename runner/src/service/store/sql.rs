@@ -279,6 +279,16 @@ impl Conn<'_> {
         })
     }
 
+    /// On PostgreSQL, tells every runner listening (see `pg::listen`)
+    /// `payload`, when the transaction commits; a no-op on SQLite, whose
+    /// one runner knows already.
+    pub fn notify(&self, payload: &str) -> Result<(), StoreError> {
+        if self.is_pg() {
+            self.query("SELECT pg_notify(?1, ?2)", p![super::pg::CHANNEL, payload])?;
+        }
+        Ok(())
+    }
+
     /// A statement to run (possibly several times).
     pub fn prepare(&self, sql: &str) -> Result<Stmt<'_, '_>, StoreError> {
         Ok(Stmt {

@@ -259,6 +259,16 @@ impl WorkflowQueue<'_> {
         let at = now_ms();
         self.store.with(|c| {
             let tx = c.transaction()?;
+            // Runners sharing the database may plan the same trigger at
+            // once: the first to mark it planned plans it; the other's
+            // plan is rolled back (it plans nothing).
+            let mine = tx.execute(
+                "UPDATE workflow_triggers SET state = 'planned', planned_at = ?2 WHERE id = ?1 AND state = 'queued'",
+                p![trigger.id, at],
+            )?;
+            if mine == 0 {
+                return Ok(Vec::new());
+            }
             let mut ids = Vec::new();
             for run in runs {
                 let id = fresh_id("wr");
@@ -280,10 +290,6 @@ impl WorkflowQueue<'_> {
                 }
                 ids.push(id);
             }
-            tx.execute(
-                "UPDATE workflow_triggers SET state = 'planned', planned_at = ?2 WHERE id = ?1",
-                p![trigger.id, at],
-            )?;
             tx.commit()?;
             Ok(ids)
         })
@@ -306,8 +312,11 @@ impl WorkflowQueue<'_> {
         let at = now_ms();
         self.store.with(|c| {
             let tx = c.transaction()?;
+            // Runners sharing the database pass over a run another is
+            // claiming rather than wait for it.
+            let lock = if tx.is_pg() { "FOR UPDATE SKIP LOCKED" } else { "" };
             let Some((id, plan)) = tx.query_opt(
-                "SELECT id, plan FROM workflow_runs WHERE state = 'queued' ORDER BY seq LIMIT 1",
+                &format!("SELECT id, plan FROM workflow_runs WHERE state = 'queued' ORDER BY seq LIMIT 1 {lock}"),
                 p![],
                 |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
             )?
@@ -315,8 +324,8 @@ impl WorkflowQueue<'_> {
                 return Ok(None);
             };
             tx.execute(
-                "UPDATE workflow_runs SET state = 'running', started_at = ?2 WHERE id = ?1",
-                p![id, at],
+                "UPDATE workflow_runs SET state = 'running', started_at = ?2, owner = ?3 WHERE id = ?1",
+                p![id, at, self.store.owner()],
             )?;
             let record = tx.query_row(&format!("{RUN} WHERE id = ?1"), p![&id], run_row)?;
             tx.commit()?;
@@ -427,11 +436,18 @@ impl WorkflowQueue<'_> {
         let at = now_ms();
         self.store.with(|c| {
             let tx = c.transaction()?;
-            let runs: Vec<String> = {
-                let mut st = tx.prepare("SELECT id FROM workflow_runs WHERE state = 'running'")?;
-                let rows = st.query_map(p![], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
+            // On PostgreSQL, only the runs of runners whose lease ran out
+            // (see `Queue::interrupted`).
+            let (filter, cutoff) = if tx.is_pg() {
+                (super::DEAD_OWNER, super::dead_cutoff())
+            } else {
+                ("?1 = ?1", 0)
             };
+            let runs: Vec<String> = tx.query_map(
+                &format!("SELECT id FROM workflow_runs WHERE state = 'running' AND {filter}"),
+                p![cutoff],
+                |r| r.get(0),
+            )?;
             let mut ended = Vec::new();
             for run in runs {
                 let positions: Vec<String> = {
@@ -517,7 +533,7 @@ impl TenantWorkflows<'_> {
     ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!(
-                "{RUN} WHERE tenant_id = ?1 AND seq < ?2 AND (?3 IS NULL OR repo_id = ?3) AND (?4 IS NULL OR commit_sha = ?4)
+                "{RUN} WHERE tenant_id = ?1 AND seq < ?2 AND (CAST(?3 AS TEXT) IS NULL OR repo_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR commit_sha = ?4)
                  ORDER BY seq DESC LIMIT ?5"
             ))?;
             let rows = st.query_map(
