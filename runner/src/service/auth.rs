@@ -59,6 +59,7 @@ impl Role {
             ReadTenantRuns => matches!(self, Developer | ReleaseManager | Admin),
             CancelTenantRuns | ManageKeys | ManageRepos => matches!(self, Admin),
             ApprovePromotion => matches!(self, ReleaseManager),
+            RequestPromotion | ReadReleases => matches!(self, Developer | ReleaseManager | Admin),
             ReadWorkflows | TriggerWorkflows | CancelWorkflows => {
                 matches!(self, Developer | ReleaseManager | Admin)
             }
@@ -117,6 +118,10 @@ pub enum Action {
     ListLanguages,
     ManageKeys,
     ApprovePromotion,
+    /// Ask for an image to be promoted into an environment.
+    RequestPromotion,
+    /// See environments and promotions.
+    ReadReleases,
     /// Register repositories, set their secrets.
     ManageRepos,
     ReadWorkflows,
