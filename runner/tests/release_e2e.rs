@@ -155,7 +155,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 fn a_green_commit_reaches_dev_then_demo_by_approval_and_survives_a_sigkill_mid_deploy() {
     test_support::require_docker!();
     let reg = test_support::require_registry!(Auth::None);
-    if !pipeline::deploy::docker::proxy::binary().is_ok() {
+    if pipeline::deploy::docker::proxy::binary().is_err() {
         assert!(!test_support::in_ci(), "HAProxy is required when CI=true");
         eprintln!("SKIPPED: HAProxy is not installed");
         return;

@@ -428,6 +428,7 @@ mod tests {
             created_by: "test".into(),
             created_at: 0,
             revoked_at: None,
+            environments: None,
         };
         assert_eq!(verify_secret(secret, &record), Ok(()));
         let wrong = format!("{}A", &secret[..secret.len() - 1]);

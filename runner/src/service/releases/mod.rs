@@ -256,9 +256,10 @@ impl Releases {
             Err(EngineError::Rejected { message, checks }) => {
                 ("refused", checks, None, Some(message))
             }
-            Err(EngineError::Refused { code, message })
-                if matches!(code, "not_live_in_previous" | "not_soaked") =>
-            {
+            Err(EngineError::Refused {
+                code: "not_live_in_previous" | "not_soaked",
+                message,
+            }) => {
                 let row = CheckRow {
                     check: "previous_environment".into(),
                     ok: false,
