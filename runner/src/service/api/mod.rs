@@ -16,6 +16,7 @@ pub mod keys;
 pub mod model;
 pub mod ops;
 pub mod piston;
+pub mod promotions;
 pub mod repos;
 pub mod runs;
 pub mod workflows;
@@ -47,6 +48,9 @@ pub struct Shared {
     pub security_txt: String,
     /// Workflow runs, once enabled ([`crate::service::Service::enable_workflows`]).
     pub workflows: std::sync::OnceLock<Arc<crate::service::workflows::Workflows>>,
+    /// Promotions and environments, once enabled
+    /// ([`crate::service::Service::enable_releases`]).
+    pub releases: std::sync::OnceLock<Arc<crate::service::releases::Releases>>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +100,7 @@ impl Shared {
             anonymous,
             security_txt,
             workflows: std::sync::OnceLock::new(),
+            releases: std::sync::OnceLock::new(),
         }
     }
 }
@@ -129,6 +134,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workflow-runs/{id}/events", get(workflows::events))
         .route("/v1/workflow-runs/{id}/jobs/{job}/log", get(workflows::log))
         .route("/v1/hooks/github", post(hooks::github))
+        .route(
+            "/v1/promotions",
+            post(promotions::request).get(promotions::list),
+        )
+        .route(
+            "/v1/promotions/{id}",
+            get(promotions::get).delete(promotions::withdraw),
+        )
+        .route("/v1/promotions/{id}/approvals", post(promotions::decide))
+        .route("/v1/environments", get(promotions::environments))
+        .route("/v1/environments/{name}", get(promotions::environment))
         // Piston answers with and without a trailing slash; clients use both.
         .route("/api/v2/runtimes", get(piston::runtimes))
         .route("/api/v2/runtimes/", get(piston::runtimes))

@@ -18,6 +18,7 @@ pub mod audit;
 mod keys;
 pub mod pg;
 mod pg_schema;
+pub mod promotions;
 pub mod repos;
 mod results;
 pub mod retention;

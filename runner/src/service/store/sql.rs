@@ -121,6 +121,13 @@ impl FromValue for i64 {
     const WHAT: &'static str = "an integer";
 }
 
+impl FromValue for u32 {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).and_then(|i| u32::try_from(i).ok())
+    }
+    const WHAT: &'static str = "a small count";
+}
+
 impl FromValue for bool {
     fn from_value(v: &Value) -> Option<Self> {
         i64::from_value(v).map(|i| i != 0)
