@@ -44,7 +44,7 @@ pub fn start(service: &Service) -> Vec<JoinHandle<()>> {
             let mut tick = tokio::time::interval(LEASE / 2);
             loop {
                 tick.tick().await;
-                match scheduler.recover().await {
+                match scheduler.reap().await {
                     Ok(n) if n > 0 => warn!(
                         runs = n,
                         "finished runs of a runner that stopped (its lease ran out) as internal_error"

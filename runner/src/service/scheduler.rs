@@ -104,6 +104,26 @@ impl Scheduler {
     /// Finishes runs a previous process left executing, and removes their
     /// containers and any other orphans. Call once, before [`Scheduler::start`].
     pub async fn recover(&self) -> Result<usize, StoreError> {
+        let n = self.reap().await?;
+        match self
+            .sandbox
+            .backend()
+            .collect_orphans(crate::backend::OrphanScope::Orphans, false)
+            .await
+        {
+            Ok(r) if !r.removed.is_empty() => {
+                info!(removed = r.removed.len(), "removed orphaned sandboxes")
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not look for orphaned sandboxes"),
+        }
+        Ok(n)
+    }
+
+    /// Finishes interrupted runs (see [`Scheduler::recover`]; on a shared
+    /// database, those of runners whose lease ran out) and removes their
+    /// sandboxes.
+    pub async fn reap(&self) -> Result<usize, StoreError> {
         let interrupted = self.store.call(|s| s.queue().interrupted()).await?;
         let backend = Arc::clone(self.sandbox.backend());
         for (id, language, version) in &interrupted {
@@ -113,24 +133,18 @@ impl Scheduler {
             let result = failed(
                 language.clone(),
                 version.clone(),
-                "the runner stopped while this run was executing (it crashed or was killed); the run was not retried"
-                    .into(),
+                if self.store.is_shared() {
+                    "the runner executing this run stopped (it crashed, was killed or lost the database for longer than its lease); the run was not retried"
+                } else {
+                    "the runner stopped while this run was executing (it crashed or was killed); the run was not retried"
+                }
+                .into(),
             );
             let id2 = id.clone();
             self.store
                 .call(move |s| s.queue().finish(&id2, &result))
                 .await?;
             warn!(run.id = %id, "finished a run interrupted by the previous process as internal_error");
-        }
-        match backend
-            .collect_orphans(crate::backend::OrphanScope::Orphans, false)
-            .await
-        {
-            Ok(r) if !r.removed.is_empty() => {
-                info!(removed = r.removed.len(), "removed orphaned sandboxes")
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "could not look for orphaned sandboxes"),
         }
         Ok(interrupted.len())
     }

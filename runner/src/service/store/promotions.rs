@@ -243,8 +243,8 @@ impl TenantPromotions<'_> {
     pub fn list(&self, f: &PromotionFilter) -> Result<Vec<PromotionRecord>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!(
-                "{SELECT} WHERE tenant_id = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR environment = ?3)
-                 AND (?4 IS NULL OR seq < ?4) ORDER BY seq DESC LIMIT ?5"
+                "{SELECT} WHERE tenant_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR state = ?2) AND (CAST(?3 AS TEXT) IS NULL OR environment = ?3)
+                 AND (CAST(?4 AS BIGINT) IS NULL OR seq < ?4) ORDER BY seq DESC LIMIT ?5"
             ))?;
             let recs = st
                 .query_map(
