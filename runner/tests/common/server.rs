@@ -56,6 +56,13 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables.
     pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
+        let db = dir.join("runner.db").display().to_string();
+        Self::start_on(dir, &db, config, env)
+    }
+
+    /// [`Server::start_env`] on the database `database` (a file or a
+    /// `postgres://` URL).
+    pub fn start_on(dir: &Path, database: &str, config: &str, env: &[(&str, &str)]) -> Server {
         let cfg = dir.join("runner.toml");
         // The warm pool is off unless the test asks for it: jobs then get
         // containers labelled with their run id, which tests look for.
@@ -66,10 +73,7 @@ impl Server {
         };
         std::fs::write(
             &cfg,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{config}{pool}",
-                dir.join("runner.db").display()
-            ),
+            format!("listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n{config}{pool}"),
         )
         .unwrap();
         let log = dir.join(format!(
