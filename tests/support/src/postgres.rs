@@ -205,6 +205,27 @@ impl Postgres {
         self.pg_ctl_start()
     }
 
+    /// Runs `sql` on the database with `psql` (as its owner).
+    pub fn psql(&self, sql: &str) -> Result<(), PostgresError> {
+        run(
+            "psql",
+            command(&self.bin.join("psql")).args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "runner",
+                "-d",
+                "runner",
+                "-c",
+                sql,
+            ]),
+        )
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()

@@ -318,7 +318,7 @@ CREATE TABLE promotion_decisions (
     // on SQLite too, so both schemas are one version). Which runner claimed
     // a run or workflow run, and each runner's lease, which it renews while
     // it lives: runs of a runner whose lease ran out are finished by
-    // another. Rate-limit events, counted across runners.
+    // another.
     r#"
 ALTER TABLE runs ADD COLUMN owner TEXT;
 ALTER TABLE workflow_runs ADD COLUMN owner TEXT;
@@ -327,11 +327,6 @@ CREATE TABLE runner_leases (
     lease_until INTEGER NOT NULL,
     started_at INTEGER NOT NULL
 );
-CREATE TABLE abuse_events (
-    key TEXT NOT NULL,
-    at INTEGER NOT NULL
-);
-CREATE INDEX abuse_events_key ON abuse_events(key, at);
 "#,
 ];
 
@@ -698,6 +693,21 @@ mod tests {
             panic!("queued")
         };
         assert_eq!(rec.tenant_seq, 3);
+    }
+
+    #[test]
+    fn a_schema_newer_than_the_binary_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len() + 1))
+            .unwrap();
+        let e = Store::migrate(&conn).unwrap_err();
+        assert!(matches!(e, StoreError::SchemaTooNew { .. }), "{e}");
+        assert!(e.to_string().contains("upgrade this runner"), "{e}");
+    }
+
+    #[test]
+    fn both_schemas_have_the_same_versions() {
+        assert_eq!(MIGRATIONS.len(), pg_schema::MIGRATIONS.len());
     }
 
     #[test]

@@ -194,11 +194,6 @@ CREATE TABLE runner_leases (
     lease_until BIGINT NOT NULL,
     started_at BIGINT NOT NULL
 );
-CREATE TABLE abuse_events (
-    key TEXT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE INDEX abuse_events_key ON abuse_events(key, at);
 "#,
 ];
 

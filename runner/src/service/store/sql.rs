@@ -392,8 +392,6 @@ pub enum Lock {
     QueueBound = 0x7275_6e00_0002,
     /// Schema migrations, run by whichever runner starts first.
     Migrations = 0x7275_6e00_0003,
-    /// Rate-limit and lockout counters.
-    Abuse = 0x7275_6e00_0004,
 }
 
 fn sqlite_value(v: &Value) -> rusqlite::types::Value {
