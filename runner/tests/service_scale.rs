@@ -151,7 +151,7 @@ async fn three_runners_one_killed_mid_load_lose_nothing() {
     let key = cluster.key.clone();
     // The runner to kill starts first and claims the long runs.
     let mut doomed = cluster.runner();
-    let long = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\ntime.sleep(60)"}], "limits": {"run_wall_time_ms": 60000}});
+    let long = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\ntime.sleep(60)"}], "limits": {"run_wall_time_ms": 20000}});
     let mut accepted = Vec::new();
     let mut long_ids = Vec::new();
     for _ in 0..2 {
@@ -334,7 +334,7 @@ async fn submitted_on_one_runner_followed_and_cancelled_on_another() {
     );
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["result"]["status"], "ok", "{done}");
-    let long = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\nprint('tick', flush=True)\ntime.sleep(60)"}], "limits": {"run_wall_time_ms": 60000}});
+    let long = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\nprint('tick', flush=True)\ntime.sleep(60)"}], "limits": {"run_wall_time_ms": 20000}});
     let id = submit(&a, &key, &long).expect("accepted");
     let b_addr = b.addr.clone();
     let (k2, id2) = (key.clone(), id.clone());
