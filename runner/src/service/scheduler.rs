@@ -339,11 +339,17 @@ impl Scheduler {
         if let Err(e) = self.sandbox.backend().remove_job(id).await {
             warn!(error = %e, "could not remove the sandboxes of a stopped run; `runner gc` will");
         }
-        let id2 = id.to_owned();
-        let stored = match reason {
-            Stop::Cancel => self.store.call(move |s| s.queue().cancelled(&id2)).await,
-            Stop::Shutdown => self.store.call(move |s| s.queue().requeue(&id2)).await,
-        };
+        let stored = self
+            .durably(|store| {
+                let id = id.to_owned();
+                async move {
+                    match reason {
+                        Stop::Cancel => store.call(move |s| s.queue().cancelled(&id)).await,
+                        Stop::Shutdown => store.call(move |s| s.queue().requeue(&id)).await,
+                    }
+                }
+            })
+            .await;
         if let Err(e) = stored {
             error!(error = %e, "recording a stopped run failed");
         }
@@ -358,10 +364,12 @@ impl Scheduler {
         self.metrics
             .run_finished(&result.language, result.status.as_str(), seconds);
         info!(status = %result.status, seconds, "run finished");
-        let id2 = id.to_owned();
+        let result = Arc::new(result);
         match self
-            .store
-            .call(move |s| s.queue().finish(&id2, &result))
+            .durably(|store| {
+                let (id, result) = (id.to_owned(), Arc::clone(&result));
+                async move { store.call(move |s| s.queue().finish(&id, &result)).await }
+            })
             .await
         {
             Ok(true) => {}
@@ -370,6 +378,27 @@ impl Scheduler {
         }
         if let Some(rec) = self.lookup(id).await {
             self.publish(id, RunEvent::Done(Box::new(rec)));
+        }
+    }
+
+    /// Runs a store write, again while the database is unreachable (a
+    /// restart): a result must not be lost to a blip, and the writes are
+    /// idempotent (they change only a run still running). Gives up after
+    /// a few minutes; the run is then reaped like a crashed runner's.
+    async fn durably<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            match f(self.store.clone()).await {
+                Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                    warn!(error = %e, "the database is unreachable; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other,
+            }
         }
     }
 

@@ -606,7 +606,13 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Pg(e) => e.is_closed() || e.code().is_none(),
+            // Closed, never answered, or the server going down (08: connection
+            // exception, 57P: operator intervention such as a shutdown).
+            StoreError::Pg(e) => {
+                e.is_closed()
+                    || e.code()
+                        .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+            }
             _ => false,
         }
     }
