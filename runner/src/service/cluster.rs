@@ -72,10 +72,8 @@ pub fn start(service: &Service) -> Vec<JoinHandle<()>> {
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 match event.split_once(':') {
-                    Some(("cancel", id)) => {
-                        if scheduler.cancel(id) {
-                            info!(run.id = %id, "cancelled through another runner");
-                        }
+                    Some(("cancel", id)) if scheduler.cancel(id) => {
+                        info!(run.id = %id, "cancelled through another runner");
                     }
                     Some(("done", id)) => scheduler.relay_done(id).await,
                     Some(("started", id)) => scheduler.relay_started(id),

@@ -291,7 +291,7 @@ impl<'a> AuditLog<'a> {
                 "SELECT seq, at, actor, tenant, action, target, detail, prev_hash, hash FROM audit ORDER BY seq",
             )?;
             let rows = st.query_map(p![], row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 }

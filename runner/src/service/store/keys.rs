@@ -72,14 +72,14 @@ impl Store {
                     key.environments.map(|e| serde_json::json!(e).to_string())
                 ],
             )?;
-            Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), p![key.id], row)?)
+            c.query_row(&format!("{SELECT} WHERE k.id = ?1"), p![key.id], row)
         })
     }
 
     /// Looks a key up by its public id, whatever its tenant: this is how a
     /// request's tenant is found in the first place.
     pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.with(|c| Ok(c.query_opt(&format!("{SELECT} WHERE k.id = ?1"), p![id], row)?))
+        self.with(|c| c.query_opt(&format!("{SELECT} WHERE k.id = ?1"), p![id], row))
     }
 
     pub fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {
@@ -88,7 +88,7 @@ impl Store {
                 "{SELECT} WHERE k.tenant_id = ?1 ORDER BY k.created_at, k.id"
             ))?;
             let rows = st.query_map(p![tenant.as_str()], row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 

@@ -349,7 +349,7 @@ pub fn is_postgres(database: &Path) -> bool {
 #[derive(Debug)]
 enum Db {
     Sqlite(Mutex<Connection>),
-    Pg(pg::PgPool),
+    Pg(Box<pg::PgPool>),
 }
 
 /// The database. Cheap to clone; all clones share one connection (SQLite)
@@ -408,10 +408,10 @@ impl Store {
     /// runners starting together migrate it once).
     pub fn connect(url: &str) -> Result<Store, StoreError> {
         let store = Store {
-            db: Arc::new(Db::Pg(pg::PgPool::new(url)?)),
+            db: Arc::new(Db::Pg(Box::new(pg::PgPool::new(url)?))),
             owner: new_owner(),
         };
-        store.with(|c| pg_schema::migrate(c))?;
+        store.with(pg_schema::migrate)?;
         Ok(store)
     }
 
@@ -541,7 +541,7 @@ impl Store {
                     created_at: at,
                 }),
                 Err(e) if e.is_constraint() => Err(StoreError::TenantExists(name.to_owned())),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             }
         })
     }

@@ -161,7 +161,7 @@ fn decisions(c: &Conn<'_>, id: &str) -> Result<Vec<Decision>, StoreError> {
             at: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 fn load(c: &Conn<'_>, id: &str) -> Result<Option<PromotionRecord>, StoreError> {
@@ -265,11 +265,11 @@ impl TenantPromotions<'_> {
     /// open (waiting for approvals or a deploy).
     pub fn open_for(&self, environment: &str, digest: &str) -> Result<Option<String>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_opt(
+            c.query_opt(
                 "SELECT id FROM promotions WHERE tenant_id = ?1 AND environment = ?2 AND digest = ?3 AND state IN ('pending', 'approved', 'deploying')",
                 p![self.tenant.as_str(), environment, digest],
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
@@ -422,7 +422,7 @@ impl PromotionQueue<'_> {
             let mut st = c.prepare(&format!(
                 "{SELECT} WHERE state IN ('deploying', 'building') ORDER BY seq"
             ))?;
-            Ok(st.query_map(p![], row)?.collect::<Result<_, _>>()?)
+            st.query_map(p![], row)?.collect::<Result<_, _>>()
         })
     }
 
@@ -430,11 +430,11 @@ impl PromotionQueue<'_> {
     /// and the pushed ref.
     pub fn build_source(&self, trigger: &str) -> Result<Option<(String, String)>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_opt(
+            c.query_opt(
                 "SELECT r.url, t.git_ref FROM workflow_triggers t JOIN repositories r ON r.id = t.repo_id WHERE t.id = ?1",
                 p![trigger],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
     }
 

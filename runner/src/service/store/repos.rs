@@ -123,7 +123,7 @@ impl Store {
             let mut st =
                 c.prepare("SELECT name, value FROM repo_secrets WHERE repo_id = ?1 ORDER BY name")?;
             let rows = st.query_map(p![&repo.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })?;
         sealed
             .into_iter()
@@ -271,7 +271,7 @@ impl TenantRepos<'_> {
             let rows = st.query_map(p![self.tenant.as_str(), repo_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 }

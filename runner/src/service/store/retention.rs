@@ -105,7 +105,7 @@ impl Store {
                  HAVING SUM(stored_bytes) > ?1",
             )?;
             let rows = st.query_map(p![budget as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -197,7 +197,7 @@ mod tests {
         assert!(swept.bytes >= 10);
         assert_eq!(ids(&s, &a), ["waiting"]);
         let stages: i64 = s
-            .with(|c| Ok(c.query_row("SELECT COUNT(*) FROM run_stages", p![], |r| r.get(0))?))
+            .with(|c| c.query_row("SELECT COUNT(*) FROM run_stages", p![], |r| r.get(0)))
             .unwrap();
         assert_eq!(stages, 0, "the output went with its run");
     }

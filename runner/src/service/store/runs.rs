@@ -328,7 +328,7 @@ impl<'a> Queue<'a> {
                  GROUP BY tenant_id ORDER BY oldest",
             )?;
             let rows = st.query_map(p![], |r| Ok(TenantId(r.get(0)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -679,11 +679,9 @@ mod tests {
 
     fn bytes_of(s: &Store, id: &str) -> i64 {
         s.with(|c| {
-            Ok(
-                c.query_row("SELECT stored_bytes FROM runs WHERE id = ?1", p![id], |r| {
-                    r.get(0)
-                })?,
-            )
+            c.query_row("SELECT stored_bytes FROM runs WHERE id = ?1", p![id], |r| {
+                r.get(0)
+            })
         })
         .unwrap()
     }
@@ -722,11 +720,11 @@ mod tests {
         );
         let request_left: i64 = s
             .with(|c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT length(request) FROM runs WHERE id = 'r1'",
                     p![],
                     |r| r.get(0),
-                )?)
+                )
             })
             .unwrap();
         assert_eq!(request_left, 0);

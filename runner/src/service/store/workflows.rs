@@ -241,11 +241,11 @@ impl WorkflowQueue<'_> {
     /// The oldest trigger waiting to be planned.
     pub fn next_trigger(&self) -> Result<Option<TriggerRecord>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_opt(
+            c.query_opt(
                 &format!("{TRIGGER} WHERE state = 'queued' ORDER BY seq LIMIT 1"),
                 p![],
                 trigger_row,
-            )?)
+            )
         })
     }
 
@@ -478,7 +478,7 @@ impl WorkflowQueue<'_> {
 
     pub fn run(&self, id: &str) -> Result<Option<WorkflowRunRecord>, StoreError> {
         self.store
-            .with(|c| Ok(c.query_opt(&format!("{RUN} WHERE id = ?1"), p![id], run_row)?))
+            .with(|c| c.query_opt(&format!("{RUN} WHERE id = ?1"), p![id], run_row))
     }
 }
 
@@ -503,11 +503,11 @@ pub struct TenantWorkflows<'a> {
 impl TenantWorkflows<'_> {
     pub fn trigger(&self, id: &str) -> Result<Option<TriggerRecord>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_opt(
+            c.query_opt(
                 &format!("{TRIGGER} WHERE tenant_id = ?1 AND id = ?2"),
                 p![self.tenant.as_str(), id],
                 trigger_row,
-            )?)
+            )
         })
     }
 
@@ -518,7 +518,7 @@ impl TenantWorkflows<'_> {
                 "{RUN} WHERE tenant_id = ?1 AND trigger_id = ?2 ORDER BY seq"
             ))?;
             let rows = st.query_map(p![self.tenant.as_str(), trigger], run_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -540,7 +540,7 @@ impl TenantWorkflows<'_> {
                 p![self.tenant.as_str(), before.unwrap_or(i64::MAX), repo, commit, limit as i64],
                 run_row,
             )?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -566,12 +566,12 @@ impl TenantWorkflows<'_> {
     /// A job's log, masked and capped as it was stored.
     pub fn log(&self, run: &str, job: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_opt(
+            c.query_opt(
                 "SELECT CAST(j.log AS BLOB) FROM workflow_jobs j JOIN workflow_runs r ON r.id = j.run_id
                  WHERE r.tenant_id = ?1 AND r.id = ?2 AND j.job_id = ?3",
                 p![self.tenant.as_str(), run, job],
                 |r| r.get(0),
-            )?)
+            )
         })
     }
 
