@@ -418,9 +418,11 @@ fn from_sqlite(v: rusqlite::types::ValueRef<'_>) -> Result<Value, StoreError> {
     })
 }
 
-/// `?N` placeholders as PostgreSQL's `$N`, and SQLite's empty blob literal
-/// as PostgreSQL's; text in quotes is left alone.
+/// `?N` placeholders as PostgreSQL's `$N`, SQLite's empty blob literal and
+/// blob casts as PostgreSQL's; text in quotes is left alone.
 pub(super) fn to_pg(sql: &str) -> String {
+    // SQLite's name for bytes (in casts) is PostgreSQL's BYTEA.
+    let sql = &sql.replace(" AS BLOB)", " AS BYTEA)");
     let mut out = String::with_capacity(sql.len() + 8);
     let mut quoted = false;
     let mut chars = sql.chars().peekable();
@@ -463,6 +465,10 @@ mod tests {
         assert_eq!(
             to_pg("UPDATE runs SET request = X'' WHERE id = ?1 AND note = 'why? ?2' AND n = ?12"),
             "UPDATE runs SET request = ''::bytea WHERE id = $1 AND note = 'why? ?2' AND n = $12"
+        );
+        assert_eq!(
+            to_pg("SELECT CAST(log AS BLOB)"),
+            "SELECT CAST(log AS BYTEA)"
         );
     }
 
