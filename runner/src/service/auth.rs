@@ -152,8 +152,9 @@ impl Principal {
     }
 
     pub fn actor(&self) -> String {
-        if self.key_id == "anonymous" {
-            "anonymous".to_owned()
+        if self.key_id == "anonymous" || self.key_id.starts_with("user:") {
+            // People signed in on the web pages are `user:<subject>`.
+            self.key_id.clone()
         } else {
             format!("key:{}", self.key_id)
         }
@@ -423,6 +424,7 @@ mod tests {
             created_by: "test".into(),
             created_at: 0,
             revoked_at: None,
+            environments: None,
         };
         assert_eq!(verify_secret(secret, &record), Ok(()));
         let wrong = format!("{}A", &secret[..secret.len() - 1]);

@@ -68,7 +68,8 @@ pub async fn create(
         ));
     }
     if let Some(envs) = &body.environments {
-        check_scope(role, envs).map_err(|e| ApiError::bad_request("invalid_scope", e.to_string()))?;
+        check_scope(role, envs)
+            .map_err(|e| ApiError::bad_request("invalid_scope", e.to_string()))?;
     }
     // Minting hashes the secret (slow): on the key hash threads.
     let minted = st.hashes.run(mint_key).await.map_err(|e| {
