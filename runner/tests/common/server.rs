@@ -52,6 +52,13 @@ impl Server {
     /// until it listens. The warm pool is off unless `config` has `[pool]`.
     pub fn start(dir: &Path, config: &str) -> Server {
         let cfg = dir.join("runner.toml");
+        // A fixed port when the test names one (browsers need the address
+        // before the server starts), otherwise any free one.
+        let listen = if config.contains("listen =") {
+            ""
+        } else {
+            "listen = \"127.0.0.1:0\"\n"
+        };
         // The warm pool is off unless the test asks for it: jobs then get
         // containers labelled with their run id, which tests look for.
         let pool = if config.contains("[pool]") {
@@ -62,7 +69,7 @@ impl Server {
         std::fs::write(
             &cfg,
             format!(
-                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{config}{pool}",
+                "{listen}database = \"{}\"\n{config}{pool}",
                 dir.join("runner.db").display()
             ),
         )

@@ -187,25 +187,44 @@ impl Provider {
         self.keys.lock().expect("keys lock").fetches
     }
 
-    /// The key a token names: from the cache, or after fetching the set
-    /// again if the cache is older than [`REFETCH_EVERY`] (the provider
-    /// rotated its keys).
-    fn key(&self, kid: &str) -> Result<Jwk, OidcError> {
-        let stale = {
-            let keys = self.keys.lock().expect("keys lock");
-            if let Some(k) = keys.by_id.get(kid) {
-                return Ok(k.clone());
-            }
-            keys.fetched.is_none_or(|t| t.elapsed() >= REFETCH_EVERY)
-        };
-        if stale {
+    /// The cached key a token names; a token without a key id takes the
+    /// set's only key of its type (providers with one key often omit ids).
+    fn cached(&self, kid: &str, kty: &str) -> Option<Jwk> {
+        let keys = self.keys.lock().expect("keys lock");
+        if !kid.is_empty() {
+            return keys.by_id.get(kid).cloned();
+        }
+        let mut of_type = keys.by_id.values().filter(|k| k.kty == kty);
+        match (of_type.next(), of_type.next()) {
+            (Some(k), None) => Some(k.clone()),
+            _ => None,
+        }
+    }
+
+    /// Fetches the key set again unless it was fetched less than
+    /// [`REFETCH_EVERY`] ago; whether it did.
+    fn refetch_if_due(&self) -> Result<bool, OidcError> {
+        let due = self
+            .keys
+            .lock()
+            .expect("keys lock")
+            .fetched
+            .is_none_or(|t| t.elapsed() >= REFETCH_EVERY);
+        if due {
             let m = self.metadata()?;
             self.fetch_keys(&m)?;
         }
-        let keys = self.keys.lock().expect("keys lock");
-        keys.by_id
-            .get(kid)
-            .cloned()
+        Ok(due)
+    }
+
+    /// The key a token names: from the cache, or after fetching the set
+    /// again (the provider rotated its keys).
+    fn key(&self, kid: &str, kty: &str) -> Result<Jwk, OidcError> {
+        if let Some(k) = self.cached(kid, kty) {
+            return Ok(k);
+        }
+        self.refetch_if_due()?;
+        self.cached(kid, kty)
             .ok_or_else(|| TokenError::UnknownKey(kid.chars().take(100).collect()).into())
     }
 
@@ -283,8 +302,15 @@ impl Provider {
     ) -> Result<Map<String, Value>, OidcError> {
         let t = jwt::split(token)?;
         let kid = t.header.kid.clone().unwrap_or_default();
-        let key = self.key(&kid)?;
-        let claims = t.verify(&key)?;
+        let kty = if t.header.alg == "ES256" { "EC" } else { "RSA" };
+        let claims = match t.verify(&self.key(&kid, kty)?) {
+            // Without a key id, rotation shows only as a failing signature:
+            // the set is fetched again (rate-limited) and tried once more.
+            Err(TokenError::Signature) if kid.is_empty() && self.refetch_if_due()? => {
+                t.verify(&self.key(&kid, kty)?)?
+            }
+            other => other?,
+        };
         jwt::check_claims(
             &claims,
             &Expect {

@@ -36,7 +36,7 @@ window.R = (() => {
   function ms(n) { return n === undefined || n === null ? '–' : `${n} ms`; }
   function when(t) { return t ? new Date(t).toLocaleString() : '–'; }
   function short(s, n) { return s ? (s.length > n ? s.slice(0, n) : s) : '–'; }
-  function ready() { document.body.dataset.ready = 'true'; }
+  function ready() { document.body.dataset.readyAt = String(Math.round(performance.now())); document.body.dataset.ready = 'true'; }
   function decode(text, encoding) {
     if (encoding !== 'base64' || !text) return text || '';
     try { return new TextDecoder().decode(Uint8Array.from(atob(text), (c) => c.charCodeAt(0))); } catch (_) { return text; }

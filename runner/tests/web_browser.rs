@@ -1,0 +1,117 @@
+//! The web pages in a real browser: headless Chromium (Debian's) driven by
+//! Selenium (PyPI) from runner/tests/web/browser.py, against `runner serve`
+//! with sign-in at a real OpenID provider and runs in real sandboxes.
+//! Screenshots and the playground's figures go to target/web-screenshots/.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::oidc::{Provider, free_port, tools, tools_or_skip, web_config};
+use common::server::{Server, tenant_key};
+
+pub fn screenshots() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/web-screenshots"
+    ))
+}
+
+/// Chromium and its driver from Debian; under `CI=true` their absence fails.
+fn browser_or_skip(test: &str) -> bool {
+    let missing: Vec<&str> = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if test_support::in_ci() {
+        panic!("{test}: {missing:?} missing; run .ci/setup");
+    }
+    eprintln!(
+        "SKIPPED {test}: {missing:?} missing (run .ci/setup); set CI=true to make this a failure"
+    );
+    false
+}
+
+pub struct Site {
+    pub server: Server,
+    pub idp: Provider,
+    pub base: String,
+    pub dir: test_support::TempDir,
+    pub learner_key: String,
+}
+
+/// `runner serve` on a known port with sign-in for tenant alpha.
+pub fn site(extra: &str) -> Site {
+    let dir = test_support::TempDir::new("web-browser");
+    let idp = Provider::start(free_port());
+    let port = free_port();
+    let base = format!("http://localhost:{port}");
+    let client = idp.register(&[&format!("{base}/auth/callback")]);
+    let learner_key = tenant_key(&dir.path().join("runner.db"), "alpha", "learner");
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\n{extra}\n{}",
+        web_config(dir.path(), &base, &idp.issuer, &client)
+    );
+    let server = Server::start(dir.path(), &config);
+    Site {
+        server,
+        idp,
+        base,
+        dir,
+        learner_key,
+    }
+}
+
+pub fn drive(site: &Site, env: &[(&str, &str)]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web/browser.py");
+    let out = Command::new(tools().join("bin/python"))
+        .arg(script)
+        .env("BASE_URL", &site.base)
+        .env("API_KEY", &site.learner_key)
+        .env("OUT_DIR", screenshots())
+        .envs(env.iter().copied())
+        .output()
+        .expect("running the browser script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{stdout}\n{stderr}\nserver log: {}",
+        std::fs::read_to_string(&site.server.log)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn people_sign_in_and_use_every_page_in_chromium() {
+    let test = "people_sign_in_and_use_every_page_in_chromium";
+    if !tools_or_skip(test) || !browser_or_skip(test) || !test_support::docker_or_skip(test) {
+        return;
+    }
+    let site = site("");
+    drive(&site, &[]);
+    for page in [
+        "sign-in",
+        "playground",
+        "runs",
+        "run-detail",
+        "workflows",
+        "admin",
+        "releases",
+    ] {
+        assert!(
+            screenshots().join(format!("{page}.png")).exists(),
+            "screenshot of {page}"
+        );
+    }
+}
