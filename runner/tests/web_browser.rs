@@ -36,6 +36,7 @@ fn browser_or_skip(test: &str) -> bool {
     false
 }
 
+#[derive(Debug)]
 pub struct Site {
     pub server: Server,
     pub idp: Provider,

@@ -44,6 +44,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+#[derive(Debug)]
 pub struct Provider {
     child: Child,
     pub port: u16,

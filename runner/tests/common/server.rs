@@ -41,6 +41,7 @@ pub fn tenant_key(db: &Path, tenant: &str, role: &str) -> String {
     key.trim().to_owned()
 }
 
+#[derive(Debug)]
 pub struct Server {
     pub child: Child,
     pub addr: String,

@@ -77,8 +77,8 @@ def accessible(d, page):
     check(r["main"] and r["nav"] and r["header"] and r["h1"] == 1 and r["lang"] == "en",
           f"{page}: landmarks (main, labelled nav, header, one h1, lang) {r}")
     check(not r["unlabelled"], f"{page}: every control has a label {r['unlabelled']}")
-    d.find_element(By.TAG_NAME, "body").click()
-    d.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
+    d.refresh()
+    wait_ready(d)
     webdriver.ActionChains(d).send_keys(Keys.TAB).perform()
     first = d.execute_script("return document.activeElement.className")
     check(first == "skip", f"{page}: the first tab stop is the skip link (got {first!r})")
@@ -99,6 +99,8 @@ def sign_in(d, sub):
 
 
 def sign_out(d):
+    if not d.find_elements(By.CSS_SELECTOR, 'form[action="/auth/logout"] button'):
+        d.get(BASE + "/play")
     d.find_element(By.CSS_SELECTOR, 'form[action="/auth/logout"] button').click()
     WebDriverWait(d, 10).until(lambda d: d.find_elements(By.LINK_TEXT, "Sign in to alpha"))
     d.get(BASE + "/v1/runs")

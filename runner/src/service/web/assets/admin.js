@@ -7,7 +7,7 @@
     try {
       const list = await api('GET', '/v1/keys');
       const body = $('keys'); clear(body);
-      for (const k of list.keys || list) {
+      for (const k of Array.isArray(list) ? list : list.keys) {
         const revoke = el('button', { type: 'button', class: 'secondary' }, 'Revoke');
         revoke.setAttribute('aria-label', `Revoke key ${k.id}`);
         revoke.hidden = !!k.revoked_at;
@@ -23,7 +23,7 @@
     try {
       const list = await api('GET', '/v1/repos');
       const body = $('repos'); clear(body);
-      for (const r of list.repos || list) {
+      for (const r of Array.isArray(list) ? list : list.repos) {
         const del = el('button', { type: 'button', class: 'secondary' }, 'Remove');
         del.setAttribute('aria-label', `Remove repository ${r.name}`);
         del.addEventListener('click', async () => {
