@@ -93,20 +93,101 @@ pub fn drive(site: &Site, env: &[(&str, &str)]) {
     );
 }
 
-#[test]
-fn people_sign_in_and_use_every_page_in_chromium() {
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The python sandbox image and the workflow job images, built unless
+/// there (a fresh machine may reach this test first).
+async fn images() {
+    let env = common::Env::new().await;
+    env.ensure_image("python").await;
+    let jobs = runner::images::jobs::JobImages::load(&env.sources).unwrap();
+    let progress = |_: &str| {};
+    for i in jobs.all() {
+        runner::images::ImageBuilder::new(&env.images, &env.sources, &progress)
+            .ensure_job_image(i, false)
+            .await
+            .unwrap();
+    }
+}
+
+/// A repository registered in alpha whose workflow prints markup, and a run
+/// of it started through the API; returns the trigger id.
+fn workflow_run(site: &Site, repo_dir: &Path) -> String {
+    git(repo_dir, &["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(repo_dir.join(".github/workflows")).unwrap();
+    std::fs::write(
+        repo_dir.join(".github/workflows/ci.yml"),
+        "name: web check\non: push\njobs:\n  greet:\n    runs-on: debian\n    steps:\n      - run: echo '<i>from the job</i>'; sleep 3; echo done\n",
+    )
+    .unwrap();
+    git(repo_dir, &["add", "-A"]);
+    git(repo_dir, &["commit", "-q", "-m", "ci"]);
+    let sha = git(repo_dir, &["rev-parse", "HEAD"]);
+    let db = site.dir.path().join("runner.db");
+    let (admin, dev) = (
+        tenant_key(&db, "alpha", "admin"),
+        tenant_key(&db, "alpha", "developer"),
+    );
+    let (status, repo) = site.server.call(
+        "POST",
+        "/v1/repos",
+        Some(&admin),
+        Some(&serde_json::json!({"name": "alpha/app", "url": format!("file://{}", repo_dir.display())})),
+    );
+    assert_eq!(status, 201, "{repo}");
+    let (status, t) = site.server.call(
+        "POST",
+        &format!("/v1/repos/{}/runs", repo["id"].as_str().unwrap()),
+        Some(&dev),
+        Some(&serde_json::json!({"commit": sha})),
+    );
+    assert_eq!(status, 202, "{t}");
+    t["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_sign_in_and_use_every_page_in_chromium() {
     let test = "people_sign_in_and_use_every_page_in_chromium";
     if !tools_or_skip(test) || !browser_or_skip(test) || !test_support::docker_or_skip(test) {
         return;
     }
-    let site = site("");
-    drive(&site, &[]);
+    images().await;
+    let site = site("[workflows]\nconcurrency = 1\n");
+    let repo_dir = test_support::TempDir::new("web-browser-repo");
+    workflow_run(&site, repo_dir.path());
+    tokio::task::spawn_blocking(move || {
+        drive(&site, &[("WORKFLOW", "web check")]);
+    })
+    .await
+    .unwrap();
     for page in [
         "sign-in",
         "playground",
         "runs",
         "run-detail",
         "workflows",
+        "workflow-run",
         "admin",
         "releases",
     ] {

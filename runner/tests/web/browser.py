@@ -221,6 +221,23 @@ def simple_page(d, path, name):
     shot(d, name)
 
 
+def workflow_page(d, name):
+    """A workflow run's jobs, steps and log (live while it runs)."""
+    WebDriverWait(d, 60).until(lambda d: d.find_elements(By.LINK_TEXT, name) or d.refresh())
+    d.find_element(By.LINK_TEXT, name).click()
+    wait_ready(d)
+    WebDriverWait(d, 180).until(lambda d: d.find_element(By.ID, "w-state").text in ("success", "failure", "cancelled"))
+    WebDriverWait(d, 10).until(lambda d: "done" in d.find_element(By.CSS_SELECTOR, "#w-jobs pre").text)
+    state = d.find_element(By.ID, "w-state").text
+    check(state == "success", f"workflow run: finished as success (got {state!r}: {d.find_element(By.ID, 'w-message').text!r})")
+    log = d.find_element(By.CSS_SELECTOR, "#w-jobs pre").text
+    check("<i>from the job</i>" in log, f"workflow run: the job's log is shown as text ({log!r})")
+    check(not d.find_elements(By.CSS_SELECTOR, "#w-jobs pre i"), "workflow run: log markup is not rendered")
+    check(d.find_elements(By.CSS_SELECTOR, "#w-jobs ol li"), "workflow run: the job's steps are listed")
+    no_csp_violations(d, "workflow run")
+    shot(d, "workflow-run")
+
+
 def detector_works(d):
     """The CSP check can fail: an inline script injected now is refused and logged."""
     d.execute_script("const s = document.createElement('script'); s.textContent = 'window.__inline = 1'; document.body.append(s);")
@@ -244,6 +261,8 @@ def pages_phase():
 
         sign_in(d, "dev")
         simple_page(d, "/workflows", "workflows")
+        if os.environ.get("WORKFLOW"):
+            workflow_page(d, os.environ["WORKFLOW"])
         sign_out(d)
 
         sign_in(d, "ada")
