@@ -7,6 +7,8 @@
 //! - 3: infrastructure error (Docker unreachable, an image build failed, the
 //!   sandbox itself failed: the `internal_error` verdict);
 //! - 1: `audit verify` found the audit log tampered with;
+//! - for `release`: 2 when the server refused the request (its message says
+//!   why), 3 when it could not be reached or failed;
 //! - 130: interrupted (Ctrl-C or SIGTERM); containers of the job are removed.
 
 use std::process::ExitCode;

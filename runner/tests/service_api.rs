@@ -716,6 +716,13 @@ async fn the_openapi_document_describes_every_route() {
         "GET /v1/workflow-runs/{id}/events",
         "GET /v1/workflow-runs/{id}/jobs/{job}/log",
         "POST /v1/hooks/github",
+        "POST /v1/promotions",
+        "GET /v1/promotions",
+        "GET /v1/promotions/{id}",
+        "DELETE /v1/promotions/{id}",
+        "POST /v1/promotions/{id}/approvals",
+        "GET /v1/environments",
+        "GET /v1/environments/{name}",
     ];
     let served: std::collections::BTreeSet<String> = served.iter().map(|s| s.to_string()).collect();
     assert_eq!(documented, served);

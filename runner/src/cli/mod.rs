@@ -21,6 +21,7 @@ mod audit;
 mod exec;
 mod gc;
 mod images;
+mod release;
 mod serve;
 mod summary;
 mod workflow;
@@ -82,6 +83,8 @@ pub enum Command {
     /// its own sandbox.
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    /// Request, approve and follow promotions through a running server.
+    Release(release::ReleaseArgs),
 }
 
 /// A failed command: its message and its exit code.
@@ -253,5 +256,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Admin(cmd) => admin::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Workflow(cmd) => workflow::run(&cli.global, cmd).await,
+        Command::Release(args) => release::run(args).await,
     }
 }

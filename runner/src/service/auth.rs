@@ -59,6 +59,7 @@ impl Role {
             ReadTenantRuns => matches!(self, Developer | ReleaseManager | Admin),
             CancelTenantRuns | ManageKeys | ManageRepos => matches!(self, Admin),
             ApprovePromotion => matches!(self, ReleaseManager),
+            RequestPromotion | ReadReleases => matches!(self, Developer | ReleaseManager | Admin),
             ReadWorkflows | TriggerWorkflows | CancelWorkflows => {
                 matches!(self, Developer | ReleaseManager | Admin)
             }
@@ -117,6 +118,10 @@ pub enum Action {
     ListLanguages,
     ManageKeys,
     ApprovePromotion,
+    /// Ask for an image to be promoted into an environment.
+    RequestPromotion,
+    /// See environments and promotions.
+    ReadReleases,
     /// Register repositories, set their secrets.
     ManageRepos,
     ReadWorkflows,
@@ -427,7 +432,9 @@ mod tests {
             environments: None,
         };
         assert_eq!(verify_secret(secret, &record), Ok(()));
-        let wrong = format!("{}A", &secret[..secret.len() - 1]);
+        // Another last character (the secret may end in `A` itself).
+        let last = if secret.ends_with('A') { 'B' } else { 'A' };
+        let wrong = format!("{}{last}", &secret[..secret.len() - 1]);
         assert_eq!(verify_secret(&wrong, &record), Err(KeyRefusal::WrongSecret));
         let broken = KeyRecord {
             secret_hash: "$argon2id$nonsense".into(),

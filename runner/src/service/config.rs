@@ -70,6 +70,130 @@ pub struct ConfigFile {
     pub workflows: Option<WorkflowsFile>,
     /// Web pages and sign-in for people (absent: the JSON API only).
     pub web: Option<super::web::config::WebFile>,
+    pub releases: Option<ReleasesFile>,
+}
+
+/// Release environments and promotions (absent: this server has none).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleasesFile {
+    /// The environments policy (`policies/environments.toml`). Required.
+    pub policy: Option<PathBuf>,
+    /// The tenant the environments belong to. Required.
+    pub tenant: Option<String>,
+    /// A registered repository (`owner/name`) of that tenant: its green
+    /// workflow runs on the automatic environment's branches are built,
+    /// signed and deployed there. Absent: releases are only promoted.
+    pub repository: Option<String>,
+    /// Where release builds are pushed (`REGISTRY/NAME`; the tag is the
+    /// commit SHA). Required with `repository`.
+    pub image: Option<String>,
+    /// The build context in the repository. Default `.`.
+    pub context: Option<PathBuf>,
+    /// The Dockerfile, relative to the context. Default `Dockerfile`.
+    pub dockerfile: Option<PathBuf>,
+    /// The cosign private key signing builds; its password is read from
+    /// `COSIGN_PASSWORD`. Required with `repository`.
+    pub signing_key: Option<PathBuf>,
+    /// The scan policy of the build's gate. Required with `repository`.
+    pub scan_policy: Option<PathBuf>,
+    /// The grype executable. Default: `PIPELINE_GRYPE`, else `grype` on PATH.
+    pub grype: Option<PathBuf>,
+    /// The record of what runs where. Default `<database>.releases`.
+    pub state_dir: Option<PathBuf>,
+    /// SBOMs, scan reports and provenance of builds, one folder per commit.
+    /// Default `<database>.release-builds`.
+    pub output_dir: Option<PathBuf>,
+    /// Registries (`host:port`) reached over plain HTTP besides loopback.
+    pub insecure_registries: Option<Vec<String>>,
+    /// Events per environment `GET /v1/environments/{name}` shows. Default 50.
+    pub history: Option<usize>,
+}
+
+/// Validated release settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasesConfig {
+    pub policy: PathBuf,
+    pub tenant: String,
+    pub state_dir: PathBuf,
+    pub insecure_registries: Vec<String>,
+    pub history: usize,
+    /// With `repository`: how its green commits are built.
+    pub build: Option<ReleaseBuildConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseBuildConfig {
+    pub repository: String,
+    pub image: String,
+    pub context: PathBuf,
+    pub dockerfile: Option<PathBuf>,
+    pub signing_key: PathBuf,
+    pub scan_policy: PathBuf,
+    pub grype: PathBuf,
+    pub output_dir: PathBuf,
+}
+
+fn releases(
+    r: ReleasesFile,
+    beside: &dyn Fn(&str) -> PathBuf,
+) -> Result<ReleasesConfig, ConfigError> {
+    let required = |v: Option<PathBuf>, key: &'static str| {
+        v.ok_or_else(|| invalid(key, "is required in [releases]".into()))
+    };
+    let policy = required(r.policy, "releases.policy")?;
+    let tenant = r.tenant.ok_or_else(|| {
+        invalid(
+            "releases.tenant",
+            "is required in [releases]: the tenant the environments belong to".into(),
+        )
+    })?;
+    let history = r.history.unwrap_or(50);
+    if !(1..=1000).contains(&history) {
+        return Err(invalid(
+            "releases.history",
+            "must be between 1 and 1000".into(),
+        ));
+    }
+    let build = match r.repository {
+        None => {
+            if r.image.is_some() || r.signing_key.is_some() {
+                return Err(invalid(
+                    "releases.repository",
+                    "is needed when `image` or `signing_key` is set: builds come from that repository's green commits".into(),
+                ));
+            }
+            None
+        }
+        Some(repository) => {
+            let with = |key: &'static str| {
+                invalid(
+                    key,
+                    "is required in [releases] when `repository` is set".into(),
+                )
+            };
+            Some(ReleaseBuildConfig {
+                repository,
+                image: r.image.ok_or_else(|| with("releases.image"))?,
+                context: r.context.unwrap_or_else(|| ".".into()),
+                dockerfile: r.dockerfile,
+                signing_key: r.signing_key.ok_or_else(|| with("releases.signing_key"))?,
+                scan_policy: r.scan_policy.ok_or_else(|| with("releases.scan_policy"))?,
+                grype: r
+                    .grype
+                    .unwrap_or_else(pipeline::scan::grype::default_program),
+                output_dir: r.output_dir.unwrap_or_else(|| beside(".release-builds")),
+            })
+        }
+    };
+    Ok(ReleasesConfig {
+        policy,
+        tenant,
+        state_dir: r.state_dir.unwrap_or_else(|| beside(".releases")),
+        insecure_registries: r.insecure_registries.unwrap_or_default(),
+        history,
+        build,
+    })
 }
 
 /// Workflow runs of registered repositories.
@@ -258,6 +382,7 @@ pub struct ServiceConfig {
     pub backend: BackendConfig,
     pub workflows: WorkflowsConfig,
     pub web: Option<super::web::config::WebConfig>,
+    pub releases: Option<ReleasesConfig>,
 }
 
 /// Connection hygiene.
@@ -336,6 +461,7 @@ impl ConfigFile {
             jobs_per_run: wf.jobs_per_run.unwrap_or(2),
             egress_grants: wf.egress_grants.unwrap_or_default(),
         };
+        let releases = self.releases.map(|r| releases(r, &beside)).transpose()?;
         let days = retention.max_age_days.unwrap_or(30);
         let mb = retention.tenant_max_mb.unwrap_or(1024);
         Ok(ServiceConfig {
@@ -393,6 +519,7 @@ impl ConfigFile {
             backend,
             workflows,
             web,
+            releases,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod metrics;
+pub mod releases;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
@@ -59,6 +60,8 @@ pub enum ServeError {
     Workflows(String),
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
+    #[error("releases: {0}")]
+    Releases(String),
 }
 
 /// The service's parts, wired together: what `runner serve` runs and what
@@ -159,12 +162,79 @@ impl Service {
         Ok(wf)
     }
 
+    /// Turns on promotions and environments over `engine`, for the tenant
+    /// named `tenant`; green runs of `repository` (when given) are built
+    /// into the automatic environment once workflows are enabled.
+    pub fn enable_releases(
+        &self,
+        engine: Arc<dyn releases::engine::ReleaseEngine>,
+        tenant: &str,
+        repository: Option<String>,
+        history: usize,
+    ) -> Result<Arc<releases::Releases>, ServeError> {
+        let t = self.store.tenant_by_name(tenant)?.ok_or_else(|| {
+            ServeError::Releases(format!(
+                "the tenant {tenant:?} does not exist; create it with `runner admin tenant create {tenant}` or change `[releases] tenant`"
+            ))
+        })?;
+        let r = Arc::new(releases::Releases::new(
+            self.store.clone(),
+            engine,
+            releases::ReleaseSettings {
+                tenant: t.id,
+                tenant_name: t.name,
+                repository,
+                history,
+            },
+        ));
+        if let Some(wf) = self.state.workflows.get() {
+            r.attach_workflows(Arc::clone(wf));
+        }
+        let _ = self.state.releases.set(Arc::clone(&r));
+        Ok(r)
+    }
+
+    /// [`Service::enable_releases`] with the real engine, from `[releases]`.
+    pub fn enable_releases_from_config(
+        &self,
+    ) -> Result<Option<Arc<releases::Releases>>, ServeError> {
+        let Some(c) = self.config().releases.clone() else {
+            return Ok(None);
+        };
+        let build = c.build.as_ref().map(|b| releases::engine::BuildSettings {
+            image: b.image.clone(),
+            context: b.context.clone(),
+            dockerfile: b.dockerfile.clone(),
+            signing_key: b.signing_key.clone(),
+            scan_policy: b.scan_policy.clone(),
+            grype: b.grype.clone(),
+            output_dir: b.output_dir.clone(),
+        });
+        let engine = releases::engine::PipelineEngine::new(
+            &c.policy,
+            &c.state_dir,
+            build,
+            c.insecure_registries.clone(),
+        )
+        .map_err(|e| ServeError::Releases(e.to_string()))?;
+        self.enable_releases(
+            Arc::new(engine),
+            &c.tenant,
+            c.build.map(|b| b.repository),
+            c.history,
+        )
+        .map(Some)
+    }
+
     /// Starts executing queued runs: the dispatcher, the warm pool (when
     /// configured) and the retention sweeper. Returns the background tasks.
     pub fn start(&self) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![self.scheduler.start()];
         if let Some(wf) = self.state.workflows.get() {
             tasks.push(wf.start());
+        }
+        if let Some(r) = self.state.releases.get() {
+            tasks.push(r.start());
         }
         let pool = &self.config().pool;
         if pool.default_size > 0 || pool.sizes.values().any(|n| *n > 0) {
@@ -240,6 +310,15 @@ pub async fn serve(
             runs = ended,
             "ended workflow runs interrupted by the previous process as failures"
         );
+    }
+    if let Some(r) = service.enable_releases_from_config()? {
+        let reconciled = r.recover().await?;
+        if reconciled > 0 {
+            warn!(
+                promotions = reconciled,
+                "reconciled deploys interrupted by the previous process"
+            );
+        }
     }
     let recovered = service.scheduler.recover().await?;
     if recovered > 0 {

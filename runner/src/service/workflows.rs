@@ -128,6 +128,12 @@ impl Workflows {
         }))
     }
 
+    /// The cache of fetched repositories (release builds read commits
+    /// from it too).
+    pub fn source(&self) -> &GitSource {
+        &self.source
+    }
+
     pub fn secrets(&self) -> &SecretBox {
         &self.secrets
     }

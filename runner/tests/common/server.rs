@@ -52,6 +52,11 @@ impl Server {
     /// Starts `runner serve` with `config` (TOML) on a free port and waits
     /// until it listens. The warm pool is off unless `config` has `[pool]`.
     pub fn start(dir: &Path, config: &str) -> Server {
+        Self::start_env(dir, config, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
         let cfg = dir.join("runner.toml");
         // A fixed port when the test names one (browsers need the address
         // before the server starts), otherwise any free one.
@@ -85,6 +90,7 @@ impl Server {
         let mut child = Command::new(RUNNER)
             .args(["serve", "--config"])
             .arg(&cfg)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()

@@ -16,6 +16,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Answer in Piston's error shape (`{"message": ...}`).
     pub piston: bool,
+    /// More about the error, under `error.details` (what each check of a
+    /// refused promotion found, say).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             piston: false,
+            details: None,
         }
     }
 
@@ -83,6 +87,11 @@ impl ApiError {
         self
     }
 
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
     pub fn piston(mut self) -> Self {
         self.piston = true;
         self
@@ -99,6 +108,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = if self.piston {
             json!({ "message": self.message })
+        } else if let Some(details) = self.details {
+            json!({ "error": { "code": self.code, "message": self.message, "details": details } })
         } else {
             json!({ "error": { "code": self.code, "message": self.message } })
         };

@@ -70,6 +70,10 @@ pub async fn create(
     if let Some(envs) = &body.environments {
         check_scope(role, envs)
             .map_err(|e| ApiError::bad_request("invalid_scope", e.to_string()))?;
+        if let Some(r) = st.releases.get() {
+            r.check_scope(envs)
+                .map_err(|e| ApiError::bad_request("invalid_scope", e))?;
+        }
     }
     // Minting hashes the secret (slow): on the key hash threads.
     let minted = st.hashes.run(mint_key).await.map_err(|e| {

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod model;
 pub mod ops;
 pub mod piston;
+pub mod promotions;
 pub mod repos;
 pub mod runs;
 pub mod workflows;
@@ -49,6 +50,9 @@ pub struct Shared {
     pub workflows: std::sync::OnceLock<Arc<crate::service::workflows::Workflows>>,
     /// Pages and sign-in for people, when `[web]` is configured.
     pub web: Option<Arc<crate::service::web::Web>>,
+    /// Promotions and environments, once enabled
+    /// ([`crate::service::Service::enable_releases`]).
+    pub releases: std::sync::OnceLock<Arc<crate::service::releases::Releases>>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +107,7 @@ impl Shared {
             security_txt,
             web,
             workflows: std::sync::OnceLock::new(),
+            releases: std::sync::OnceLock::new(),
         }
     }
 }
@@ -136,6 +141,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workflow-runs/{id}/events", get(workflows::events))
         .route("/v1/workflow-runs/{id}/jobs/{job}/log", get(workflows::log))
         .route("/v1/hooks/github", post(hooks::github))
+        .route(
+            "/v1/promotions",
+            post(promotions::request).get(promotions::list),
+        )
+        .route(
+            "/v1/promotions/{id}",
+            get(promotions::get).delete(promotions::withdraw),
+        )
+        .route("/v1/promotions/{id}/approvals", post(promotions::decide))
+        .route("/v1/environments", get(promotions::environments))
+        .route("/v1/environments/{name}", get(promotions::environment))
         // Piston answers with and without a trailing slash; clients use both.
         .route("/api/v2/runtimes", get(piston::runtimes))
         .route("/api/v2/runtimes/", get(piston::runtimes))

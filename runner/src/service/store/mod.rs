@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub mod audit;
 mod keys;
+pub mod promotions;
 pub mod repos;
 mod results;
 pub mod retention;
