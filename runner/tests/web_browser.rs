@@ -197,3 +197,80 @@ async fn people_sign_in_and_use_every_page_in_chromium() {
         );
     }
 }
+
+/// Release managers approve in the browser and the requester cannot; on
+/// the scripted release engine (`releases::fake`: deploy targets and
+/// registries are the pipeline's, tested there), served over TCP to
+/// Chromium by the same accept loop as `runner serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_managers_approve_in_chromium_and_requesters_cannot_on_the_scripted_engine() {
+    let test = "release_managers_approve_in_chromium_and_requesters_cannot_on_the_scripted_engine";
+    if !tools_or_skip(test) || !browser_or_skip(test) {
+        return;
+    }
+    const IMG: &str =
+        "registry.test/app@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let idp = tokio::task::spawn_blocking(|| Provider::start(free_port()))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let client = idp.register(&[&format!("{base}/auth/callback")]);
+    let dir = test_support::TempDir::new("web-releases");
+    let (svc, _jobs) = common::service::Service::fake(
+        common::service::config(&web_config(dir.path(), &base, &idp.issuer, &client)),
+        false,
+    );
+    let engine = std::sync::Arc::new(runner::service::releases::fake::FakeEngine::standard());
+    engine.set_live("dev", IMG);
+    let releases = svc
+        .inner
+        .enable_releases(engine, "alpha", None, 50)
+        .unwrap();
+    releases.start();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(runner::service::server::serve(
+        listener,
+        svc.app.clone(),
+        None,
+        svc.state.config.http,
+        std::sync::Arc::clone(&svc.state.metrics),
+        stop_rx,
+    ));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web/browser.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(tools().join("bin/python"))
+            .arg(script)
+            .env("BASE_URL", &base)
+            .env("OUT_DIR", screenshots())
+            .env("PHASE", "releases")
+            .env("IMAGE", IMG)
+            .env("ENVIRONMENT", "demo")
+            .output()
+            .expect("running the browser script")
+    })
+    .await
+    .unwrap();
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the browser did is what the service recorded.
+    let about: Vec<(String, String)> = svc
+        .store
+        .audit()
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action.starts_with("promotion."))
+        .map(|e| (e.action, e.actor))
+        .collect();
+    let has = |a: &str, who: &str| about.contains(&(a.to_owned(), who.to_owned()));
+    assert!(has("promotion.requested", "user:rob"), "{about:?}");
+    assert!(has("promotion.approved", "user:rita"), "{about:?}");
+    assert!(!has("promotion.approved", "user:rob"), "{about:?}");
+}

@@ -7,7 +7,7 @@ save screenshots; measure the playground. Environment:
   API_KEY      a learner key of the same tenant (the API baseline)
   OUT_DIR      screenshots and figures.json go here
   PHASE        "pages" (default) or "releases"
-  PROMOTION    (releases) the id of a pending promotion
+  IMAGE, ENVIRONMENT  (releases) the pinned image rob asks to promote, and where
 Exit status 0 when every check passed; failures say what and where."""
 
 import json
@@ -298,33 +298,58 @@ def decide(d, promotion, reason):
     d.find_element(By.CSS_SELECTOR, f"{card} textarea").send_keys(reason)
     d.find_element(By.CSS_SELECTOR, f"{card} button.approve").click()
     WebDriverWait(d, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, f"{card} .outcome").text)
-    return d.find_element(By.CSS_SELECTOR, f"{card} .outcome")
+    o = d.find_element(By.CSS_SELECTOR, f"{card} .outcome")
+    return o.text, o.get_attribute("data-code")
 
 
 def releases_phase():
-    promotion = os.environ["PROMOTION"]
+    image, env = os.environ["IMAGE"], os.environ["ENVIRONMENT"]
     d = browser()
     try:
-        # The requester may not approve their own promotion.
-        sign_in(d, os.environ.get("REQUESTER", "rob"))
+        # Rob, a release manager, asks for the promotion (through the same
+        # API the pages use, with his session and its CSRF token)...
+        sign_in(d, "rob")
+        d.get(BASE + "/releases")
+        wait_ready(d)
+        check(env in d.find_element(By.ID, "environments").text, "releases: the environments are listed")
+        promotion = d.execute_async_script("""
+          const done = arguments[arguments.length - 1];
+          R.api('POST', '/v1/promotions', { image: arguments[0], environment: arguments[1] })
+            .then((p) => done(p.id), (e) => done('ERROR ' + e.message));""", image, env)
+        check(not promotion.startswith("ERROR"), f"releases: the requester asked for the promotion ({promotion})")
+        # ...and may not approve it himself.
         d.get(BASE + "/releases")
         wait_ready(d)
         card = f'[data-promotion="{promotion}"]'
         WebDriverWait(d, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, card))
         text = d.find_element(By.CSS_SELECTOR, card).text
-        check(os.environ["DEPLOYS"] in text, f"releases: the card shows what will be deployed ({os.environ['DEPLOYS']})")
-        outcome = decide(d, promotion, "my own change")
-        check("Not recorded" in outcome.text and outcome.get_attribute("data-code") == "self_approval",
-              f"releases: the requester cannot approve ({outcome.text!r}, {outcome.get_attribute('data-code')!r})")
+        check(image in text, f"releases: the card shows exactly what will be deployed ({image})")
+        check("passed: signature" in text, f"releases: the card shows what verification found ({text!r})")
+        accessible(d, "releases")
+        text, code = decide(d, promotion, "my own change")
+        check("Not recorded" in text and code == "self_approval", f"releases: the requester cannot approve ({text!r}, {code!r})")
         no_csp_violations(d, "releases (requester)")
         shot(d, "releases-requester-refused")
         sign_out(d)
 
+        # A developer sees the page without the approve form.
+        sign_in(d, "dev")
+        d.get(BASE + "/releases")
+        wait_ready(d)
+        WebDriverWait(d, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, card))
+        check(not d.find_elements(By.CSS_SELECTOR, f"{card} form"), "releases: no approve form for a developer")
+        sign_out(d)
+
+        # Rita, another release manager, approves with a reason.
         sign_in(d, "rita")
-        outcome = decide(d, promotion, "reviewed the scan and the diff")
-        check("Recorded: approve" in outcome.text, f"releases: a release manager approves ({outcome.text!r})")
+        text, _ = decide(d, promotion, "reviewed the scan <b>and</b> the diff")
+        check("Recorded: approve" in text, f"releases: a release manager approves ({text!r})")
         no_csp_violations(d, "releases (approver)")
         shot(d, "releases-approved")
+        WebDriverWait(d, 20).until(lambda d: image in d.find_element(By.CSS_SELECTOR, f'[data-environment="{env}"]').text
+                                   or d.refresh())
+        no_csp_violations(d, "releases (deployed)")
+        shot(d, "releases-deployed")
         sign_out(d)
     except Exception:
         shot(d, "failure-releases")
@@ -332,6 +357,7 @@ def releases_phase():
         raise
     finally:
         d.quit()
+    print(promotion)
 
 
 if __name__ == "__main__":

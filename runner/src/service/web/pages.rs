@@ -110,7 +110,7 @@ const PAGES: [Page; 5] = [
         title: "Releases",
         script: "releases",
         body: include_str!("assets/releases.html"),
-        may: |p| p.role.can(Action::ReadWorkflows),
+        may: |p| p.role.can(Action::ReadReleases),
     },
     Page {
         path: "/admin",

@@ -4,6 +4,8 @@
   const $ = (id) => document.getElementById(id);
   const approver = R.role === 'release-manager';
   const dash = (v) => (v === undefined || v === null || v === '' ? '–' : String(v));
+  // `image` may already be pinned (`repo@sha256:…`).
+  const pinned = (image, digest) => (!image ? '–' : digest && !image.includes(digest) ? `${image}@${digest}` : image);
 
   async function environments() {
     try {
@@ -14,11 +16,11 @@
         const rule = e.automatic ? 'automatic' : `${dash(e.approvals)} approval(s) by ${dash(e.approver_role)}`;
         body.append(el('tr', { 'data-environment': e.name },
           el('th', { scope: 'row' }, e.name),
-          el('td', { class: 'mono' }, e.image ? `${e.image}@${dash(e.digest)}` : 'nothing deployed'),
+          el('td', { class: 'mono' }, e.image ? pinned(e.image, e.digest) : 'nothing deployed', e.deploying ? ` (deploying ${e.deploying})` : null),
           el('td', { class: 'mono' }, dash(e.commit)),
           el('td', {}, e.sbom ? `${dash(e.sbom.components)} components` : '–'),
           el('td', {}, scan), el('td', {}, dash(e.signature)),
-          el('td', {}, `${rule}${e.soak_in_previous ? `, after ${e.soak_in_previous} in the previous` : ''}`)));
+          el('td', {}, `${rule}${e.soak_in_previous ? `, after ${e.soak_in_previous} in the previous` : ''}; target: ${dash(e.target)}`)));
       }
       say('env-status', environments.length ? '' : 'No environments are configured.');
     } catch (e) { say('env-status', `Cannot read environments: ${e.message}`, true); }
@@ -33,7 +35,7 @@
     const section = el('section', { class: 'card', 'aria-labelledby': `p-${p.id}`, 'data-promotion': p.id },
       el('h3', { id: `p-${p.id}` }, `Promote to ${p.environment}`),
       el('dl', { class: 'facts' },
-        el('dt', {}, 'Will deploy'), el('dd', { class: 'mono deploy' }, `${p.image}@${dash(p.digest)}`),
+        el('dt', {}, 'Will deploy'), el('dd', { class: 'mono deploy' }, pinned(p.image, p.digest)),
         el('dt', {}, 'Commit'), el('dd', { class: 'mono' }, dash(p.commit)),
         el('dt', {}, 'Requested by'), el('dd', {}, `${dash(p.requested_by)} at ${when(p.requested_at)}`),
         el('dt', {}, 'Approvals'), el('dd', {}, `${(p.approvals || []).filter((a) => a.decision === 'approve').length} of ${dash(p.required_approvals)}`),
