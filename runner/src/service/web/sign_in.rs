@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -27,8 +28,12 @@ pub struct LoginQuery {
 /// provider.
 pub async fn login(
     State(st): State<AppState>,
+    parts: Parts,
     q: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
+    if let Some(r) = limited(&st, &parts) {
+        return r;
+    }
     let Some(web) = st.web.clone() else {
         return message(
             StatusCode::NOT_FOUND,
@@ -84,6 +89,24 @@ pub async fn login(
     resp
 }
 
+/// Sign-in counts toward the address's request rate like the API: an
+/// address cannot flood the provider, or the pending sign-ins, from here.
+fn limited(st: &AppState, parts: &Parts) -> Option<Response> {
+    let ip = crate::service::api::extract::client_ip(parts, st);
+    st.per_ip.hit(&ip, Instant::now()).err().map(|retry| {
+        st.metrics.rate_limited.inc();
+        let mut r = message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many requests from your address; wait a minute and try again.",
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    })
+}
+
 fn message_internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "sign-in failed");
     message(
@@ -105,9 +128,13 @@ pub struct CallbackQuery {
 /// browser had is ended: the id rotates at sign-in).
 pub async fn callback(
     State(st): State<AppState>,
+    parts: Parts,
     headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
+    if let Some(r) = limited(&st, &parts) {
+        return r;
+    }
     let Some(web) = st.web.clone() else {
         return message(
             StatusCode::NOT_FOUND,
