@@ -131,24 +131,20 @@ async fn images() {
     }
 }
 
-/// A repository registered in alpha whose workflow prints markup, and a run
-/// of it started through the API; returns the trigger id.
-fn workflow_run(site: &Site, repo_dir: &Path) -> String {
+/// A repository registered in alpha whose workflow prints markup, waits,
+/// and prints again; returns its id and commit (the browser starts the run).
+fn workflow_repo(site: &Site, repo_dir: &Path) -> (String, String) {
     git(repo_dir, &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(repo_dir.join(".github/workflows")).unwrap();
     std::fs::write(
         repo_dir.join(".github/workflows/ci.yml"),
-        "name: web check\non: push\njobs:\n  greet:\n    runs-on: debian\n    steps:\n      - run: echo '<i>from the job</i>'; sleep 3; echo done\n",
+        "name: web check\non: push\njobs:\n  greet:\n    runs-on: debian\n    steps:\n      - run: echo '<i>from the job</i>'; sleep 6; echo done\n",
     )
     .unwrap();
     git(repo_dir, &["add", "-A"]);
     git(repo_dir, &["commit", "-q", "-m", "ci"]);
     let sha = git(repo_dir, &["rev-parse", "HEAD"]);
-    let db = site.dir.path().join("runner.db");
-    let (admin, dev) = (
-        tenant_key(&db, "alpha", "admin"),
-        tenant_key(&db, "alpha", "developer"),
-    );
+    let admin = tenant_key(&site.dir.path().join("runner.db"), "alpha", "admin");
     let (status, repo) = site.server.call(
         "POST",
         "/v1/repos",
@@ -156,14 +152,7 @@ fn workflow_run(site: &Site, repo_dir: &Path) -> String {
         Some(&serde_json::json!({"name": "alpha/app", "url": format!("file://{}", repo_dir.display())})),
     );
     assert_eq!(status, 201, "{repo}");
-    let (status, t) = site.server.call(
-        "POST",
-        &format!("/v1/repos/{}/runs", repo["id"].as_str().unwrap()),
-        Some(&dev),
-        Some(&serde_json::json!({"commit": sha})),
-    );
-    assert_eq!(status, 202, "{t}");
-    t["id"].as_str().unwrap().to_owned()
+    (repo["id"].as_str().unwrap().to_owned(), sha)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,9 +164,16 @@ async fn people_sign_in_and_use_every_page_in_chromium() {
     images().await;
     let site = site("[workflows]\nconcurrency = 1\n");
     let repo_dir = test_support::TempDir::new("web-browser-repo");
-    workflow_run(&site, repo_dir.path());
+    let (repo, commit) = workflow_repo(&site, repo_dir.path());
     tokio::task::spawn_blocking(move || {
-        drive(&site, &[("WORKFLOW", "web check")]);
+        drive(
+            &site,
+            &[
+                ("WORKFLOW", "web check"),
+                ("REPO", &repo),
+                ("COMMIT", &commit),
+            ],
+        );
     })
     .await
     .unwrap();

@@ -37,6 +37,9 @@ def check(ok, what):
 
 def browser():
     opts = webdriver.ChromeOptions()
+    # --no-sandbox: Chromium's own sandbox needs unprivileged user
+    # namespaces, which root in a CI container does not get; the browser
+    # only ever loads this test's loopback pages.
     opts.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1280,1600", "--no-first-run", "--disable-extensions"]:
@@ -222,12 +225,28 @@ def simple_page(d, path, name):
 
 
 def workflow_page(d, name):
-    """A workflow run's jobs, steps and log (live while it runs)."""
+    """A workflow run started from the page's session: its jobs, steps and
+    log, live while it runs, then final."""
+    started = d.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      R.api('POST', `/v1/repos/${arguments[0]}/runs`, { commit: arguments[1] })
+        .then((t) => done(t.id), (e) => done('ERROR ' + e.message));""", os.environ["REPO"], os.environ["COMMIT"])
+    check(not started.startswith("ERROR"), f"workflow run: started by a developer's session ({started})")
+    d.get(BASE + "/workflows")
+    wait_ready(d)
     WebDriverWait(d, 60).until(lambda d: d.find_elements(By.LINK_TEXT, name) or d.refresh())
     d.find_element(By.LINK_TEXT, name).click()
     wait_ready(d)
-    WebDriverWait(d, 180).until(lambda d: d.find_element(By.ID, "w-state").text in ("success", "failure", "cancelled"))
-    WebDriverWait(d, 10).until(lambda d: "done" in d.find_element(By.CSS_SELECTOR, "#w-jobs pre").text)
+    # The first line arrives while the job still sleeps: live output.
+    WebDriverWait(d, 120).until(lambda d: "from the job" in d.find_element(By.CSS_SELECTOR, "#w-jobs pre").text)
+    live_state = d.find_element(By.ID, "w-state").text
+    check(live_state in ("queued", "running"), f"workflow run: the log streams while the run is {live_state!r}")
+    shot(d, "workflow-run-live")
+    WebDriverWait(d, 120).until(lambda d: d.find_element(By.ID, "w-state").text in ("success", "failure", "cancelled"))
+    # The page reloads the run once it ends: wait for the final rendering.
+    time.sleep(1)
+    WebDriverWait(d, 10).until(lambda d: "done" in d.find_element(By.CSS_SELECTOR, "#w-jobs pre").text
+                               and d.find_elements(By.CSS_SELECTOR, "#w-jobs ol li"))
     state = d.find_element(By.ID, "w-state").text
     check(state == "success", f"workflow run: finished as success (got {state!r}: {d.find_element(By.ID, 'w-message').text!r})")
     log = d.find_element(By.CSS_SELECTOR, "#w-jobs pre").text
