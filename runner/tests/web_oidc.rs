@@ -33,6 +33,7 @@ fn sign_in_config(issuer: &str, client: &(String, String)) -> SignInConfig {
         role_claim: "roles".into(),
         roles: BTreeMap::from([("release".to_owned(), Role::ReleaseManager)]),
         default_role: None,
+        release_scopes: BTreeMap::new(),
     }
 }
 
@@ -88,6 +89,18 @@ fn id_tokens_from_a_real_provider_are_checked() {
         oidc::role_of(&p.config, &["devs".to_owned()]),
         None,
         "unmapped, no default: refused"
+    );
+    // Approver groups may be scoped to environments, as approver keys are.
+    let mut scoped = p.config.clone();
+    assert_eq!(
+        oidc::scope_of(&scoped, &person.groups),
+        None,
+        "unscoped: every environment"
+    );
+    scoped.release_scopes = BTreeMap::from([("release".to_owned(), vec!["demo".to_owned()])]);
+    assert_eq!(
+        oidc::scope_of(&scoped, &person.groups),
+        Some(vec!["demo".to_owned()])
     );
 
     // The same provider reached as `localhost` names itself so: a valid

@@ -307,6 +307,7 @@ CREATE TABLE web_sessions (
     subject TEXT NOT NULL,
     name TEXT NOT NULL,
     role TEXT NOT NULL,
+    environments TEXT,
     csrf TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,

@@ -16,6 +16,8 @@ pub struct SessionRecord {
     /// What the pages show (name, email or subject).
     pub name: String,
     pub role: String,
+    /// A release manager's approval scope (`None`: every environment).
+    pub environments: Option<Vec<String>>,
     pub csrf: String,
     pub created_at: i64,
     pub last_seen: i64,
@@ -29,6 +31,7 @@ pub struct NewSession<'a> {
     pub subject: &'a str,
     pub name: &'a str,
     pub role: &'a str,
+    pub environments: Option<&'a [String]>,
     pub csrf: &'a str,
     pub now: i64,
     pub expires_at: i64,
@@ -48,9 +51,19 @@ impl Store {
                 tx.execute("DELETE FROM web_sessions WHERE token_hash = ?1", [old])?;
             }
             tx.execute(
-                "INSERT INTO web_sessions (token_hash, tenant_id, subject, name, role, csrf, created_at, last_seen, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-                params![s.token_hash, s.tenant.as_str(), s.subject, s.name, s.role, s.csrf, s.now, s.expires_at],
+                "INSERT INTO web_sessions (token_hash, tenant_id, subject, name, role, csrf, created_at, last_seen, expires_at, environments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+                params![
+                    s.token_hash,
+                    s.tenant.as_str(),
+                    s.subject,
+                    s.name,
+                    s.role,
+                    s.csrf,
+                    s.now,
+                    s.expires_at,
+                    s.environments.map(|e| serde_json::to_string(e).unwrap_or_default())
+                ],
             )?;
             tx.commit()?;
             Ok(())
@@ -69,7 +82,7 @@ impl Store {
         self.with(|c| {
             let rec = c
                 .query_row(
-                    "SELECT s.tenant_id, t.name, s.subject, s.name, s.role, s.csrf, s.created_at, s.last_seen, s.expires_at
+                    "SELECT s.tenant_id, t.name, s.subject, s.name, s.role, s.csrf, s.created_at, s.last_seen, s.expires_at, s.environments
                      FROM web_sessions s JOIN tenants t ON t.id = s.tenant_id WHERE s.token_hash = ?1",
                     [token_hash],
                     |r| {
@@ -83,6 +96,10 @@ impl Store {
                             created_at: r.get(6)?,
                             last_seen: r.get(7)?,
                             expires_at: r.get(8)?,
+                            // Unreadable reads as empty: approves nothing.
+                            environments: r
+                                .get::<_, Option<String>>(9)?
+                                .map(|t| serde_json::from_str(&t).unwrap_or_default()),
                         })
                     },
                 )
@@ -141,6 +158,7 @@ mod tests {
             subject: "u1",
             name: "U One",
             role: "developer",
+            environments: None,
             csrf: "c",
             now,
             expires_at: end,
@@ -177,6 +195,19 @@ mod tests {
             "rotated"
         );
         assert!(store.touch_session("d", 1, 1_000_000).unwrap().is_some());
+        let scope = ["demo".to_owned()];
+        store
+            .insert_session(
+                &NewSession {
+                    role: "release-manager",
+                    environments: Some(&scope),
+                    ..new("e", 0, 100_000)
+                },
+                None,
+            )
+            .unwrap();
+        let e = store.touch_session("e", 1, 1_000_000).unwrap().unwrap();
+        assert_eq!(e.environments.as_deref(), Some(&scope[..]));
         assert!(store.delete_session("d").unwrap());
         assert!(
             store.touch_session("d", 1, 1_000_000).unwrap().is_none(),

@@ -43,6 +43,10 @@ pub struct SignInFile {
     /// The role of people none of whose values map; without it they are
     /// refused.
     pub default_role: Option<String>,
+    /// Claim value (mapped to release-manager) → the release environments
+    /// its people may approve for, as key scopes do; absent: every one.
+    #[serde(default)]
+    pub release_scopes: BTreeMap<String, Vec<String>>,
 }
 
 /// A secret whose `Debug` never shows it.
@@ -72,6 +76,7 @@ pub struct SignInConfig {
     pub role_claim: String,
     pub roles: BTreeMap<String, Role>,
     pub default_role: Option<Role>,
+    pub release_scopes: BTreeMap<String, Vec<String>>,
 }
 
 impl WebConfig {
@@ -227,6 +232,18 @@ impl SignInFile {
             .as_deref()
             .map(|r| role("web.sign_in.default_role", r))
             .transpose()?;
+        for (value, envs) in &self.release_scopes {
+            if roles.get(value) != Some(&Role::ReleaseManager) {
+                return Err(invalid(
+                    "web.sign_in.release_scopes",
+                    format!(
+                        "{value:?} is not mapped to release-manager in `roles`; only approvers are scoped"
+                    ),
+                ));
+            }
+            crate::service::auth::check_scope(Role::ReleaseManager, envs)
+                .map_err(|e| invalid("web.sign_in.release_scopes", e.to_string()))?;
+        }
         if roles.is_empty() && default_role.is_none() {
             return Err(invalid(
                 "web.sign_in.roles",
@@ -246,6 +263,7 @@ impl SignInFile {
             role_claim: self.role_claim,
             roles,
             default_role,
+            release_scopes: self.release_scopes,
         })
     }
 }

@@ -354,6 +354,23 @@ impl Provider {
     }
 }
 
+/// The release environments a release manager may approve for: the union
+/// of the scopes of their approver groups; `None` (every environment) when
+/// one of those groups is unscoped.
+pub fn scope_of(config: &SignInConfig, groups: &[String]) -> Option<Vec<String>> {
+    use crate::service::auth::Role;
+    let mut envs: Vec<String> = Vec::new();
+    for g in groups
+        .iter()
+        .filter(|g| config.roles.get(*g) == Some(&Role::ReleaseManager))
+    {
+        envs.extend(config.release_scopes.get(g)?.iter().cloned());
+    }
+    envs.sort();
+    envs.dedup();
+    Some(envs)
+}
+
 /// The role of a person: the mapped role of their groups (when several
 /// map, the first of release-manager, admin, developer, learner: separation
 /// of duties keeps approvers from also holding admin in one session), or

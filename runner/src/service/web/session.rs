@@ -84,7 +84,7 @@ pub fn principal_of(s: &SessionRecord) -> Principal {
         tenant_name: s.tenant_name.clone(),
         key_id: format!("user:{who}"),
         role: Role::parse(&s.role).unwrap_or(Role::Learner),
-        environments: None,
+        environments: s.environments.clone(),
     }
 }
 

@@ -176,10 +176,13 @@ pub async fn callback(
         let claims = provider.verify(&token, &nonce, now_ms() / 1000)?;
         let person = provider.person(&claims);
         let role = super::oidc::role_of(&provider.config, &person.groups);
-        Ok::<_, super::oidc::OidcError>((person, role))
+        let scope = (role == Some(crate::service::auth::Role::ReleaseManager))
+            .then(|| super::oidc::scope_of(&provider.config, &person.groups))
+            .flatten();
+        Ok::<_, super::oidc::OidcError>((person, role, scope))
     })
     .await;
-    let (person, role) = match verified {
+    let (person, role, scope) = match verified {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             tracing::warn!(tenant = %p.tenant, error = %e, "sign-in refused");
@@ -242,6 +245,7 @@ pub async fn callback(
                     subject: &subject,
                     name: &name,
                     role: role_s,
+                    environments: scope.as_deref(),
                     csrf: &csrf,
                     now,
                     expires_at: now + absolute.as_millis() as i64,
