@@ -293,6 +293,15 @@ async fn signing_in_gives_a_session_the_api_accepts_with_csrf_tokens() {
         false,
     );
 
+    // Without `[web]`, there are no pages: the API's JSON 404.
+    let (plain, _) = common::service::Service::fake(common::service::config(""), false);
+    let (status, body, _) =
+        common::service::split(plain.send(request("GET", "/play", "", &[], None)).await).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
     // Signed out, pages send people to the start page, which offers alpha.
     let resp = svc.send(request("GET", "/play", "", &[], None)).await;
     assert_eq!(

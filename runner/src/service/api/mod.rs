@@ -161,7 +161,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/.well-known/security.txt", get(ops::security_txt))
-        .merge(crate::service::web::routes())
+        // Pages only where `[web]` is configured: elsewhere `/` and the
+        // page paths stay the API's JSON 404s.
+        .merge(if state.web.is_some() {
+            crate::service::web::routes()
+        } else {
+            Router::new()
+        })
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
