@@ -157,8 +157,9 @@ impl Principal {
     }
 
     pub fn actor(&self) -> String {
-        if self.key_id == "anonymous" {
-            "anonymous".to_owned()
+        if self.key_id == "anonymous" || self.key_id.starts_with("user:") {
+            // People signed in on the web pages are `user:<subject>`.
+            self.key_id.clone()
         } else {
             format!("key:{}", self.key_id)
         }

@@ -68,6 +68,8 @@ pub struct ConfigFile {
     pub backend: Option<String>,
     pub kubernetes: Option<KubernetesFile>,
     pub workflows: Option<WorkflowsFile>,
+    /// Web pages and sign-in for people (absent: the JSON API only).
+    pub web: Option<super::web::config::WebFile>,
     pub releases: Option<ReleasesFile>,
 }
 
@@ -379,6 +381,7 @@ pub struct ServiceConfig {
     pub auth: AuthConfig,
     pub backend: BackendConfig,
     pub workflows: WorkflowsConfig,
+    pub web: Option<super::web::config::WebConfig>,
     pub releases: Option<ReleasesConfig>,
 }
 
@@ -441,6 +444,7 @@ impl ConfigFile {
         let backend = backend(self.backend.as_deref(), self.kubernetes)?;
         let database: PathBuf = self.database.unwrap_or_else(|| "runner.db".into());
         let wf = self.workflows.unwrap_or_default();
+        let web = self.web.map(|w| w.validate()).transpose()?;
         let beside = |suffix: &str| {
             let mut p = database.clone().into_os_string();
             p.push(suffix);
@@ -514,6 +518,7 @@ impl ConfigFile {
             },
             backend,
             workflows,
+            web,
             releases,
         })
     }

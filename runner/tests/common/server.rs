@@ -41,6 +41,7 @@ pub fn tenant_key(db: &Path, tenant: &str, role: &str) -> String {
     key.trim().to_owned()
 }
 
+#[derive(Debug)]
 pub struct Server {
     pub child: Child,
     pub addr: String,
@@ -57,6 +58,13 @@ impl Server {
     /// [`Server::start`] with extra environment variables.
     pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
         let cfg = dir.join("runner.toml");
+        // A fixed port when the test names one (browsers need the address
+        // before the server starts), otherwise any free one.
+        let listen = if config.contains("listen =") {
+            ""
+        } else {
+            "listen = \"127.0.0.1:0\"\n"
+        };
         // The warm pool is off unless the test asks for it: jobs then get
         // containers labelled with their run id, which tests look for.
         let pool = if config.contains("[pool]") {
@@ -67,7 +75,7 @@ impl Server {
         std::fs::write(
             &cfg,
             format!(
-                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{config}{pool}",
+                "{listen}database = \"{}\"\n{config}{pool}",
                 dir.join("runner.db").display()
             ),
         )

@@ -17,6 +17,7 @@ pub mod repos;
 mod results;
 pub mod retention;
 mod runs;
+pub mod sessions;
 pub mod workflows;
 
 pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
@@ -296,6 +297,23 @@ CREATE TABLE promotion_decisions (
     at INTEGER NOT NULL,
     PRIMARY KEY (promotion_id, actor)
 );
+"#,
+    // 5: sign-in sessions of people (web pages). Only a SHA-256 of the
+    // cookie's token is kept: a copy of the database signs nobody in.
+    r#"
+CREATE TABLE web_sessions (
+    token_hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    subject TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    environments TEXT,
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);
 "#,
 ];
 
