@@ -138,7 +138,7 @@ fn workflow_repo(site: &Site, repo_dir: &Path) -> (String, String) {
     std::fs::create_dir_all(repo_dir.join(".github/workflows")).unwrap();
     std::fs::write(
         repo_dir.join(".github/workflows/ci.yml"),
-        "name: web check\non: push\njobs:\n  greet:\n    runs-on: debian\n    steps:\n      - run: echo '<i>from the job</i>'; sleep 6; echo done\n",
+        "name: web check\non: push\njobs:\n  greet:\n    runs-on: debian\n    steps:\n      - run: echo '<i>from the job</i>'; sleep 10; echo done\n",
     )
     .unwrap();
     git(repo_dir, &["add", "-A"]);

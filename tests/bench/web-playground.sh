@@ -6,9 +6,12 @@
 # interleaved so machine noise hits both alike. Prints medians and ratios.
 #
 #   tests/bench/web-playground.sh [RUNS]   (default 11; needs .ci/setup)
+#   BENCH_PROFILE=debug reuses the test build instead of a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BENCH_RUNS="${1:-11}" cargo test --release -q -p runner --test web_browser >/dev/null
+profile=(--release)
+[ "${BENCH_PROFILE:-release}" = debug ] && profile=()
+BENCH_RUNS="${1:-11}" cargo test "${profile[@]}" -q -p runner --test web_browser people_sign_in >/dev/null
 python3 - target/web-screenshots/figures.json <<'PY'
 import json, statistics, sys
 f = json.load(open(sys.argv[1]))
