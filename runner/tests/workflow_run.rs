@@ -475,7 +475,8 @@ async fn a_killed_server_ends_interrupted_runs_and_keeps_accepted_pushes() {
 }
 
 /// The Docker bridge network's gateway: the host, as a job with network
-/// sees it.
+/// sees it. Engines leave `Gateway` out when it is the subnet's first
+/// address.
 fn bridge_gateway() -> String {
     let out = Command::new("docker")
         .args([
@@ -483,7 +484,7 @@ fn bridge_gateway() -> String {
             "inspect",
             "bridge",
             "-f",
-            "{{(index .IPAM.Config 0).Gateway}}",
+            "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}",
         ])
         .output()
         .unwrap();
@@ -492,7 +493,17 @@ fn bridge_gateway() -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (gateway, subnet) = text.trim_end().split_once(' ').unwrap_or(("", ""));
+    if !gateway.is_empty() {
+        return gateway.to_owned();
+    }
+    let base: std::net::Ipv4Addr = subnet
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv4 subnet on the bridge network: {text}"));
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
 /// A real `runner serve` on Docker, its policy keeping 4 KiB of log per
