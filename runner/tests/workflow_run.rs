@@ -544,7 +544,7 @@ async fn egress_is_server_policy_logs_are_capped_and_secrets_stay_out_of_the_ser
     let sha = repo(
         repo_dir.path(),
         &format!(
-            "on: push\njobs:\n  probe:\n    runs-on: debian\n    steps:\n      - run: |\n          echo \"interfaces: $(ls /sys/class/net | tr '\\n' ' ')\"\n          (exec 3<>/dev/tcp/{gw}/{port}) 2>/dev/null && echo HOST-REACHED || echo host-unreachable\n      - env:\n          TOKEN: ${{{{ secrets.DEPLOY_TOKEN }}}}\n        run: echo \"token $TOKEN\"\n  flood:\n    runs-on: debian\n    steps:\n      - run: head -c 200000 /dev/zero | tr '\\0' x; echo; echo after-the-flood\n      - run: echo next-step-ran\n"
+            "on: push\njobs:\n  probe:\n    runs-on: debian\n    steps:\n      - run: |\n          echo \"interfaces: $(ls /sys/class/net | tr '\\n' ' ')\"\n          (exec 3<>/dev/tcp/{gw}/{port}) 2>/dev/null && echo HOST-REACHED || echo host-unreachable\n      - env:\n          TOKEN: ${{{{ secrets.DEPLOY_TOKEN }}}}\n        run: echo \"token $TOKEN\"\n  flood:\n    runs-on: debian\n    steps:\n      - run: head -c 200000 /dev/zero | tr '\\0' x; echo; echo after-the-flood\n      - run: echo next-step-ran\n  split:\n    runs-on: debian\n    steps:\n      - run: head -c 3000 /dev/zero | tr '\\0' o; head -c 3000 /dev/zero | tr '\\0' e >&2\n      - run: echo next-step-ran\n"
         ),
     );
     let policy = std::fs::read_to_string(concat!(
@@ -673,6 +673,19 @@ async fn egress_is_server_policy_logs_are_capped_and_secrets_stay_out_of_the_ser
         assert!(said, "{flood}");
         assert_ne!(steps.last().unwrap()["state"], "success", "{flood}");
     }
+    // Under the cap on each stream, over it together: the server's writer
+    // keeps the cap, and the next step is refused saying why.
+    let jobs = granted["jobs"].as_array().unwrap();
+    let split = jobs.iter().find(|j| j["id"] == "split").unwrap();
+    assert_eq!(split["log_bytes"].as_u64(), Some(cap), "{split}");
+    assert_eq!(split["state"], "failure", "{split}");
+    let last = split["steps"].as_array().unwrap().last().unwrap();
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("log reached its limit of 4096 bytes")),
+        "{split}"
+    );
     let flooded = log(&granted, "flood");
     assert!(flooded.len() <= cap as usize + 16, "{}", flooded.len());
     assert!(!flooded.contains("next-step-ran"));
