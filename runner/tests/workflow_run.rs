@@ -679,7 +679,16 @@ async fn egress_is_server_policy_logs_are_capped_and_secrets_stay_out_of_the_ser
     let split = jobs.iter().find(|j| j["id"] == "split").unwrap();
     assert_eq!(split["log_bytes"].as_u64(), Some(cap), "{split}");
     assert_eq!(split["state"], "failure", "{split}");
-    let last = split["steps"].as_array().unwrap().last().unwrap();
+    let steps = split["steps"].as_array().unwrap();
+    // The step that overflowed succeeded, and says its output was cut.
+    assert_eq!(steps[1]["state"], "success", "{split}");
+    assert!(
+        steps[1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("output past it was dropped")),
+        "{split}"
+    );
+    let last = steps.last().unwrap();
     assert!(
         last["message"]
             .as_str()
