@@ -3,7 +3,9 @@
 //! repositories, GitHub webhooks (signature, replay, pings, other events,
 //! deleted branches), runs started by hand, what a run records (jobs,
 //! steps, masked logs), live events, cancellation, workflow errors shown
-//! on the run, secrets never returned, and recovery after a crash.
+//! on the run, secrets never returned (nor in the server's own log),
+//! secret files mounted by the platform, the audit of repository changes
+//! and triggers, `runner admin repo`, and egress only from a grant.
 
 mod common;
 

@@ -3,7 +3,9 @@
 //! two-job DAG, a failing job skipping its dependant, a matrix fanning out,
 //! a secret reaching only the step that reads it and masked in the log
 //! (also when printed in pieces), no network, no other job's workspace, a
-//! job stopped at its time limit — and no container left behind.
+//! job stopped at its time limit — and no container left behind. Through a
+//! real `runner serve`: network only from a repository's egress grant, the
+//! per-job log cap, and secrets never in the server's own output.
 
 mod common;
 
