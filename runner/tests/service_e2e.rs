@@ -181,6 +181,50 @@ async fn cancelling_a_running_run_stops_it_and_removes_its_container() {
     );
 }
 
+/// Issue 9, finding 5, over the API: a cancel that lands while the
+/// sandbox is still being created (milliseconds after the submit) leaves
+/// no container behind, whatever moment it hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_right_after_submitting_leaves_no_container() {
+    require_docker!();
+    let s = started("[pool]\ndefault_size = 0\n").await;
+    let env = Env::new().await;
+    let key = s.key("alpha", Role::Learner);
+    let body = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\ntime.sleep(30)"}], "limits": {"run_wall_time_ms": 20000}});
+    let mut ids = Vec::new();
+    for i in 0..12u64 {
+        let (status, b, _) = s
+            .call("POST", "/v1/runs", Some(key), Some(body.clone()))
+            .await;
+        assert_eq!(status, 202, "{b}");
+        let id = b["id"].as_str().unwrap().to_owned();
+        // Spread the cancels over the start: 0, 10, 20... ms after the submit.
+        tokio::time::sleep(Duration::from_millis(i * 10)).await;
+        let (status, c, _) = s
+            .call("DELETE", &format!("/v1/runs/{id}"), Some(key), None)
+            .await;
+        assert!(status == 200 || status == 202, "{status}: {c}");
+        ids.push(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &ids {
+        loop {
+            let (_, r, _) = s
+                .call("GET", &format!("/v1/runs/{id}"), Some(key), None)
+                .await;
+            let left = env.job_containers(id).await;
+            if r["state"] == "cancelled" && left == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id}: {r}; {left} container(s) left"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_quota_holds_its_runs_in_the_queue() {
     require_docker!();

@@ -3,7 +3,9 @@
 //! two-job DAG, a failing job skipping its dependant, a matrix fanning out,
 //! a secret reaching only the step that reads it and masked in the log
 //! (also when printed in pieces), no network, no other job's workspace, a
-//! job stopped at its time limit — and no container left behind.
+//! job stopped at its time limit — and no container left behind. Through a
+//! real `runner serve`: network only from a repository's egress grant, the
+//! per-job log cap, and secrets never in the server's own output.
 
 mod common;
 
@@ -472,4 +474,243 @@ async fn a_killed_server_ends_interrupted_runs_and_keeps_accepted_pushes() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// The Docker bridge network's gateway: the host, as a job with network
+/// sees it. Engines leave `Gateway` out when it is the subnet's first
+/// address.
+fn bridge_gateway() -> String {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (gateway, subnet) = text.trim_end().split_once(' ').unwrap_or(("", ""));
+    if !gateway.is_empty() {
+        return gateway.to_owned();
+    }
+    let base: std::net::Ipv4Addr = subnet
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv4 subnet on the bridge network: {text}"));
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+}
+
+/// A real `runner serve` on Docker, its policy keeping 4 KiB of log per
+/// job and granting `internet`: a job of a repository registered without
+/// the grant has only `lo` and cannot reach the host; one registered with
+/// it has the bridge network and reaches a listener on the host's bridge
+/// gateway. A job printing far past its log cap keeps at most the cap, its
+/// step says the log reached its limit, the next step does not run, and the
+/// run ends. A secret the job prints is masked, and neither it nor the
+/// webhook secret is ever in the server's own output (at `debug`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_is_server_policy_logs_are_capped_and_secrets_stay_out_of_the_servers_log() {
+    use common::server::{Server, tenant_key};
+    require_docker!();
+    let env = Env::new().await;
+    let _ = run(
+        &env,
+        "on: push\njobs:\n  x:\n    runs-on: debian\n    steps:\n      - run: true\n",
+        &[],
+    )
+    .await;
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for c in listener.incoming().flatten() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(c);
+            }
+        });
+    }
+    let gw = bridge_gateway();
+    let cap = 4096;
+    let dir = TempDir::new("wf-egress");
+    let repo_dir = TempDir::new("wf-egress-repo");
+    let sha = repo(
+        repo_dir.path(),
+        &format!(
+            "on: push\njobs:\n  probe:\n    runs-on: debian\n    steps:\n      - run: |\n          echo \"interfaces: $(ls /sys/class/net | tr '\\n' ' ')\"\n          (exec 3<>/dev/tcp/{gw}/{port}) 2>/dev/null && echo HOST-REACHED || echo host-unreachable\n      - env:\n          TOKEN: ${{{{ secrets.DEPLOY_TOKEN }}}}\n        run: echo \"token $TOKEN\"\n  flood:\n    runs-on: debian\n    steps:\n      - run: head -c 200000 /dev/zero | tr '\\0' x; echo; echo after-the-flood\n      - run: echo next-step-ran\n  split:\n    runs-on: debian\n    steps:\n      - run: head -c 3000 /dev/zero | tr '\\0' o; head -c 3000 /dev/zero | tr '\\0' e >&2\n      - run: echo next-step-ran\n"
+        ),
+    );
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policies/workflows.toml"
+    ))
+    .unwrap()
+    .replace(
+        "log_bytes = { default = 16777216, max = 67108864 }",
+        &format!("log_bytes = {{ default = {cap}, max = {cap} }}"),
+    );
+    assert!(policy.contains(&format!("default = {cap}")));
+    std::fs::write(dir.path().join("workflows.toml"), policy).unwrap();
+    let db = dir.path().join("runner.db");
+    let admin = tenant_key(&db, "school", "admin");
+    let dev = tenant_key(&db, "school", "developer");
+    let config = format!(
+        "[workflows]\npolicy = {:?}\negress_grants = [\"internet\"]\n",
+        dir.path().join("workflows.toml").display().to_string()
+    );
+    let server = Server::start_env(dir.path(), &config, &[("RUNNER_LOG", "debug")]);
+    let url = format!("file://{}", repo_dir.path().display());
+    let register = |name: &str, network: Option<&str>| {
+        let mut body = serde_json::json!({"name": name, "url": url, "secrets": ["DEPLOY_TOKEN"]});
+        if let Some(n) = network {
+            body["network"] = n.into();
+        }
+        let (status, r) = server.call("POST", "/v1/repos", Some(&admin), Some(&body));
+        assert_eq!(status, 201, "{r}");
+        (
+            r["id"].as_str().unwrap().to_owned(),
+            r["webhook_secret"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (closed, hook_a) = register("school/closed", None);
+    let (open, hook_b) = register("school/open", Some("internet"));
+    let secret = "d0cker-s3cret-value";
+    for id in [&closed, &open] {
+        let (status, b) = server.call(
+            "PUT",
+            &format!("/v1/repos/{id}/secrets/DEPLOY_TOKEN"),
+            Some(&admin),
+            Some(&serde_json::json!({ "value": secret })),
+        );
+        assert_eq!(status, 204, "{b}");
+    }
+    let finished = |repo_id: &str| {
+        let (status, t) = server.call(
+            "POST",
+            &format!("/v1/repos/{repo_id}/runs"),
+            Some(&dev),
+            Some(&serde_json::json!({"commit": sha})),
+        );
+        assert_eq!(status, 202, "{t}");
+        let trigger = t["id"].as_str().unwrap().to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let (_, t) = server.call("GET", &format!("/v1/triggers/{trigger}"), Some(&dev), None);
+            if let Some(run) = t["runs"][0].as_str() {
+                let (_, r) =
+                    server.call("GET", &format!("/v1/workflow-runs/{run}"), Some(&dev), None);
+                if !matches!(r["state"].as_str(), Some("queued" | "running")) {
+                    return r;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "never finished: {t}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let log = |run: &serde_json::Value, job: &str| -> String {
+        let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET /v1/workflow-runs/{}/jobs/{job}/log HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {dev}\r\n\r\n",
+            run["id"].as_str().unwrap()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        // Chunked or not: the payload is what lies between the framing.
+        body.to_owned()
+    };
+
+    let shut = finished(&closed);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let probe = log(&shut, "probe");
+    assert!(
+        probe.contains("interfaces: lo \n"),
+        "only loopback: {probe}"
+    );
+    assert!(probe.contains("host-unreachable"), "{probe}");
+    assert!(probe.contains("token ***"), "{probe}");
+
+    let granted = finished(&open);
+    let probe = log(&granted, "probe");
+    assert!(probe.contains("eth0"), "the bridge network: {probe}");
+    assert!(probe.contains("HOST-REACHED"), "{probe}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the granted job reached the host's bridge gateway"
+    );
+
+    // The flood: capped, said so, the next step not run, the run over.
+    for run in [&shut, &granted] {
+        assert_eq!(run["state"], "failure", "the flood fails its job: {run}");
+        let jobs = run["jobs"].as_array().unwrap();
+        let job = |id: &str| jobs.iter().find(|j| j["id"] == id).unwrap();
+        assert_eq!(job("probe")["state"], "success", "{run}");
+        let flood = job("flood");
+        assert_eq!(flood["state"], "failure", "{flood}");
+        assert!(
+            flood["log_bytes"].as_u64().unwrap() <= cap,
+            "kept at most the cap: {flood}"
+        );
+        let steps = flood["steps"].as_array().unwrap();
+        let said = steps
+            .iter()
+            .filter_map(|s| s["message"].as_str())
+            .any(|m| m.contains("log reached its limit of 4096 bytes"));
+        assert!(said, "{flood}");
+        assert_ne!(steps.last().unwrap()["state"], "success", "{flood}");
+    }
+    // Under the cap on each stream, over it together: the server's writer
+    // keeps the cap, and the next step is refused saying why.
+    let jobs = granted["jobs"].as_array().unwrap();
+    let split = jobs.iter().find(|j| j["id"] == "split").unwrap();
+    assert_eq!(split["log_bytes"].as_u64(), Some(cap), "{split}");
+    assert_eq!(split["state"], "failure", "{split}");
+    let steps = split["steps"].as_array().unwrap();
+    // The step that overflowed succeeded, and says its output was cut.
+    assert_eq!(steps[1]["state"], "success", "{split}");
+    assert!(
+        steps[1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("output past it was dropped")),
+        "{split}"
+    );
+    let last = steps.last().unwrap();
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("log reached its limit of 4096 bytes")),
+        "{split}"
+    );
+    let flooded = log(&granted, "flood");
+    assert!(flooded.len() <= cap as usize + 16, "{}", flooded.len());
+    assert!(!flooded.contains("next-step-ran"));
+
+    drop(server);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut own = String::new();
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("serve-") {
+            own.push_str(&std::fs::read_to_string(e.path()).unwrap());
+        }
+    }
+    assert!(own.contains("workflow run finished"), "{own}");
+    assert!(!own.contains(secret), "the secret is in the server's log");
+    assert!(!own.contains(&hook_a) && !own.contains(&hook_b));
+    env.docker.settle().await;
 }

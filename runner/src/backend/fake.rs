@@ -31,6 +31,9 @@ pub struct When {
     pub role: Option<String>,
     /// The step's input archive (the submitted files) contains these bytes.
     pub input_contains: Option<Vec<u8>>,
+    /// An entry of the step's environment (`NAME=value`) contains this:
+    /// what a workflow step was given (its secrets) decides its reply.
+    pub env_contains: Option<String>,
 }
 
 impl When {
@@ -55,6 +58,13 @@ impl When {
         }
     }
 
+    pub fn env(needle: &str) -> When {
+        When {
+            env_contains: Some(needle.to_owned()),
+            ..When::default()
+        }
+    }
+
     fn matches(&self, role: &str, step: &Step<'_>) -> bool {
         self.program
             .as_deref()
@@ -63,6 +73,10 @@ impl When {
             && self.input_contains.as_deref().is_none_or(|needle| {
                 needle.is_empty() || step.archive.windows(needle.len()).any(|w| w == needle)
             })
+            && self
+                .env_contains
+                .as_deref()
+                .is_none_or(|needle| step.env.iter().any(|e| e.contains(needle)))
     }
 }
 
@@ -134,6 +148,8 @@ struct State {
     open: HashSet<String>,
     removed: HashSet<String>,
     steps_started: u64,
+    /// Each opened job's egress grant, in order.
+    egress: Vec<(String, Option<String>)>,
 }
 
 /// The scripted backend. Unmatched steps print nothing and exit 0.
@@ -179,6 +195,12 @@ impl ScriptedBackend {
             .collect();
         v.sort();
         v
+    }
+
+    /// The egress grant each job was opened with, in order: what network
+    /// a real platform would have given it.
+    pub fn egress_of_opened(&self) -> Vec<(String, Option<String>)> {
+        self.state.lock().expect("fake lock").egress.clone()
     }
 
     /// Steps that started so far.
@@ -294,6 +316,7 @@ impl JobBackend for ScriptedBackend {
         let mut st = self.state.lock().expect("fake lock");
         st.open.insert(job.id.clone());
         st.removed.remove(&job.id);
+        st.egress.push((job.id.clone(), job.egress.clone()));
         Ok(JobScope {
             spec: job.clone(),
             location: job.id.clone(),

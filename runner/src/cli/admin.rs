@@ -210,8 +210,13 @@ fn repo(cmd: RepoCommand) -> Result<(), Failure> {
                     "--secret {s}: letters, digits and '_', not starting with a digit or GITHUB_"
                 )));
             }
+            runner::service::api::repos::check_name(&repo_name)
+                .map_err(|e| usage(anyhow!("--name: {e}")))?;
             runner::workflow::source::url::classify(&url)
                 .map_err(|e| usage(anyhow!("--url: {e}")))?;
+            // A pattern the server could not read would fail every push.
+            runner::service::api::repos::branch_filter(&branches)
+                .map_err(|e| usage(anyhow!("--branch: {e}")))?;
             let key = runner::service::secrets::load_key(&config.workflows.secrets_key_file)
                 .map_err(usage)?;
             let store = db.open()?;

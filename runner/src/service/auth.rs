@@ -157,8 +157,9 @@ impl Principal {
     }
 
     pub fn actor(&self) -> String {
-        if self.key_id == "anonymous" {
-            "anonymous".to_owned()
+        if self.key_id == "anonymous" || self.key_id.starts_with("user:") {
+            // People signed in on the web pages are `user:<subject>`.
+            self.key_id.clone()
         } else {
             format!("key:{}", self.key_id)
         }
@@ -539,5 +540,53 @@ mod tests {
         assert!(!Role::Admin.can(ApprovePromotion), "separation of duties");
         assert_eq!(Role::parse("release-manager"), Ok(Role::ReleaseManager));
         assert!(Role::parse("root").is_err());
+    }
+
+    fn record(hash: &str) -> KeyRecord {
+        KeyRecord {
+            id: "k1".into(),
+            tenant: crate::service::store::TenantId::for_tests("t"),
+            tenant_name: "t".into(),
+            role: "learner".into(),
+            secret_hash: hash.into(),
+            label: String::new(),
+            created_by: "test".into(),
+            created_at: 0,
+            revoked_at: None,
+            environments: None,
+        }
+    }
+
+    #[test]
+    fn the_verified_cache_remembers_a_key_for_its_record_and_ttl_only() {
+        let cache = VerifiedCache::default();
+        let r = record("$argon2id$one");
+        assert!(!cache.contains("rk_a_secret", &r));
+        cache.remember("rk_a_secret", &r);
+        assert!(cache.contains("rk_a_secret", &r));
+        // Another text, or the same text against a record whose hash
+        // changed (the key was re-minted), is not a hit.
+        assert!(!cache.contains("rk_a_secreT", &r));
+        assert!(!cache.contains("rk_a_secret", &record("$argon2id$two")));
+        // An entry older than the TTL is not a hit.
+        if let Some(old) = Instant::now().checked_sub(CACHE_TTL + Duration::from_secs(1)) {
+            cache
+                .entries
+                .lock()
+                .unwrap()
+                .insert(fingerprint("rk_a_secret", &r), old);
+            assert!(!cache.contains("rk_a_secret", &r));
+        }
+    }
+
+    #[test]
+    fn the_verified_cache_stays_bounded() {
+        let cache = VerifiedCache::default();
+        let r = record("$argon2id$one");
+        for i in 0..CACHE_MAX + 10 {
+            cache.remember(&format!("rk_{i}"), &r);
+        }
+        assert!(cache.entries.lock().unwrap().len() <= CACHE_MAX);
+        assert!(cache.contains(&format!("rk_{}", CACHE_MAX + 9), &r));
     }
 }

@@ -70,6 +70,8 @@ pub struct ConfigFile {
     pub backend: Option<String>,
     pub kubernetes: Option<KubernetesFile>,
     pub workflows: Option<WorkflowsFile>,
+    /// Web pages and sign-in for people (absent: the JSON API only).
+    pub web: Option<super::web::config::WebFile>,
     pub releases: Option<ReleasesFile>,
 }
 
@@ -381,6 +383,7 @@ pub struct ServiceConfig {
     pub auth: AuthConfig,
     pub backend: BackendConfig,
     pub workflows: WorkflowsConfig,
+    pub web: Option<super::web::config::WebConfig>,
     pub releases: Option<ReleasesConfig>,
 }
 
@@ -443,6 +446,7 @@ impl ConfigFile {
         let backend = backend(self.backend.as_deref(), self.kubernetes)?;
         let database: PathBuf = self.database.unwrap_or_else(|| "runner.db".into());
         let wf = self.workflows.unwrap_or_default();
+        let web = self.web.map(|w| w.validate()).transpose()?;
         // Beside a SQLite file; for a PostgreSQL URL, in the working
         // directory (several runners need the same secrets key: give each
         // `RUNNER_SECRETS_KEY` or a shared `secrets_key_file`).
@@ -523,6 +527,7 @@ impl ConfigFile {
             },
             backend,
             workflows,
+            web,
             releases,
         })
     }

@@ -28,6 +28,7 @@ pub mod server;
 pub mod spec;
 pub mod store;
 pub mod tls;
+pub mod web;
 pub mod workflows;
 
 use api::{AppState, Shared};

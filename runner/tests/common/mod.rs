@@ -2,6 +2,7 @@
 //! the language images built on first use.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod oidc;
 pub mod server;
 pub mod service;
 

@@ -41,6 +41,7 @@ pub fn tenant_key(db: &Path, tenant: &str, role: &str) -> String {
     key.trim().to_owned()
 }
 
+#[derive(Debug)]
 pub struct Server {
     pub child: Child,
     pub addr: String,
@@ -64,6 +65,13 @@ impl Server {
     /// `postgres://` URL).
     pub fn start_on(dir: &Path, database: &str, config: &str, env: &[(&str, &str)]) -> Server {
         let cfg = dir.join("runner.toml");
+        // A fixed port when the test names one (browsers need the address
+        // before the server starts), otherwise any free one.
+        let listen = if config.contains("listen =") {
+            ""
+        } else {
+            "listen = \"127.0.0.1:0\"\n"
+        };
         // The warm pool is off unless the test asks for it: jobs then get
         // containers labelled with their run id, which tests look for.
         let pool = if config.contains("[pool]") {
@@ -73,7 +81,7 @@ impl Server {
         };
         std::fs::write(
             &cfg,
-            format!("listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n{config}{pool}"),
+            format!("{listen}database = \"{database}\"\n{config}{pool}"),
         )
         .unwrap();
         let log = dir.join(format!(

@@ -115,11 +115,32 @@ impl Service {
     /// A service running workflows on the scripted backend, its git cache
     /// in `cache`; nothing started until `start`.
     pub fn fake_workflows(extra: &str, cache: &std::path::Path) -> (Service, Arc<ScriptedBackend>) {
+        let (store, postgres) = test_store();
+        let (mut svc, fake) = Self::fake_workflows_with(extra, "", cache, store);
+        svc.postgres = postgres;
+        (svc, fake)
+    }
+
+    /// [`Service::fake_workflows`] on `store` (a file, for the CLI to read
+    /// too), with more keys of its `[workflows]` table.
+    pub fn fake_workflows_with(
+        extra: &str,
+        workflows: &str,
+        cache: &std::path::Path,
+        store: Store,
+    ) -> (Service, Arc<ScriptedBackend>) {
         let text = format!(
-            "{extra}\n[workflows]\ncache_dir = {:?}\n",
+            "{extra}\n[workflows]\ncache_dir = {:?}\n{workflows}\n",
             cache.display().to_string()
         );
-        let (svc, fake) = Self::fake(config(&text), false);
+        let fake = ScriptedBackend::new();
+        let svc = Self::on_store(
+            config(&text),
+            false,
+            Arc::clone(&fake) as Arc<dyn JobBackend>,
+            store,
+            None,
+        );
         let images = runner::images::jobs::JobImages::load(&ImageSources::embedded()).unwrap();
         svc.inner
             .enable_workflows(
@@ -161,6 +182,16 @@ impl Service {
 
     fn on(config: ServiceConfig, start: bool, backend: Arc<dyn JobBackend>) -> Service {
         let (store, postgres) = test_store();
+        Self::on_store(config, start, backend, store, postgres)
+    }
+
+    fn on_store(
+        config: ServiceConfig,
+        start: bool,
+        backend: Arc<dyn JobBackend>,
+        store: Store,
+        postgres: Option<Arc<test_support::postgres::Postgres>>,
+    ) -> Service {
         let sources = ImageSources::embedded();
         let sandbox = Arc::new(Sandbox::new(
             backend,

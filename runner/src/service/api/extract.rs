@@ -151,6 +151,21 @@ async fn authenticate(
     let now = Instant::now();
     admit(state, &ip, now)?;
     let Some(text) = presented_key(parts) else {
+        // People on the web pages: the session cookie (and, to change
+        // anything, its CSRF token).
+        if let Some(p) =
+            crate::service::web::session::authenticate(state, &parts.method, &parts.headers).await?
+        {
+            if let Err(retry) = state.per_key.hit(&p.key_id, now) {
+                state.metrics.rate_limited.inc();
+                return Err(too_many(
+                    "rate_limited",
+                    "too many requests from this session",
+                    retry,
+                ));
+            }
+            return Ok(p);
+        }
         if let Some(p) = state.anonymous.as_ref().filter(|_| anonymous_ok) {
             return Ok(p.clone());
         }

@@ -48,6 +48,8 @@ pub struct Shared {
     pub security_txt: String,
     /// Workflow runs, once enabled ([`crate::service::Service::enable_workflows`]).
     pub workflows: std::sync::OnceLock<Arc<crate::service::workflows::Workflows>>,
+    /// Pages and sign-in for people, when `[web]` is configured.
+    pub web: Option<Arc<crate::service::web::Web>>,
     /// Promotions and environments, once enabled
     /// ([`crate::service::Service::enable_releases`]).
     pub releases: std::sync::OnceLock<Arc<crate::service::releases::Releases>>,
@@ -79,6 +81,10 @@ impl Shared {
             "Contact: {}\nExpires: {expires}\nPreferred-Languages: en\n",
             config.security_contact
         );
+        let web = config
+            .web
+            .clone()
+            .map(|w| Arc::new(crate::service::web::Web::new(w)));
         Shared {
             per_ip: SlidingWindow::new(config.rate_per_ip, config.rate_window),
             per_key: SlidingWindow::new(config.rate_per_key, config.rate_window),
@@ -99,6 +105,7 @@ impl Shared {
             metrics,
             anonymous,
             security_txt,
+            web,
             workflows: std::sync::OnceLock::new(),
             releases: std::sync::OnceLock::new(),
         }
@@ -154,6 +161,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/.well-known/security.txt", get(ops::security_txt))
+        // Pages only where `[web]` is configured: elsewhere `/` and the
+        // page paths stay the API's JSON 404s.
+        .merge(if state.web.is_some() {
+            crate::service::web::routes()
+        } else {
+            Router::new()
+        })
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -252,10 +266,13 @@ mod hygiene {
             (header::CACHE_CONTROL, "no-store"),
         ];
         for (name, value) in headers {
-            app = app.layer(SetResponseHeaderLayer::overriding(
-                name,
-                HeaderValue::from_static(value),
-            ));
+            // Pages set their own, less strict, policy (web/pages.rs).
+            let layer = if name == header::CONTENT_SECURITY_POLICY {
+                SetResponseHeaderLayer::if_not_present
+            } else {
+                SetResponseHeaderLayer::overriding
+            };
+            app = app.layer(layer(name, HeaderValue::from_static(value)));
         }
         if tls {
             app = app.layer(SetResponseHeaderLayer::overriding(

@@ -74,6 +74,8 @@ pub async fn languages(
                 "version": l.version,
                 "aliases": l.aliases,
                 "compiled": l.compile.is_some(),
+                // A name the language accepts for a one-file program.
+                "file": l.test_file,
             })
         })
         .collect();

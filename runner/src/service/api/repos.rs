@@ -98,19 +98,7 @@ fn audit(p: &Principal, action: &str, target: &str, detail: Option<String>) -> N
 
 fn check_repo(body: &CreateRepo, st: &AppState) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_request", m);
-    let name_ok = body.name.len() <= 200
-        && body.name.split('/').count() == 2
-        && body.name.split('/').all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        });
-    if !name_ok {
-        return Err(bad(format!(
-            "name {:?} must be owner/name (letters, digits, '-', '_', '.')",
-            body.name
-        )));
-    }
+    check_name(&body.name).map_err(bad)?;
     crate::workflow::source::url::classify(&body.url).map_err(|e| bad(format!("url: {e}")))?;
     if body.branches.len() > 50 {
         return Err(bad("at most 50 branch patterns".into()));
@@ -135,6 +123,25 @@ fn check_repo(body: &CreateRepo, st: &AppState) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// A repository's name as pushes give it: `owner/name` (the API and
+/// `runner admin repo create` both check it).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 200
+        && name.split('/').count() == 2
+        && name.split('/').all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name {name:?} must be owner/name (letters, digits, '-', '_', '.')"
+        ))
+    }
 }
 
 /// The branches a repository's pushes run on; `None`: every branch.

@@ -23,6 +23,7 @@ pub mod repos;
 mod results;
 pub mod retention;
 mod runs;
+pub mod sessions;
 pub mod sql;
 pub mod workflows;
 
@@ -314,7 +315,24 @@ CREATE TABLE promotion_decisions (
     PRIMARY KEY (promotion_id, actor)
 );
 "#,
-    // 5: several runners on one database (PostgreSQL; the columns exist
+    // 5: sign-in sessions of people (web pages). Only a SHA-256 of the
+    // cookie's token is kept: a copy of the database signs nobody in.
+    r#"
+CREATE TABLE web_sessions (
+    token_hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    subject TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    environments TEXT,
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);
+"#,
+    // 6: several runners on one database (PostgreSQL; the columns exist
     // on SQLite too, so both schemas are one version). Which runner claimed
     // a run or workflow run, and each runner's lease, which it renews while
     // it lives: runs of a runner whose lease ran out are finished by

@@ -185,7 +185,22 @@ CREATE TABLE promotion_decisions (
     PRIMARY KEY (promotion_id, actor)
 );
 "#,
-    // 5: see the SQLite migration 5.
+    r#"
+CREATE TABLE web_sessions (
+    token_hash TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    subject TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    environments TEXT,
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);
+"#,
+    // 6: see the SQLite migration 6.
     r#"
 ALTER TABLE runs ADD COLUMN owner TEXT;
 ALTER TABLE workflow_runs ADD COLUMN owner TEXT;

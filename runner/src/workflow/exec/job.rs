@@ -515,8 +515,11 @@ impl Steps<'_> {
         let outcome = self.observed_step(index, handle, &step, &limits).await?;
         let r = &outcome.result;
         let written = (r.stdout.len() + r.stderr.len()) as u64;
+        // Each stream may take what is left, so together they can pass it:
+        // the store keeps the cap, and the step says output was dropped.
+        let dropped = written > self.log_left || r.stdout_truncated || r.stderr_truncated;
         self.log_left = self.log_left.saturating_sub(written);
-        let (state, message) = match r.limit {
+        let (state, mut message) = match r.limit {
             None if r.succeeded() => (State::Success, None),
             None => (
                 State::Failure,
@@ -549,6 +552,12 @@ impl Steps<'_> {
                 )),
             ),
         };
+        if dropped && message.is_none() {
+            message = Some(format!(
+                "the job's log reached its limit of {} bytes; output past it was dropped",
+                job.limits.log_bytes
+            ));
+        }
         Ok(StepRecord {
             index: index as i64,
             name: name.to_owned(),
