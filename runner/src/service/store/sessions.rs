@@ -135,10 +135,10 @@ impl Store {
     /// `idle_ms`; returns how many.
     pub fn sweep_sessions(&self, now: i64, idle_ms: i64) -> Result<usize, StoreError> {
         self.with(|c| {
-            Ok(c.execute(
+            c.execute(
                 "DELETE FROM web_sessions WHERE expires_at <= ?1 OR last_seen <= ?1 - ?2",
                 p![now, idle_ms],
-            )?)
+            )
         })
     }
 }
