@@ -15,8 +15,8 @@ pub struct DbArgs {
     /// Service configuration file (TOML; see README for its keys).
     #[arg(long, env = "RUNNER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// SQLite database (overrides the configuration file).
-    #[arg(long, env = "RUNNER_DATABASE", value_name = "PATH")]
+    /// SQLite database file or postgres:// URL (overrides the configuration file).
+    #[arg(long, env = "RUNNER_DATABASE", value_name = "PATH|URL")]
     pub database: Option<PathBuf>,
 }
 

@@ -28,7 +28,9 @@ pub enum ConfigError {
 pub struct ConfigFile {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: Option<String>,
-    /// SQLite database (created if missing). Default `runner.db`.
+    /// SQLite database (created if missing), or a PostgreSQL URL
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DB`) several runners share.
+    /// Default `runner.db`.
     pub database: Option<PathBuf>,
     /// Largest request body, in bytes. Default 8 MiB.
     pub max_body_bytes: Option<usize>,
@@ -445,8 +447,15 @@ impl ConfigFile {
         let database: PathBuf = self.database.unwrap_or_else(|| "runner.db".into());
         let wf = self.workflows.unwrap_or_default();
         let web = self.web.map(|w| w.validate()).transpose()?;
+        // Beside a SQLite file; for a PostgreSQL URL, in the working
+        // directory (several runners need the same secrets key: give each
+        // `RUNNER_SECRETS_KEY` or a shared `secrets_key_file`).
         let beside = |suffix: &str| {
-            let mut p = database.clone().into_os_string();
+            let mut p = if crate::service::store::is_postgres(&database) {
+                PathBuf::from("runner").into_os_string()
+            } else {
+                database.clone().into_os_string()
+            };
             p.push(suffix);
             PathBuf::from(p)
         };

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 pub mod abuse;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod releases;
@@ -229,7 +230,13 @@ impl Service {
     /// Starts executing queued runs: the dispatcher, the warm pool (when
     /// configured) and the retention sweeper. Returns the background tasks.
     pub fn start(&self) -> Vec<JoinHandle<()>> {
-        let mut tasks = vec![self.scheduler.start()];
+        // Runners sharing a database: leases, their reaper, notifications.
+        let mut tasks = if self.store.is_shared() {
+            cluster::start(self)
+        } else {
+            Vec::new()
+        };
+        tasks.push(self.scheduler.start());
         if let Some(wf) = self.state.workflows.get() {
             tasks.push(wf.start());
         }
@@ -346,6 +353,10 @@ pub async fn serve(
     );
     let _ = stop_tx.send(true);
     service.scheduler.drain(grace).await;
+    if service.store.is_shared() {
+        // Its runs were put back in the queue: nothing to reap.
+        let _ = service.store.call(|s| s.drop_lease()).await;
+    }
     tasks.iter().for_each(JoinHandle::abort);
     // Warm containers and used ones still being removed: leave nothing.
     sandbox.shutdown().await;

@@ -104,6 +104,26 @@ impl Scheduler {
     /// Finishes runs a previous process left executing, and removes their
     /// containers and any other orphans. Call once, before [`Scheduler::start`].
     pub async fn recover(&self) -> Result<usize, StoreError> {
+        let n = self.reap().await?;
+        match self
+            .sandbox
+            .backend()
+            .collect_orphans(crate::backend::OrphanScope::Orphans, false)
+            .await
+        {
+            Ok(r) if !r.removed.is_empty() => {
+                info!(removed = r.removed.len(), "removed orphaned sandboxes")
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not look for orphaned sandboxes"),
+        }
+        Ok(n)
+    }
+
+    /// Finishes interrupted runs (see [`Scheduler::recover`]; on a shared
+    /// database, those of runners whose lease ran out) and removes their
+    /// sandboxes.
+    pub async fn reap(&self) -> Result<usize, StoreError> {
         let interrupted = self.store.call(|s| s.queue().interrupted()).await?;
         let backend = Arc::clone(self.sandbox.backend());
         for (id, language, version) in &interrupted {
@@ -113,24 +133,18 @@ impl Scheduler {
             let result = failed(
                 language.clone(),
                 version.clone(),
-                "the runner stopped while this run was executing (it crashed or was killed); the run was not retried"
-                    .into(),
+                if self.store.is_shared() {
+                    "the runner executing this run stopped (it crashed, was killed or lost the database for longer than its lease); the run was not retried"
+                } else {
+                    "the runner stopped while this run was executing (it crashed or was killed); the run was not retried"
+                }
+                .into(),
             );
             let id2 = id.clone();
             self.store
                 .call(move |s| s.queue().finish(&id2, &result))
                 .await?;
             warn!(run.id = %id, "finished a run interrupted by the previous process as internal_error");
-        }
-        match backend
-            .collect_orphans(crate::backend::OrphanScope::Orphans, false)
-            .await
-        {
-            Ok(r) if !r.removed.is_empty() => {
-                info!(removed = r.removed.len(), "removed orphaned sandboxes")
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "could not look for orphaned sandboxes"),
         }
         Ok(interrupted.len())
     }
@@ -177,8 +191,9 @@ impl Scheduler {
                 let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                     return Ok(());
                 };
-                let t = tenant.clone();
-                let Some((id, spec)) = self.store.call(move |s| s.queue().claim_next(&t)).await?
+                let (t, limit) = (tenant.clone(), self.per_tenant);
+                // The database counts the tenant's runs on every runner.
+                let Some((id, spec)) = self.store.call(move |s| s.queue().claim(&t, limit)).await?
                 else {
                     continue;
                 };
@@ -324,11 +339,17 @@ impl Scheduler {
         if let Err(e) = self.sandbox.backend().remove_job(id).await {
             warn!(error = %e, "could not remove the sandboxes of a stopped run; `runner gc` will");
         }
-        let id2 = id.to_owned();
-        let stored = match reason {
-            Stop::Cancel => self.store.call(move |s| s.queue().cancelled(&id2)).await,
-            Stop::Shutdown => self.store.call(move |s| s.queue().requeue(&id2)).await,
-        };
+        let stored = self
+            .durably(|store| {
+                let id = id.to_owned();
+                async move {
+                    match reason {
+                        Stop::Cancel => store.call(move |s| s.queue().cancelled(&id)).await,
+                        Stop::Shutdown => store.call(move |s| s.queue().requeue(&id)).await,
+                    }
+                }
+            })
+            .await;
         if let Err(e) = stored {
             error!(error = %e, "recording a stopped run failed");
         }
@@ -343,10 +364,12 @@ impl Scheduler {
         self.metrics
             .run_finished(&result.language, result.status.as_str(), seconds);
         info!(status = %result.status, seconds, "run finished");
-        let id2 = id.to_owned();
+        let result = Arc::new(result);
         match self
-            .store
-            .call(move |s| s.queue().finish(&id2, &result))
+            .durably(|store| {
+                let (id, result) = (id.to_owned(), Arc::clone(&result));
+                async move { store.call(move |s| s.queue().finish(&id, &result)).await }
+            })
             .await
         {
             Ok(true) => {}
@@ -355,6 +378,27 @@ impl Scheduler {
         }
         if let Some(rec) = self.lookup(id).await {
             self.publish(id, RunEvent::Done(Box::new(rec)));
+        }
+    }
+
+    /// Runs a store write, again while the database is unreachable (a
+    /// restart): a result must not be lost to a blip, and the writes are
+    /// idempotent (they change only a run still running). Gives up after
+    /// a few minutes; the run is then reaped like a crashed runner's.
+    async fn durably<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            match f(self.store.clone()).await {
+                Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                    warn!(error = %e, "the database is unreachable; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -426,6 +470,50 @@ impl Scheduler {
 
     fn publish(&self, id: &str, ev: RunEvent) {
         let _ = self.channel(id).send(ev);
+    }
+
+    /// Whether someone here follows or waits on run `id`.
+    fn followed(&self, id: &str) -> bool {
+        self.channels
+            .lock()
+            .expect("channels lock")
+            .get(id)
+            .is_some_and(|ch| ch.receiver_count() > 0)
+    }
+
+    /// Another runner (sharing the database) ended run `id`: its followers
+    /// here get its final record.
+    pub async fn relay_done(&self, id: &str) {
+        if !self.followed(id) {
+            return;
+        }
+        if let Some(rec) = self.lookup(id).await
+            && rec.state.is_final()
+        {
+            self.publish(id, RunEvent::Done(Box::new(rec)));
+        }
+    }
+
+    /// Another runner started run `id`.
+    pub fn relay_started(&self, id: &str) {
+        if self.followed(id) {
+            self.publish(id, RunEvent::Started);
+        }
+    }
+
+    /// Listening (re)started: what ended meanwhile is read again.
+    pub async fn relay_all(&self) {
+        let followed: Vec<String> = self
+            .channels
+            .lock()
+            .expect("channels lock")
+            .iter()
+            .filter(|(_, ch)| ch.receiver_count() > 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in followed {
+            self.relay_done(&id).await;
+        }
     }
 
     /// Tells followers of a run that it ended outside the scheduler (it was

@@ -57,6 +57,13 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables.
     pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
+        let db = dir.join("runner.db").display().to_string();
+        Self::start_on(dir, &db, config, env)
+    }
+
+    /// [`Server::start_env`] on the database `database` (a file or a
+    /// `postgres://` URL).
+    pub fn start_on(dir: &Path, database: &str, config: &str, env: &[(&str, &str)]) -> Server {
         let cfg = dir.join("runner.toml");
         // A fixed port when the test names one (browsers need the address
         // before the server starts), otherwise any free one.
@@ -74,10 +81,7 @@ impl Server {
         };
         std::fs::write(
             &cfg,
-            format!(
-                "{listen}database = \"{}\"\n{config}{pool}",
-                dir.join("runner.db").display()
-            ),
+            format!("{listen}database = \"{database}\"\n{config}{pool}"),
         )
         .unwrap();
         let log = dir.join(format!(

@@ -34,6 +34,24 @@ pub struct Service {
     pub inner: runner::service::Service,
     /// (tenant, role) → key text
     pub keys: HashMap<(String, Role), String>,
+    /// The PostgreSQL server of this test, when it runs on one.
+    pub postgres: Option<Arc<test_support::postgres::Postgres>>,
+}
+
+/// A fresh store for a test: in memory (SQLite), or, with
+/// `RUNNER_TEST_STORE=postgres`, on a PostgreSQL server of its own. The
+/// service tests run on both (`.ci/run` runs them once per store).
+pub fn test_store() -> (Store, Option<Arc<test_support::postgres::Postgres>>) {
+    match std::env::var("RUNNER_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let pg = test_support::postgres::Postgres::start()
+                .unwrap_or_else(|e| panic!("RUNNER_TEST_STORE=postgres: {e}"));
+            let store = Store::open(std::path::Path::new(&pg.url())).unwrap();
+            (store, Some(Arc::new(pg)))
+        }
+        Ok("sqlite") | Err(_) => (Store::in_memory().unwrap(), None),
+        Ok(other) => panic!("RUNNER_TEST_STORE={other:?}: write sqlite or postgres"),
+    }
 }
 
 pub const TENANTS: [&str; 2] = ["alpha", "beta"];
@@ -97,7 +115,10 @@ impl Service {
     /// A service running workflows on the scripted backend, its git cache
     /// in `cache`; nothing started until `start`.
     pub fn fake_workflows(extra: &str, cache: &std::path::Path) -> (Service, Arc<ScriptedBackend>) {
-        Self::fake_workflows_with(extra, "", cache, Store::in_memory().unwrap())
+        let (store, postgres) = test_store();
+        let (mut svc, fake) = Self::fake_workflows_with(extra, "", cache, store);
+        svc.postgres = postgres;
+        (svc, fake)
     }
 
     /// [`Service::fake_workflows`] on `store` (a file, for the CLI to read
@@ -118,6 +139,7 @@ impl Service {
             false,
             Arc::clone(&fake) as Arc<dyn JobBackend>,
             store,
+            None,
         );
         let images = runner::images::jobs::JobImages::load(&ImageSources::embedded()).unwrap();
         svc.inner
@@ -153,12 +175,14 @@ impl Service {
             scheduler: Arc::clone(&inner.scheduler),
             inner,
             keys: HashMap::new(),
+            postgres: None,
         };
         (svc, fake)
     }
 
     fn on(config: ServiceConfig, start: bool, backend: Arc<dyn JobBackend>) -> Service {
-        Self::on_store(config, start, backend, Store::in_memory().unwrap())
+        let (store, postgres) = test_store();
+        Self::on_store(config, start, backend, store, postgres)
     }
 
     fn on_store(
@@ -166,6 +190,7 @@ impl Service {
         start: bool,
         backend: Arc<dyn JobBackend>,
         store: Store,
+        postgres: Option<Arc<test_support::postgres::Postgres>>,
     ) -> Service {
         let sources = ImageSources::embedded();
         let sandbox = Arc::new(Sandbox::new(
@@ -185,6 +210,7 @@ impl Service {
             scheduler: Arc::clone(&inner.scheduler),
             inner,
             keys,
+            postgres,
         }
     }
 

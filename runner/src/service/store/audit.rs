@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::params;
+use super::sql::{Conn, Lock, Row, p};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -255,7 +255,7 @@ pub struct AuditLog<'a> {
     store: &'a Store,
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn row(r: &Row) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         seq: r.get(0)?,
         at: r.get(1)?,
@@ -277,7 +277,7 @@ impl<'a> AuditLog<'a> {
     /// Appends an entry, chained to the current head, in one transaction.
     pub fn append(&self, e: &NewAuditEntry) -> Result<AuditEntry, StoreError> {
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let entry = append_in(&tx, e)?;
             tx.commit()?;
             Ok(entry)
@@ -290,29 +290,26 @@ impl<'a> AuditLog<'a> {
             let mut st = c.prepare(
                 "SELECT seq, at, actor, tenant, action, target, detail, prev_hash, hash FROM audit ORDER BY seq",
             )?;
-            let rows = st.query_map([], row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = st.query_map(p![], row)?;
+            rows.collect::<Result<_, _>>()
         })
     }
 }
 
 /// Appends an entry inside the caller's transaction, so an action and its
 /// audit entry commit together, or not at all.
-pub fn append_in(
-    tx: &rusqlite::Transaction<'_>,
-    e: &NewAuditEntry,
-) -> Result<AuditEntry, StoreError> {
+pub fn append_in(tx: &Conn<'_>, e: &NewAuditEntry) -> Result<AuditEntry, StoreError> {
     let at = now_ms();
+    // Writers on a shared database take turns at the head, so the log
+    // stays one chain (SQLite's write lock does the same for one runner).
+    tx.serialize(Lock::AuditChain)?;
     let (seq, prev): (i64, String) = tx
-        .query_row(
+        .query_opt(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
+            p![],
             |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok((0, GENESIS.to_owned())),
-            other => Err(other),
-        })?;
+        )?
+        .unwrap_or_else(|| (0, GENESIS.to_owned()));
     let hash = entry_hash(
         &prev,
         at,
@@ -336,7 +333,7 @@ pub fn append_in(
     tx.execute(
         "INSERT INTO audit (seq, at, actor, tenant, action, target, detail, prev_hash, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+        p![
             entry.seq,
             entry.at,
             entry.actor,

@@ -1,6 +1,6 @@
 //! API key records. The secret itself is never stored: only its slow hash.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{Row, p};
 
 use super::{Store, StoreError, TenantId, now_ms};
 
@@ -35,7 +35,7 @@ pub struct NewKey<'a> {
 const SELECT: &str = "SELECT k.id, k.tenant_id, t.name, k.role, k.secret_hash, k.label, k.created_by, k.created_at, k.revoked_at, k.environments
      FROM api_keys k JOIN tenants t ON t.id = k.tenant_id";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+fn row(r: &Row) -> Result<KeyRecord, StoreError> {
     Ok(KeyRecord {
         id: r.get(0)?,
         tenant: TenantId(r.get(1)?),
@@ -49,7 +49,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
         // An unreadable scope reads as an empty one: the key approves
         // nothing rather than everything.
         environments: r
-            .get::<_, Option<String>>(9)?
+            .get::<Option<String>>(9)?
             .map(|text| serde_json::from_str(&text).unwrap_or_default()),
     })
 }
@@ -61,7 +61,7 @@ impl Store {
             c.execute(
                 "INSERT INTO api_keys (id, tenant_id, role, secret_hash, label, created_by, created_at, environments)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
+                p![
                     key.id,
                     tenant.as_str(),
                     key.role,
@@ -72,17 +72,14 @@ impl Store {
                     key.environments.map(|e| serde_json::json!(e).to_string())
                 ],
             )?;
-            Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), [key.id], row)?)
+            c.query_row(&format!("{SELECT} WHERE k.id = ?1"), p![key.id], row)
         })
     }
 
     /// Looks a key up by its public id, whatever its tenant: this is how a
     /// request's tenant is found in the first place.
     pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.with(|c| {
-            Ok(c.query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row)
-                .optional()?)
-        })
+        self.with(|c| c.query_opt(&format!("{SELECT} WHERE k.id = ?1"), p![id], row))
     }
 
     pub fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {
@@ -90,8 +87,8 @@ impl Store {
             let mut st = c.prepare(&format!(
                 "{SELECT} WHERE k.tenant_id = ?1 ORDER BY k.created_at, k.id"
             ))?;
-            let rows = st.query_map([tenant.as_str()], row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = st.query_map(p![tenant.as_str()], row)?;
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -106,10 +103,9 @@ impl Store {
     ) -> Result<Option<KeyRecord>, StoreError> {
         let at = now_ms();
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let Some(key) = tx
-                .query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row)
-                .optional()?
+                .query_opt(&format!("{SELECT} WHERE k.id = ?1"), p![id], row)?
                 .filter(|k| tenant.is_none_or(|t| *t == k.tenant))
             else {
                 return Ok(None);
@@ -117,7 +113,7 @@ impl Store {
             if key.role == "admin" && key.revoked_at.is_none() {
                 let admins: i64 = tx.query_row(
                     "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ?1 AND role = 'admin' AND revoked_at IS NULL",
-                    [key.tenant.as_str()],
+                    p![key.tenant.as_str()],
                     |r| r.get(0),
                 )?;
                 if admins <= 1 {
@@ -129,9 +125,9 @@ impl Store {
             }
             tx.execute(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2",
-                params![at, id],
+                p![at, id],
             )?;
-            let rec = tx.query_row(&format!("{SELECT} WHERE k.id = ?1"), [id], row)?;
+            let rec = tx.query_row(&format!("{SELECT} WHERE k.id = ?1"), p![id], row)?;
             tx.commit()?;
             Ok(Some(rec))
         })

@@ -1,4 +1,8 @@
-//! The service's durable state: one SQLite database in WAL mode.
+//! The service's durable state: one SQLite database in WAL mode (one
+//! runner), or one PostgreSQL database several runners share (see
+//! [`pg`] and `queue` in [`runs`]). The statements are written once, against
+//! [`sql::Conn`]; each database has its own schema migrations, numbered
+//! alike.
 //!
 //! Tenant isolation is a property of this API, not of handlers: run queries
 //! hang off [`TenantRuns`], which only [`Store::runs`] makes, from a
@@ -8,17 +12,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
 pub mod audit;
 mod keys;
+pub mod pg;
+mod pg_schema;
 pub mod promotions;
 pub mod repos;
 mod results;
 pub mod retention;
 mod runs;
 pub mod sessions;
+pub mod sql;
 pub mod workflows;
+
+use sql::{Conn, Row, p};
 
 pub use audit::{AuditEntry, AuditLog, NewAuditEntry};
 pub use keys::{KeyRecord, NewKey};
@@ -34,6 +43,14 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("cannot connect to the database {database}: {message}")]
+    Connect { database: String, message: String },
+    #[error(
+        "the database's schema is at version {found}, newer than this runner knows ({supported}); upgrade this runner to the version the other runners on the database run"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
     #[error(
         "the database holds data this runner cannot read ({0}); was it written by a newer version?"
     )]
@@ -315,16 +332,73 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);
 "#,
+    // 6: several runners on one database (PostgreSQL; the columns exist
+    // on SQLite too, so both schemas are one version). Which runner claimed
+    // a run or workflow run, and each runner's lease, which it renews while
+    // it lives: runs of a runner whose lease ran out are finished by
+    // another.
+    r#"
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE workflow_runs ADD COLUMN owner TEXT;
+CREATE TABLE runner_leases (
+    owner TEXT PRIMARY KEY,
+    lease_until INTEGER NOT NULL,
+    started_at INTEGER NOT NULL
+);
+"#,
 ];
 
-/// The database. Cheap to clone; all clones share one connection.
+/// Rows claimed by a runner that is gone: on PostgreSQL, its lease ran out
+/// more than a lease ago (`?1`: that cutoff), so a runner that only missed
+/// a renewal (the database restarted) keeps its runs.
+const DEAD_OWNER: &str =
+    "(owner IS NULL OR owner NOT IN (SELECT owner FROM runner_leases WHERE lease_until > ?1))";
+
+/// The cutoff for [`DEAD_OWNER`] now.
+fn dead_cutoff() -> i64 {
+    now_ms() - LEASE.as_millis() as i64
+}
+
+/// Where the database is, from the `database` setting.
+pub fn is_postgres(database: &Path) -> bool {
+    database.to_str().is_some_and(pg::is_url)
+}
+
+#[derive(Debug)]
+enum Db {
+    Sqlite(Mutex<Connection>),
+    Pg(Box<pg::PgPool>),
+}
+
+/// The database. Cheap to clone; all clones share one connection (SQLite)
+/// or one pool of connections (PostgreSQL).
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
+    /// Who this runner is in the database: runs it claims carry it, and
+    /// its lease (see [`Store::renew_lease`]) says it is alive.
+    owner: Arc<str>,
+}
+
+/// How long a runner's lease lasts; it renews it every third of this.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn new_owner() -> Arc<str> {
+    let me = crate::backend::orphans::Owner::current().to_label();
+    format!("{me}#{}", &crate::sandbox::new_job_id()[..8]).into()
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    /// Opens the database `database` names (a SQLite file, or a
+    /// `postgres://` URL) and brings its schema up to date.
+    pub fn open(database: &Path) -> Result<Store, StoreError> {
+        match database.to_str() {
+            Some(url) if pg::is_url(url) => Self::connect(url),
+            _ => Self::open_sqlite(database),
+        }
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -338,10 +412,25 @@ impl Store {
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(open_err)?;
-        Self::migrate(&conn).map_err(open_err)?;
+        Self::migrate(&conn).map_err(|e| match e {
+            StoreError::Sql(source) => open_err(source),
+            e => e,
+        })?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            owner: new_owner(),
         })
+    }
+
+    /// Connects to a PostgreSQL database and migrates it (under a lock, so
+    /// runners starting together migrate it once).
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        let store = Store {
+            db: Arc::new(Db::Pg(Box::new(pg::PgPool::new(url)?))),
+            owner: new_owner(),
+        };
+        store.with(pg_schema::migrate)?;
+        Ok(store)
     }
 
     /// A private database in memory, for tests.
@@ -350,12 +439,24 @@ impl Store {
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         Self::migrate(&conn)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            owner: new_owner(),
         })
     }
 
-    fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    /// Whether several runners may share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(*self.db, Db::Pg(_))
+    }
+
+    fn migrate(conn: &Connection) -> Result<(), StoreError> {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: MIGRATIONS.len() as i64,
+            });
+        }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             conn.execute_batch(&format!(
                 "BEGIN; {m}; PRAGMA user_version = {}; COMMIT;",
@@ -365,16 +466,63 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` with the connection (blocking).
+    /// Runs `f` with a connection (blocking).
     pub(crate) fn with<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Task("a database call panicked earlier".into()))?;
-        f(&mut conn)
+        match &*self.db {
+            Db::Sqlite(m) => {
+                let conn = m
+                    .lock()
+                    .map_err(|_| StoreError::Task("a database call panicked earlier".into()))?;
+                f(&Conn::Sqlite(&conn))
+            }
+            Db::Pg(pool) => pool.with(|c| f(&Conn::Pg(c))),
+        }
+    }
+
+    /// This runner's name in the database.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Says this runner is alive for another [`LEASE`].
+    pub fn renew_lease(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let until = now + LEASE.as_millis() as i64;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runner_leases (owner, lease_until, started_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
+                p![&*self.owner, until, now],
+            )?;
+            // Leases of runners long gone, kept an hour for inquiries.
+            c.execute(
+                "DELETE FROM runner_leases WHERE lease_until < ?1",
+                p![now - 3_600_000],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Gives this runner's lease up (orderly shutdown).
+    pub fn drop_lease(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM runner_leases WHERE owner = ?1",
+                p![&*self.owner],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The PostgreSQL pool, when the store is on PostgreSQL.
+    pub(crate) fn pg_pool(&self) -> Option<&pg::PgPool> {
+        match &*self.db {
+            Db::Pg(p) => Some(p),
+            Db::Sqlite(_) => None,
+        }
     }
 
     /// Runs blocking store work off the async runtime's threads.
@@ -391,8 +539,8 @@ impl Store {
     /// Answers a trivial query: the database is usable.
     pub fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| {
-            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map(|_| ())?)
+            c.query_row("SELECT 1", p![], |r| r.get::<i64>(0))
+                .map(|_| ())
         })
     }
 
@@ -403,51 +551,36 @@ impl Store {
         self.with(|c| {
             match c.execute(
                 "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
-                params![id, name, at],
+                p![id, name, at],
             ) {
                 Ok(_) => Ok(Tenant {
                     id: TenantId(id.clone()),
                     name: name.to_owned(),
                     created_at: at,
                 }),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Err(StoreError::TenantExists(name.to_owned()))
-                }
-                Err(e) => Err(e.into()),
+                Err(e) if e.is_constraint() => Err(StoreError::TenantExists(name.to_owned())),
+                Err(e) => Err(e),
             }
         })
     }
 
     pub fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
         self.with(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 "SELECT id, name, created_at FROM tenants WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(Tenant {
-                        id: TenantId(r.get(0)?),
-                        name: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                },
+                p![name],
+                tenant_row,
             )
-            .optional()?)
         })
     }
 
     pub fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare("SELECT id, name, created_at FROM tenants ORDER BY name")?;
-            let rows = st.query_map([], |r| {
-                Ok(Tenant {
-                    id: TenantId(r.get(0)?),
-                    name: r.get(1)?,
-                    created_at: r.get(2)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            c.query_map(
+                "SELECT id, name, created_at FROM tenants ORDER BY name",
+                p![],
+                tenant_row,
+            )
         })
     }
 
@@ -464,6 +597,42 @@ impl Store {
 
     pub fn audit(&self) -> AuditLog<'_> {
         AuditLog::new(self)
+    }
+}
+
+fn tenant_row(r: &Row) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: TenantId(r.get(0)?),
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+impl StoreError {
+    /// Whether a statement broke a uniqueness (or other) constraint.
+    pub fn is_constraint(&self) -> bool {
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            StoreError::Pg(e) => e.code().is_some_and(|c| c.code().starts_with("23")),
+            _ => false,
+        }
+    }
+
+    /// Whether the database could not be reached (it may come back).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            // Closed, never answered, or the server going down (08: connection
+            // exception, 57P: operator intervention such as a shutdown).
+            StoreError::Pg(e) => {
+                e.is_closed()
+                    || e.code()
+                        .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -521,7 +690,8 @@ mod tests {
         .unwrap();
         Store::migrate(&conn).unwrap();
         let store = Store {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            owner: new_owner(),
         };
         let a = store.tenant_by_name("a").unwrap().unwrap().id;
         let listed = store.runs(&a).list(None, 10, None).unwrap();
@@ -547,6 +717,21 @@ mod tests {
             panic!("queued")
         };
         assert_eq!(rec.tenant_seq, 3);
+    }
+
+    #[test]
+    fn a_schema_newer_than_the_binary_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len() + 1))
+            .unwrap();
+        let e = Store::migrate(&conn).unwrap_err();
+        assert!(matches!(e, StoreError::SchemaTooNew { .. }), "{e}");
+        assert!(e.to_string().contains("upgrade this runner"), "{e}");
+    }
+
+    #[test]
+    fn both_schemas_have_the_same_versions() {
+        assert_eq!(MIGRATIONS.len(), pg_schema::MIGRATIONS.len());
     }
 
     #[test]

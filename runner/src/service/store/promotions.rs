@@ -13,7 +13,7 @@
 //! `rejected` | `withdrawn`; a request that fails its checks is stored as
 //! `refused` at once (its verification says why).
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use super::sql::{Conn, Row, p};
 
 use super::audit::append_in;
 use super::{NewAuditEntry, Store, StoreError, TenantId, now_ms};
@@ -125,7 +125,7 @@ pub struct PromotionFilter {
 
 const SELECT: &str = "SELECT seq, id, tenant_id, environment, image, digest, commit_sha, workflow_trigger, state, required_approvals, requested_by, requested_at, verification, message, log, updated_at, finished_at FROM promotions";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PromotionRecord> {
+fn row(r: &Row) -> Result<PromotionRecord, StoreError> {
     Ok(PromotionRecord {
         seq: r.get(0)?,
         id: r.get(1)?,
@@ -148,11 +148,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PromotionRecord> {
     })
 }
 
-fn decisions(c: &rusqlite::Connection, id: &str) -> Result<Vec<Decision>, StoreError> {
+fn decisions(c: &Conn<'_>, id: &str) -> Result<Vec<Decision>, StoreError> {
     let mut st = c.prepare(
         "SELECT actor, role, decision, reason, at FROM promotion_decisions WHERE promotion_id = ?1 ORDER BY at, actor",
     )?;
-    let rows = st.query_map([id], |r| {
+    let rows = st.query_map(p![id], |r| {
         Ok(Decision {
             actor: r.get(0)?,
             role: r.get(1)?,
@@ -161,14 +161,11 @@ fn decisions(c: &rusqlite::Connection, id: &str) -> Result<Vec<Decision>, StoreE
             at: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
-fn load(c: &rusqlite::Connection, id: &str) -> Result<Option<PromotionRecord>, StoreError> {
-    let Some(mut rec) = c
-        .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
-        .optional()?
-    else {
+fn load(c: &Conn<'_>, id: &str) -> Result<Option<PromotionRecord>, StoreError> {
+    let Some(mut rec) = c.query_opt(&format!("{SELECT} WHERE id = ?1"), p![id], row)? else {
         return Ok(None);
     };
     rec.decisions = decisions(c, id)?;
@@ -179,11 +176,10 @@ fn fresh_id() -> String {
     format!("pr_{}", &crate::sandbox::new_job_id()[..20])
 }
 
-fn state_of(tx: &Transaction<'_>, id: &str) -> Result<String, StoreError> {
-    tx.query_row("SELECT state FROM promotions WHERE id = ?1", [id], |r| {
+fn state_of(tx: &Conn<'_>, id: &str) -> Result<String, StoreError> {
+    tx.query_opt("SELECT state FROM promotions WHERE id = ?1", p![id], |r| {
         r.get(0)
-    })
-    .optional()?
+    })?
     .ok_or_else(|| StoreError::PromotionState {
         id: id.to_owned(),
         state: "missing".into(),
@@ -222,11 +218,11 @@ impl TenantPromotions<'_> {
         let (id, at) = (fresh_id(), now_ms());
         let finished = FINAL_STATES.contains(&p.state).then_some(at);
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             tx.execute(
                 "INSERT INTO promotions (id, tenant_id, environment, image, digest, commit_sha, workflow_trigger, state, required_approvals, requested_by, requested_at, verification, message, updated_at, finished_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?11, ?14)",
-                params![id, self.tenant.as_str(), p.environment, p.image, p.digest, p.commit, p.workflow_trigger,
+                p![id, self.tenant.as_str(), p.environment, p.image, p.digest, p.commit, p.workflow_trigger,
                         p.state, p.required_approvals, p.requested_by, at, p.verification, p.message, finished],
             )?;
             let mut audit = audit.clone();
@@ -247,12 +243,12 @@ impl TenantPromotions<'_> {
     pub fn list(&self, f: &PromotionFilter) -> Result<Vec<PromotionRecord>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!(
-                "{SELECT} WHERE tenant_id = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR environment = ?3)
-                 AND (?4 IS NULL OR seq < ?4) ORDER BY seq DESC LIMIT ?5"
+                "{SELECT} WHERE tenant_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR state = ?2) AND (CAST(?3 AS TEXT) IS NULL OR environment = ?3)
+                 AND (CAST(?4 AS BIGINT) IS NULL OR seq < ?4) ORDER BY seq DESC LIMIT ?5"
             ))?;
             let recs = st
                 .query_map(
-                    params![self.tenant.as_str(), f.state, f.environment, f.before, f.limit.max(1)],
+                    p![self.tenant.as_str(), f.state, f.environment, f.before, f.limit.max(1)],
                     row,
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -269,12 +265,11 @@ impl TenantPromotions<'_> {
     /// open (waiting for approvals or a deploy).
     pub fn open_for(&self, environment: &str, digest: &str) -> Result<Option<String>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 "SELECT id FROM promotions WHERE tenant_id = ?1 AND environment = ?2 AND digest = ?3 AND state IN ('pending', 'approved', 'deploying')",
-                params![self.tenant.as_str(), environment, digest],
+                p![self.tenant.as_str(), environment, digest],
                 |r| r.get(0),
             )
-            .optional()?)
         })
     }
 
@@ -289,7 +284,7 @@ impl TenantPromotions<'_> {
     ) -> Result<PromotionRecord, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let rec = load(&tx, id)?.filter(|p| &p.tenant == self.tenant).ok_or_else(|| {
                 StoreError::PromotionState {
                     id: id.to_owned(),
@@ -312,24 +307,24 @@ impl TenantPromotions<'_> {
             }
             tx.execute(
                 "INSERT INTO promotion_decisions (promotion_id, actor, role, decision, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, d.actor, d.role, if d.approve { "approve" } else { "reject" }, d.reason, at],
+                p![id, d.actor, d.role, if d.approve { "approve" } else { "reject" }, d.reason, at],
             )?;
             append_in(&tx, audit)?;
             let approvals = rec.approvals() + u32::from(d.approve);
             if !d.approve {
                 tx.execute(
                     "UPDATE promotions SET state = 'rejected', message = ?2, updated_at = ?3, finished_at = ?3 WHERE id = ?1",
-                    params![id, format!("rejected by {}: {}", d.actor, d.reason), at],
+                    p![id, format!("rejected by {}: {}", d.actor, d.reason), at],
                 )?;
             } else if approvals >= rec.required_approvals {
                 tx.execute(
                     "UPDATE promotions SET state = 'approved', updated_at = ?2 WHERE id = ?1",
-                    params![id, at],
+                    p![id, at],
                 )?;
             } else {
                 tx.execute(
                     "UPDATE promotions SET updated_at = ?2 WHERE id = ?1",
-                    params![id, at],
+                    p![id, at],
                 )?;
             }
             let after = load(&tx, id)?.expect("present in this transaction");
@@ -347,7 +342,7 @@ impl TenantPromotions<'_> {
     ) -> Result<PromotionRecord, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let rec = load(&tx, id)?.filter(|p| &p.tenant == self.tenant).ok_or_else(|| {
                 StoreError::PromotionState {
                     id: id.to_owned(),
@@ -364,7 +359,7 @@ impl TenantPromotions<'_> {
             }
             tx.execute(
                 "UPDATE promotions SET state = 'withdrawn', message = ?2, updated_at = ?3, finished_at = ?3 WHERE id = ?1",
-                params![id, format!("withdrawn by {by}"), at],
+                p![id, format!("withdrawn by {by}"), at],
             )?;
             append_in(&tx, audit)?;
             let after = load(&tx, id)?.expect("present in this transaction");
@@ -400,20 +395,19 @@ impl PromotionQueue<'_> {
     pub fn claim(&self) -> Result<Option<PromotionRecord>, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let Some(id): Option<String> = tx
-                .query_row(
+                .query_opt(
                     "SELECT id FROM promotions WHERE state IN ('approved', 'building') ORDER BY seq LIMIT 1",
-                    [],
+                    p![],
                     |r| r.get(0),
-                )
-                .optional()?
+                )?
             else {
                 return Ok(None);
             };
             tx.execute(
                 "UPDATE promotions SET state = CASE state WHEN 'approved' THEN 'deploying' ELSE state END, updated_at = ?2 WHERE id = ?1",
-                params![id, at],
+                p![id, at],
             )?;
             let rec = load(&tx, &id)?.expect("present in this transaction");
             tx.commit()?;
@@ -428,7 +422,7 @@ impl PromotionQueue<'_> {
             let mut st = c.prepare(&format!(
                 "{SELECT} WHERE state IN ('deploying', 'building') ORDER BY seq"
             ))?;
-            Ok(st.query_map([], row)?.collect::<Result<_, _>>()?)
+            st.query_map(p![], row)?.collect::<Result<_, _>>()
         })
     }
 
@@ -436,12 +430,11 @@ impl PromotionQueue<'_> {
     /// and the pushed ref.
     pub fn build_source(&self, trigger: &str) -> Result<Option<(String, String)>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 "SELECT r.url, t.git_ref FROM workflow_triggers t JOIN repositories r ON r.id = t.repo_id WHERE t.id = ?1",
-                [trigger],
+                p![trigger],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?)
         })
     }
 
@@ -456,7 +449,7 @@ impl PromotionQueue<'_> {
         self.store.with(|c| {
             c.execute(
                 "UPDATE promotions SET image = ?2, digest = ?3, verification = COALESCE(?4, verification), state = 'deploying', updated_at = ?5 WHERE id = ?1 AND state = 'building'",
-                params![id, image, digest, verification, now_ms()],
+                p![id, image, digest, verification, now_ms()],
             )?;
             Ok(())
         })
@@ -476,13 +469,13 @@ impl PromotionQueue<'_> {
         let at = now_ms();
         let finished = FINAL_STATES.contains(&to).then_some(at);
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             if state_of(&tx, id)? != from {
                 return Ok(false);
             }
             tx.execute(
                 "UPDATE promotions SET state = ?2, message = COALESCE(?3, message), verification = COALESCE(?4, verification), updated_at = ?5, finished_at = ?6 WHERE id = ?1",
-                params![id, to, message, verification, at, finished],
+                p![id, to, message, verification, at, finished],
             )?;
             append_in(&tx, audit)?;
             tx.commit()?;
@@ -495,11 +488,10 @@ impl PromotionQueue<'_> {
     pub fn log(&self, id: &str, lines: &[String], cap: usize) -> Result<(), StoreError> {
         self.store.with(|c| {
             let tx = c.transaction()?;
-            let text: Option<String> = tx
-                .query_row("SELECT log FROM promotions WHERE id = ?1", [id], |r| {
+            let text: Option<String> =
+                tx.query_opt("SELECT log FROM promotions WHERE id = ?1", p![id], |r| {
                     r.get(0)
-                })
-                .optional()?;
+                })?;
             let mut log: Vec<String> = text
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
@@ -512,7 +504,7 @@ impl PromotionQueue<'_> {
             }
             tx.execute(
                 "UPDATE promotions SET log = ?2 WHERE id = ?1",
-                params![id, serde_json::to_string(&log).expect("strings serialize")],
+                p![id, serde_json::to_string(&log).expect("strings serialize")],
             )?;
             tx.commit()?;
             Ok(())
@@ -533,14 +525,14 @@ impl PromotionQueue<'_> {
         self.store.with(|c| {
             for git_ref in git_refs {
                 let found = c
-                    .query_row(
+                    .query_opt(
                         "SELECT t.id, t.tenant_id, t.repo_id, r.url, t.commit_sha, t.git_ref, t.seq
                          FROM workflow_triggers t JOIN repositories r ON r.id = t.repo_id
                          WHERE t.tenant_id = ?1 AND r.name = ?2 AND t.git_ref = ?3 AND t.state = 'planned'
                            AND EXISTS (SELECT 1 FROM workflow_runs w WHERE w.trigger_id = t.id)
                            AND NOT EXISTS (SELECT 1 FROM workflow_runs w WHERE w.trigger_id = t.id AND w.state <> 'success')
                          ORDER BY t.seq DESC LIMIT 1",
-                        params![tenant.as_str(), repo, git_ref],
+                        p![tenant.as_str(), repo, git_ref],
                         |r| {
                             Ok((
                                 GreenTrigger {
@@ -551,16 +543,15 @@ impl PromotionQueue<'_> {
                                     commit: r.get(4)?,
                                     git_ref: r.get(5)?,
                                 },
-                                r.get::<_, i64>(6)?,
+                                r.get::<i64>(6)?,
                             ))
                         },
-                    )
-                    .optional()?;
+                    )?;
                 let Some((green, seq)) = found else { continue };
                 let built: bool = c.query_row(
                     "SELECT EXISTS (SELECT 1 FROM promotions p JOIN workflow_triggers t ON t.id = p.workflow_trigger
                                     WHERE t.repo_id = ?1 AND t.git_ref = ?2 AND t.seq >= ?3)",
-                    params![green.repo_id, git_ref, seq],
+                    p![green.repo_id, git_ref, seq],
                     |r| r.get(0),
                 )?;
                 if !built {

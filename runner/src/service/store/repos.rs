@@ -4,7 +4,7 @@
 //! metadata ever leave this module unsealed, and only to the runner itself
 //! (never to a response).
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{Row, p};
 
 use super::{Store, StoreError, TenantId, now_ms};
 use crate::service::secrets::SecretBox;
@@ -42,7 +42,7 @@ pub struct NewRepo<'a> {
 
 const SELECT: &str = "SELECT id, tenant_id, name, url, branches, secrets_allowed, egress, created_by, created_at FROM repositories";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Repo, String, String)> {
+fn row(r: &Row) -> Result<(Repo, String, String), StoreError> {
     Ok((
         Repo {
             id: r.get(0)?,
@@ -92,11 +92,11 @@ impl Store {
             let mut st = c.prepare(
                 "SELECT id, tenant_id, name, url, branches, secrets_allowed, egress, created_by, created_at, webhook_secret FROM repositories WHERE id = ?1",
             )?;
-            let mut rows = st.query([id])?;
+            let mut rows = st.query(p![id])?;
             match rows.next()? {
                 Some(r) => {
                     let sealed: Vec<u8> = r.get(9)?;
-                    Ok(Some((finish(row(r)?)?, sealed)))
+                    Ok(Some((finish(row(&r)?)?, sealed)))
                 }
                 None => Ok(None),
             }
@@ -106,8 +106,7 @@ impl Store {
     /// A repository by id for the workflow dispatcher.
     pub fn repo_by_id(&self, id: &str) -> Result<Option<Repo>, StoreError> {
         self.with(|c| {
-            c.query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
-                .optional()?
+            c.query_opt(&format!("{SELECT} WHERE id = ?1"), p![id], row)?
                 .map(finish)
                 .transpose()
         })
@@ -123,8 +122,8 @@ impl Store {
         let sealed: Vec<(String, Vec<u8>)> = self.with(|c| {
             let mut st =
                 c.prepare("SELECT name, value FROM repo_secrets WHERE repo_id = ?1 ORDER BY name")?;
-            let rows = st.query_map([&repo.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = st.query_map(p![&repo.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()
         })?;
         sealed
             .into_iter()
@@ -152,22 +151,20 @@ impl TenantRepos<'_> {
         let branches = serde_json::to_string(repo.branches).expect("strings serialize");
         let allowed = serde_json::to_string(repo.secrets_allowed).expect("strings serialize");
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let inserted = tx.execute(
                 "INSERT INTO repositories (id, tenant_id, name, url, branches, secrets_allowed, egress, webhook_secret, created_by, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![id, self.tenant.as_str(), repo.name, repo.url, branches, allowed, repo.egress, sealed, repo.created_by, at],
+                p![id, self.tenant.as_str(), repo.name, repo.url, branches, allowed, repo.egress, sealed, repo.created_by, at],
             );
             match inserted {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
+                Err(e) if e.is_constraint() => {
                     return Err(StoreError::RepoExists(repo.name.to_owned()));
                 }
                 other => other?,
             };
             super::audit::append_in(&tx, audit)?;
-            let created = tx.query_row(&format!("{SELECT} WHERE id = ?1"), [&id], row)?;
+            let created = tx.query_row(&format!("{SELECT} WHERE id = ?1"), p![&id], row)?;
             tx.commit()?;
             finish(created)
         })
@@ -175,12 +172,11 @@ impl TenantRepos<'_> {
 
     pub fn get(&self, id: &str) -> Result<Option<Repo>, StoreError> {
         self.store.with(|c| {
-            c.query_row(
+            c.query_opt(
                 &format!("{SELECT} WHERE tenant_id = ?1 AND id = ?2"),
-                params![self.tenant.as_str(), id],
+                p![self.tenant.as_str(), id],
                 row,
-            )
-            .optional()?
+            )?
             .map(finish)
             .transpose()
         })
@@ -189,7 +185,7 @@ impl TenantRepos<'_> {
     pub fn list(&self) -> Result<Vec<Repo>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!("{SELECT} WHERE tenant_id = ?1 ORDER BY name"))?;
-            let rows = st.query_map([self.tenant.as_str()], row)?;
+            let rows = st.query_map(p![self.tenant.as_str()], row)?;
             rows.map(|r| finish(r?)).collect()
         })
     }
@@ -197,10 +193,10 @@ impl TenantRepos<'_> {
     /// Removes a repository, its secrets and its runs' records.
     pub fn delete(&self, id: &str, audit: &super::NewAuditEntry) -> Result<bool, StoreError> {
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let n = tx.execute(
                 "DELETE FROM repositories WHERE tenant_id = ?1 AND id = ?2",
-                params![self.tenant.as_str(), id],
+                p![self.tenant.as_str(), id],
             )?;
             if n == 1 {
                 super::audit::append_in(&tx, audit)?;
@@ -222,21 +218,20 @@ impl TenantRepos<'_> {
         let sealed = secrets.seal(value);
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let owned: Option<String> = tx
-                .query_row(
+                .query_opt(
                     "SELECT id FROM repositories WHERE tenant_id = ?1 AND id = ?2",
-                    params![self.tenant.as_str(), repo_id],
+                    p![self.tenant.as_str(), repo_id],
                     |r| r.get(0),
-                )
-                .optional()?;
+                )?;
             if owned.is_none() {
                 return Ok(false);
             }
             tx.execute(
                 "INSERT INTO repo_secrets (repo_id, name, value, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (repo_id, name) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-                params![repo_id, name, sealed, audit.actor, at],
+                p![repo_id, name, sealed, audit.actor, at],
             )?;
             super::audit::append_in(&tx, audit)?;
             tx.commit()?;
@@ -251,11 +246,11 @@ impl TenantRepos<'_> {
         audit: &super::NewAuditEntry,
     ) -> Result<bool, StoreError> {
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let n = tx.execute(
                 "DELETE FROM repo_secrets WHERE name = ?2 AND repo_id IN
                    (SELECT id FROM repositories WHERE tenant_id = ?1 AND id = ?3)",
-                params![self.tenant.as_str(), name, repo_id],
+                p![self.tenant.as_str(), name, repo_id],
             )?;
             if n == 1 {
                 super::audit::append_in(&tx, audit)?;
@@ -273,10 +268,10 @@ impl TenantRepos<'_> {
                  JOIN repositories r ON r.id = s.repo_id
                  WHERE r.tenant_id = ?1 AND r.id = ?2 ORDER BY s.name",
             )?;
-            let rows = st.query_map(params![self.tenant.as_str(), repo_id], |r| {
+            let rows = st.query_map(p![self.tenant.as_str(), repo_id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 }

@@ -3,7 +3,7 @@
 //! the bytes the program wrote, not a JSON string of them, so a NUL costs
 //! one byte, not six, and nothing is kept twice.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Conn, p};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
@@ -41,7 +41,7 @@ fn corrupt(seq: i64, what: impl std::fmt::Display) -> StoreError {
 }
 
 /// Writes a run's result; returns the bytes it takes.
-pub(super) fn write(c: &Connection, seq: i64, r: &RunResult) -> Result<i64, StoreError> {
+pub(super) fn write(c: &Conn<'_>, seq: i64, r: &RunResult) -> Result<i64, StoreError> {
     let meta = serde_json::to_string(&ResultMeta {
         v: META_VERSION,
         status: r.status,
@@ -53,7 +53,7 @@ pub(super) fn write(c: &Connection, seq: i64, r: &RunResult) -> Result<i64, Stor
     let mut bytes = meta.len() as i64;
     c.execute(
         "UPDATE runs SET result_meta = ?1 WHERE seq = ?2",
-        params![meta, seq],
+        p![meta, seq],
     )?;
     for (name, stage) in [("compile", &r.compile), ("run", &r.run)] {
         let Some(s) = stage else { continue };
@@ -74,7 +74,7 @@ pub(super) fn write(c: &Connection, seq: i64, r: &RunResult) -> Result<i64, Stor
         c.execute(
             "INSERT INTO run_stages (run_seq, stage, meta, stdout, stderr, output_order)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            p![
                 seq,
                 name,
                 meta,
@@ -90,7 +90,7 @@ pub(super) fn write(c: &Connection, seq: i64, r: &RunResult) -> Result<i64, Stor
 /// Reads a run's result: from `meta` and its stages, or from `legacy` (the
 /// JSON text results were stored as before).
 pub(super) fn read(
-    c: &Connection,
+    c: &Conn<'_>,
     seq: i64,
     meta: Option<&str>,
     legacy: Option<&str>,
@@ -114,21 +114,20 @@ pub(super) fn read(
     }))
 }
 
-fn stage(c: &Connection, seq: i64, name: &str) -> Result<Option<StageResult>, StoreError> {
+fn stage(c: &Conn<'_>, seq: i64, name: &str) -> Result<Option<StageResult>, StoreError> {
     let row = c
-        .query_row(
+        .query_opt(
             "SELECT meta, stdout, stderr, output_order FROM run_stages WHERE run_seq = ?1 AND stage = ?2",
-            params![seq, name],
+            p![seq, name],
             |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<String>(0)?,
+                    r.get::<Vec<u8>>(1)?,
+                    r.get::<Vec<u8>>(2)?,
+                    r.get::<Vec<u8>>(3)?,
                 ))
             },
-        )
-        .optional()?;
+        )?;
     let Some((meta, stdout, stderr, order)) = row else {
         return Ok(None);
     };

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rusqlite::params;
+use super::sql::p;
 
 use super::{Store, StoreError};
 
@@ -41,7 +41,7 @@ impl Store {
             loop {
                 let (n, bytes) = self.delete_batch(
                     &format!("{ENDED} AND finished_at < ?1 ORDER BY seq LIMIT ?2"),
-                    params![cutoff, BATCH],
+                    p![cutoff, BATCH],
                 )?;
                 swept.by_age += n;
                 swept.bytes += bytes;
@@ -57,7 +57,7 @@ impl Store {
                 loop {
                     let (n, bytes) = self.delete_batch(
                         &format!("{ENDED} AND tenant_id = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3"),
-                        params![tenant, last, BATCH],
+                        p![tenant, last, BATCH],
                     )?;
                     swept.by_size += n;
                     swept.bytes += bytes;
@@ -75,10 +75,10 @@ impl Store {
     fn delete_batch(
         &self,
         filter: &str,
-        p: impl rusqlite::Params,
+        p: &[super::sql::Value],
     ) -> Result<(usize, u64), StoreError> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let gone: Vec<(i64, i64)> = {
                 let mut st = tx.prepare(&format!(
                     "SELECT seq, stored_bytes FROM runs WHERE {filter}"
@@ -90,7 +90,7 @@ impl Store {
                 // Their stages go with them (ON DELETE CASCADE).
                 let mut del = tx.prepare("DELETE FROM runs WHERE seq = ?1")?;
                 for (seq, _) in &gone {
-                    del.execute([seq])?;
+                    del.execute(p![seq])?;
                 }
             }
             tx.commit()?;
@@ -101,11 +101,11 @@ impl Store {
     fn tenants_over(&self, budget: u64) -> Result<Vec<(String, i64)>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT tenant_id, SUM(stored_bytes) FROM runs GROUP BY tenant_id
+                "SELECT tenant_id, CAST(SUM(stored_bytes) AS BIGINT) FROM runs GROUP BY tenant_id
                  HAVING SUM(stored_bytes) > ?1",
             )?;
-            let rows = st.query_map([budget as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = st.query_map(p![budget as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -116,11 +116,11 @@ impl Store {
             let mut st = c.prepare(&format!(
                 "SELECT seq, stored_bytes FROM runs WHERE tenant_id = ?1 AND {ENDED} ORDER BY seq"
             ))?;
-            let mut rows = st.query([tenant])?;
+            let mut rows = st.query(p![tenant])?;
             let (mut freed, mut last) = (0i64, None);
             while let Some(r) = rows.next()? {
-                last = Some(r.get::<_, i64>(0)?);
-                freed += r.get::<_, i64>(1)?;
+                last = Some(r.get::<i64>(0)?);
+                freed += r.get::<i64>(1)?;
                 if freed >= excess {
                     break;
                 }
@@ -197,7 +197,7 @@ mod tests {
         assert!(swept.bytes >= 10);
         assert_eq!(ids(&s, &a), ["waiting"]);
         let stages: i64 = s
-            .with(|c| Ok(c.query_row("SELECT COUNT(*) FROM run_stages", [], |r| r.get(0))?))
+            .with(|c| c.query_row("SELECT COUNT(*) FROM run_stages", p![], |r| r.get(0)))
             .unwrap();
         assert_eq!(stages, 0, "the output went with its run");
     }

@@ -1,7 +1,7 @@
 //! Runs: tenant-scoped reads and writes ([`TenantRuns`]) and the scheduler's
 //! cross-tenant queue operations ([`Queue`]).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Conn, Row, p};
 
 use super::{Store, StoreError, TenantId, now_ms, results};
 use crate::verdict::{RunResult, Status};
@@ -77,7 +77,7 @@ struct Raw {
     legacy: Option<String>,
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
+fn row(r: &Row) -> Result<Raw, StoreError> {
     Ok(Raw {
         rec: RunRecord {
             seq: r.get(0)?,
@@ -103,7 +103,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
 
 impl Raw {
     /// The record; with its result read from `c` when `c` is given.
-    fn into_record(self, c: Option<&Connection>) -> Result<RunRecord, StoreError> {
+    fn into_record(self, c: Option<&Conn<'_>>) -> Result<RunRecord, StoreError> {
         let mut rec = self.rec;
         rec.state = RunState::parse(&self.state)?;
         rec.status =
@@ -124,12 +124,11 @@ impl Raw {
 }
 
 fn one(
-    c: &Connection,
+    c: &Conn<'_>,
     filter: &str,
-    p: impl rusqlite::Params,
+    p: &[super::sql::Value],
 ) -> Result<Option<RunRecord>, StoreError> {
-    c.query_row(&format!("{SELECT} {filter}"), p, row)
-        .optional()?
+    c.query_opt(&format!("{SELECT} {filter}"), p, row)?
         .map(|raw| raw.into_record(Some(c)))
         .transpose()
 }
@@ -190,22 +189,22 @@ impl<'a> TenantRuns<'a> {
     ) -> Result<Submitted, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let queued: i64 =
-                tx.query_row("SELECT COUNT(*) FROM runs WHERE state = 'queued'", [], |r| r.get(0))?;
+                tx.query_row("SELECT COUNT(*) FROM runs WHERE state = 'queued'", p![], |r| r.get(0))?;
             if queued as usize >= capacity {
                 return Ok(Submitted::QueueFull { capacity });
             }
             let tenant_seq: i64 = tx.query_row(
                 "UPDATE tenants SET runs_submitted = runs_submitted + 1 WHERE id = ?1 RETURNING runs_submitted",
-                [self.tenant.as_str()],
+                p![self.tenant.as_str()],
                 |r| r.get(0),
             )?;
             tx.execute(
                 "INSERT INTO runs (id, tenant_id, tenant_seq, key_id, language, version, state, request,
                                    stored_bytes, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)",
-                params![
+                p![
                     run.id,
                     self.tenant.as_str(),
                     tenant_seq,
@@ -217,7 +216,7 @@ impl<'a> TenantRuns<'a> {
                     at
                 ],
             )?;
-            let rec = one(&tx, "WHERE id = ?1", [run.id])?.ok_or_else(|| {
+            let rec = one(&tx, "WHERE id = ?1", p![run.id])?.ok_or_else(|| {
                 StoreError::Corrupt(format!("run {} vanished while it was queued", run.id))
             })?;
             if let Some(a) = audit {
@@ -234,7 +233,7 @@ impl<'a> TenantRuns<'a> {
             one(
                 c,
                 "WHERE tenant_id = ?1 AND id = ?2",
-                params![self.tenant.as_str(), id],
+                p![self.tenant.as_str(), id],
             )
         })
     }
@@ -249,11 +248,11 @@ impl<'a> TenantRuns<'a> {
     ) -> Result<Vec<RunRecord>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!(
-                "{SELECT} WHERE tenant_id = ?1 AND tenant_seq < ?2 AND (?3 IS NULL OR key_id = ?3)
+                "{SELECT} WHERE tenant_id = ?1 AND tenant_seq < ?2 AND (CAST(?3 AS TEXT) IS NULL OR key_id = ?3)
                  ORDER BY tenant_seq DESC LIMIT ?4"
             ))?;
             let rows = st.query_map(
-                params![
+                p![
                     self.tenant.as_str(),
                     before.unwrap_or(i64::MAX),
                     submitted_by,
@@ -269,11 +268,11 @@ impl<'a> TenantRuns<'a> {
     pub fn cancel(&self, id: &str) -> Result<CancelOutcome, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let Some(rec) = one(
                 &tx,
                 "WHERE tenant_id = ?1 AND id = ?2",
-                params![self.tenant.as_str(), id],
+                p![self.tenant.as_str(), id],
             )?
             else {
                 return Ok(CancelOutcome::NotFound);
@@ -285,14 +284,17 @@ impl<'a> TenantRuns<'a> {
                             "UPDATE runs SET state = 'cancelled', finished_at = ?1, {DROP_REQUEST}
                              WHERE id = ?2 AND state = 'queued'"
                         ),
-                        params![at, id],
+                        p![at, id],
                     )?;
-                    let rec = one(&tx, "WHERE id = ?1", [id])?
+                    let rec = one(&tx, "WHERE id = ?1", p![id])?
                         .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))?;
+                    tx.notify(&format!("done:{id}"))?;
                     CancelOutcome::Cancelled(rec)
                 }
                 RunState::Running => {
-                    tx.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", [id])?;
+                    tx.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", p![id])?;
+                    // The runner executing it may be another: it hears this.
+                    tx.notify(&format!("cancel:{id}"))?;
                     CancelOutcome::Requested(rec)
                 }
                 _ => CancelOutcome::AlreadyFinal(rec),
@@ -325,30 +327,66 @@ impl<'a> Queue<'a> {
                 "SELECT tenant_id, MIN(seq) AS oldest FROM runs WHERE state = 'queued'
                  GROUP BY tenant_id ORDER BY oldest",
             )?;
-            let rows = st.query_map([], |r| Ok(TenantId(r.get(0)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = st.query_map(p![], |r| Ok(TenantId(r.get(0)?)))?;
+            rows.collect::<Result<_, _>>()
         })
     }
 
     /// Moves the oldest queued run of `tenant` to running; returns its id
     /// and job spec, or `None` when the tenant has none queued.
     pub fn claim_next(&self, tenant: &TenantId) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.claim(tenant, usize::MAX)
+    }
+
+    /// Like [`Queue::claim_next`], unless `tenant` has `per_tenant` runs
+    /// running already, on whichever runner: the tenant's row is locked
+    /// while its running runs are counted, so runners sharing the database
+    /// take turns and the bound holds across them. A run is claimed by one
+    /// runner only (`SKIP LOCKED`: a run another runner is claiming is
+    /// passed over, not waited for), and carries this runner's name.
+    pub fn claim(
+        &self,
+        tenant: &TenantId,
+        per_tenant: usize,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let next: Option<(String, Vec<u8>)> = tx
-                .query_row(
+            let tx = c.transaction()?;
+            if tx.is_pg() {
+                tx.query(
+                    "SELECT id FROM tenants WHERE id = ?1 FOR UPDATE",
+                    p![tenant.as_str()],
+                )?;
+            }
+            if per_tenant < usize::MAX {
+                let running: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM runs WHERE state = 'running' AND tenant_id = ?1",
+                    p![tenant.as_str()],
+                    |r| r.get(0),
+                )?;
+                if running as usize >= per_tenant {
+                    return Ok(None);
+                }
+            }
+            let lock = if tx.is_pg() {
+                "FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
+            let next: Option<(String, Vec<u8>)> = tx.query_opt(
+                &format!(
                     "SELECT id, request FROM runs WHERE state = 'queued' AND tenant_id = ?1
-                     ORDER BY seq LIMIT 1",
-                    [tenant.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+                     ORDER BY seq LIMIT 1 {lock}"
+                ),
+                p![tenant.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             if let Some((id, _)) = &next {
                 tx.execute(
-                    "UPDATE runs SET state = 'running', started_at = ?1 WHERE id = ?2",
-                    params![at, id],
+                    "UPDATE runs SET state = 'running', started_at = ?1, owner = ?3 WHERE id = ?2",
+                    p![at, id, self.store.owner()],
                 )?;
+                tx.notify(&format!("started:{id}"))?;
             }
             tx.commit()?;
             Ok(next)
@@ -359,23 +397,22 @@ impl<'a> Queue<'a> {
     pub fn finish(&self, id: &str, result: &RunResult) -> Result<bool, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let seq: Option<i64> = tx
-                .query_row(
-                    "UPDATE runs SET state = 'finished', status = ?1, finished_at = ?2, request = X''
+            let tx = c.transaction()?;
+            let seq: Option<i64> = tx.query_opt(
+                "UPDATE runs SET state = 'finished', status = ?1, finished_at = ?2, request = X''
                      WHERE id = ?3 AND state = 'running' RETURNING seq",
-                    params![result.status.as_str(), at, id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                p![result.status.as_str(), at, id],
+                |r| r.get(0),
+            )?;
             let Some(seq) = seq else {
                 return Ok(false);
             };
             let bytes = results::write(&tx, seq, result)?;
             tx.execute(
                 "UPDATE runs SET stored_bytes = ?1 WHERE seq = ?2",
-                params![bytes, seq],
+                p![bytes, seq],
             )?;
+            tx.notify(&format!("done:{id}"))?;
             tx.commit()?;
             Ok(true)
         })
@@ -385,13 +422,17 @@ impl<'a> Queue<'a> {
     pub fn cancelled(&self, id: &str) -> Result<bool, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            Ok(c.execute(
+            let ended = c.execute(
                 &format!(
                     "UPDATE runs SET state = 'cancelled', finished_at = ?1, {DROP_REQUEST}
                      WHERE id = ?2 AND state = 'running'"
                 ),
-                params![at, id],
-            )? == 1)
+                p![at, id],
+            )? == 1;
+            if ended {
+                c.notify(&format!("done:{id}"))?;
+            }
+            Ok(ended)
         })
     }
 
@@ -400,19 +441,18 @@ impl<'a> Queue<'a> {
         self.store.with(|c| {
             Ok(c.execute(
                 "UPDATE runs SET state = 'queued', started_at = NULL WHERE id = ?1 AND state = 'running'",
-                [id],
+                p![id],
             )? == 1)
         })
     }
 
     pub fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_row(
+            Ok(c.query_opt(
                 "SELECT cancel_requested FROM runs WHERE id = ?1",
-                [id],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
+                p![id],
+                |r| r.get::<i64>(0),
+            )?
             .is_some_and(|v| v != 0))
         })
     }
@@ -421,17 +461,39 @@ impl<'a> Queue<'a> {
     /// version). They are finished by the caller.
     pub fn interrupted(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         self.store.with(|c| {
-            let mut st = c.prepare(
-                "SELECT id, language, version FROM runs WHERE state = 'running' ORDER BY seq",
-            )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            // On SQLite, one runner: whatever was running when it started
+            // was its previous process's. On PostgreSQL, the runs of
+            // runners whose lease ran out.
+            let (filter, cutoff) = if c.is_pg() {
+                (super::DEAD_OWNER, super::dead_cutoff())
+            } else {
+                ("?1 = ?1", 0)
+            };
+            c.query_map(
+                &format!(
+                    "SELECT id, language, version FROM runs WHERE state = 'running' AND {filter} ORDER BY seq"
+                ),
+                p![cutoff],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+    }
+
+    /// Runs of this runner whose cancellation was asked for (a request
+    /// another runner answered, whose notification was missed).
+    pub fn cancels_pending(&self) -> Result<Vec<String>, StoreError> {
+        self.store.with(|c| {
+            c.query_map(
+                "SELECT id FROM runs WHERE state = 'running' AND owner = ?1 AND cancel_requested = 1",
+                p![self.store.owner()],
+                |r| r.get(0),
+            )
         })
     }
 
     /// A run by id, whatever its tenant (the scheduler's own bookkeeping).
     pub fn record(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        self.store.with(|c| one(c, "WHERE id = ?1", [id]))
+        self.store.with(|c| one(c, "WHERE id = ?1", p![id]))
     }
 
     /// (queued, running) counts.
@@ -439,12 +501,12 @@ impl<'a> Queue<'a> {
         self.store.with(|c| {
             let q: i64 = c.query_row(
                 "SELECT COUNT(*) FROM runs WHERE state = 'queued'",
-                [],
+                p![],
                 |r| r.get(0),
             )?;
             let r: i64 = c.query_row(
                 "SELECT COUNT(*) FROM runs WHERE state = 'running'",
-                [],
+                p![],
                 |r| r.get(0),
             )?;
             Ok((q as usize, r as usize))
@@ -617,11 +679,9 @@ mod tests {
 
     fn bytes_of(s: &Store, id: &str) -> i64 {
         s.with(|c| {
-            Ok(
-                c.query_row("SELECT stored_bytes FROM runs WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?,
-            )
+            c.query_row("SELECT stored_bytes FROM runs WHERE id = ?1", p![id], |r| {
+                r.get(0)
+            })
         })
         .unwrap()
     }
@@ -660,11 +720,11 @@ mod tests {
         );
         let request_left: i64 = s
             .with(|c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT length(request) FROM runs WHERE id = 'r1'",
-                    [],
+                    p![],
                     |r| r.get(0),
-                )?)
+                )
             })
             .unwrap();
         assert_eq!(request_left, 0);
@@ -684,7 +744,7 @@ mod tests {
         s.with(|c| {
             c.execute(
                 "UPDATE runs SET state = 'finished', status = 'ok', result = ?1 WHERE id = 'old'",
-                [legacy],
+                p![legacy],
             )?;
             Ok(())
         })

@@ -2,7 +2,7 @@
 //! random token; the table holds its SHA-256 only, with the person's tenant,
 //! role and the session's CSRF token.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::p;
 
 use super::{Store, StoreError, TenantId};
 
@@ -48,12 +48,12 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             if let Some(old) = replaces {
-                tx.execute("DELETE FROM web_sessions WHERE token_hash = ?1", [old])?;
+                tx.execute("DELETE FROM web_sessions WHERE token_hash = ?1", p![old])?;
             }
             tx.execute(
                 "INSERT INTO web_sessions (token_hash, tenant_id, subject, name, role, csrf, created_at, last_seen, expires_at, environments)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
-                params![
+                p![
                     s.token_hash,
                     s.tenant.as_str(),
                     s.subject,
@@ -81,10 +81,10 @@ impl Store {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.with(|c| {
             let rec = c
-                .query_row(
+                .query_opt(
                     "SELECT s.tenant_id, t.name, s.subject, s.name, s.role, s.csrf, s.created_at, s.last_seen, s.expires_at, s.environments
                      FROM web_sessions s JOIN tenants t ON t.id = s.tenant_id WHERE s.token_hash = ?1",
-                    [token_hash],
+                    p![token_hash],
                     |r| {
                         Ok(SessionRecord {
                             tenant: TenantId(r.get(0)?),
@@ -98,22 +98,21 @@ impl Store {
                             expires_at: r.get(8)?,
                             // Unreadable reads as empty: approves nothing.
                             environments: r
-                                .get::<_, Option<String>>(9)?
+                                .get::<Option<String>>(9)?
                                 .map(|t| serde_json::from_str(&t).unwrap_or_default()),
                         })
                     },
-                )
-                .optional()?;
+                )?;
             let Some(rec) = rec else { return Ok(None) };
             if now >= rec.expires_at || now - rec.last_seen >= idle_ms {
-                c.execute("DELETE FROM web_sessions WHERE token_hash = ?1", [token_hash])?;
+                c.execute("DELETE FROM web_sessions WHERE token_hash = ?1", p![token_hash])?;
                 return Ok(None);
             }
             // Written at most once a minute: pages poll, the disk need not.
             if now - rec.last_seen >= 60_000 {
                 c.execute(
                     "UPDATE web_sessions SET last_seen = ?2 WHERE token_hash = ?1",
-                    params![token_hash, now],
+                    p![token_hash, now],
                 )?;
             }
             Ok(Some(SessionRecord {
@@ -127,7 +126,7 @@ impl Store {
         self.with(|c| {
             Ok(c.execute(
                 "DELETE FROM web_sessions WHERE token_hash = ?1",
-                [token_hash],
+                p![token_hash],
             )? > 0)
         })
     }
@@ -136,10 +135,10 @@ impl Store {
     /// `idle_ms`; returns how many.
     pub fn sweep_sessions(&self, now: i64, idle_ms: i64) -> Result<usize, StoreError> {
         self.with(|c| {
-            Ok(c.execute(
+            c.execute(
                 "DELETE FROM web_sessions WHERE expires_at <= ?1 OR last_seen <= ?1 - ?2",
-                params![now, idle_ms],
-            )?)
+                p![now, idle_ms],
+            )
         })
     }
 }

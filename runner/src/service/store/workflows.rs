@@ -5,7 +5,7 @@
 //! through [`TenantWorkflows`]; the dispatcher's cross-tenant work through
 //! [`WorkflowQueue`].
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{Row, p};
 
 use super::repos::Repo;
 use super::{Store, StoreError, TenantId, now_ms};
@@ -111,7 +111,7 @@ const TRIGGER: &str = "SELECT id, tenant_id, repo_id, commit_sha, git_ref, event
 const RUN: &str = "SELECT seq, id, trigger_id, tenant_id, repo_id, commit_sha, git_ref, workflow, name, state, message, cancel_requested, created_at, started_at, finished_at FROM workflow_runs";
 const JOB: &str = "SELECT job_id, position, name, state, steps, message, length(log), started_at, finished_at FROM workflow_jobs";
 
-fn trigger_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TriggerRecord> {
+fn trigger_row(r: &Row) -> Result<TriggerRecord, StoreError> {
     let paths: Option<String> = r.get(7)?;
     Ok(TriggerRecord {
         id: r.get(0)?,
@@ -128,7 +128,7 @@ fn trigger_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TriggerRecord> {
     })
 }
 
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRunRecord> {
+fn run_row(r: &Row) -> Result<WorkflowRunRecord, StoreError> {
     Ok(WorkflowRunRecord {
         seq: r.get(0)?,
         id: r.get(1)?,
@@ -141,14 +141,14 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRunRecord> {
         name: r.get(8)?,
         state: r.get(9)?,
         message: r.get(10)?,
-        cancel_requested: r.get::<_, i64>(11)? != 0,
+        cancel_requested: r.get::<i64>(11)? != 0,
         created_at: r.get(12)?,
         started_at: r.get(13)?,
         finished_at: r.get(14)?,
     })
 }
 
-fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowJobRecord> {
+fn job_row(r: &Row) -> Result<WorkflowJobRecord, StoreError> {
     Ok(WorkflowJobRecord {
         job_id: r.get(0)?,
         position: r.get(1)?,
@@ -180,30 +180,29 @@ impl Store {
             .changed_paths
             .map(|p| serde_json::to_string(p).expect("strings serialize"));
         self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             if let Some(d) = t.delivery {
                 let seen: Option<Option<String>> = tx
-                    .query_row(
+                    .query_opt(
                         "SELECT trigger_id FROM webhook_deliveries WHERE delivery = ?1",
-                        [d],
+                        p![d],
                         |r| r.get(0),
-                    )
-                    .optional()?;
+                    )?;
                 if let Some(trigger) = seen {
                     return Ok(Triggered::Replayed { trigger });
                 }
                 tx.execute(
                     "INSERT INTO webhook_deliveries (delivery, repo_id, received_at, trigger_id) VALUES (?1, ?2, ?3, ?4)",
-                    params![d, t.repo.id, at, id],
+                    p![d, t.repo.id, at, id],
                 )?;
             }
             tx.execute(
                 "INSERT INTO workflow_triggers (id, tenant_id, repo_id, commit_sha, git_ref, event, actor, changed_paths, state, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)",
-                params![id, t.repo.tenant.as_str(), t.repo.id, t.commit, t.git_ref, t.event, t.actor, paths, at],
+                p![id, t.repo.tenant.as_str(), t.repo.id, t.commit, t.git_ref, t.event, t.actor, paths, at],
             )?;
             super::audit::append_in(&tx, audit)?;
-            let rec = tx.query_row(&format!("{TRIGGER} WHERE id = ?1"), [&id], trigger_row)?;
+            let rec = tx.query_row(&format!("{TRIGGER} WHERE id = ?1"), p![&id], trigger_row)?;
             tx.commit()?;
             Ok(Triggered::Queued(Box::new(rec)))
         })
@@ -214,8 +213,8 @@ impl Store {
     pub fn delivery_seen(&self, delivery: &str, repo_id: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             Ok(c.execute(
-                "INSERT OR IGNORE INTO webhook_deliveries (delivery, repo_id, received_at) VALUES (?1, ?2, ?3)",
-                params![delivery, repo_id, now_ms()],
+                "INSERT INTO webhook_deliveries (delivery, repo_id, received_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                p![delivery, repo_id, now_ms()],
             )? == 0)
         })
     }
@@ -242,12 +241,11 @@ impl WorkflowQueue<'_> {
     /// The oldest trigger waiting to be planned.
     pub fn next_trigger(&self) -> Result<Option<TriggerRecord>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 &format!("{TRIGGER} WHERE state = 'queued' ORDER BY seq LIMIT 1"),
-                [],
+                p![],
                 trigger_row,
             )
-            .optional()?)
         })
     }
 
@@ -260,7 +258,17 @@ impl WorkflowQueue<'_> {
     ) -> Result<Vec<String>, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
+            // Runners sharing the database may plan the same trigger at
+            // once: the first to mark it planned plans it; the other's
+            // plan is rolled back (it plans nothing).
+            let mine = tx.execute(
+                "UPDATE workflow_triggers SET state = 'planned', planned_at = ?2 WHERE id = ?1 AND state = 'queued'",
+                p![trigger.id, at],
+            )?;
+            if mine == 0 {
+                return Ok(Vec::new());
+            }
             let mut ids = Vec::new();
             for run in runs {
                 let id = fresh_id("wr");
@@ -271,21 +279,17 @@ impl WorkflowQueue<'_> {
                 tx.execute(
                     "INSERT INTO workflow_runs (id, trigger_id, tenant_id, repo_id, commit_sha, git_ref, workflow, name, plan, state, message, created_at, finished_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    params![id, trigger.id, trigger.tenant.as_str(), trigger.repo_id, trigger.commit, trigger.git_ref,
+                    p![id, trigger.id, trigger.tenant.as_str(), trigger.repo_id, trigger.commit, trigger.git_ref,
                             run.workflow, run.name, run.plan, state, run.failed, at, finished],
                 )?;
                 for (pos, (job, name)) in run.jobs.iter().enumerate() {
                     tx.execute(
                         "INSERT INTO workflow_jobs (run_id, job_id, position, name, state) VALUES (?1, ?2, ?3, ?4, 'queued')",
-                        params![id, job, pos as i64, name],
+                        p![id, job, pos as i64, name],
                     )?;
                 }
                 ids.push(id);
             }
-            tx.execute(
-                "UPDATE workflow_triggers SET state = 'planned', planned_at = ?2 WHERE id = ?1",
-                params![trigger.id, at],
-            )?;
             tx.commit()?;
             Ok(ids)
         })
@@ -297,7 +301,7 @@ impl WorkflowQueue<'_> {
         self.store.with(|c| {
             c.execute(
                 "UPDATE workflow_triggers SET state = 'failed', message = ?2, planned_at = ?3 WHERE id = ?1",
-                params![id, message, now_ms()],
+                p![id, message, now_ms()],
             )?;
             Ok(())
         })
@@ -307,22 +311,23 @@ impl WorkflowQueue<'_> {
     pub fn claim_run(&self) -> Result<Option<ClaimedRun>, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some((id, plan)) = tx
-                .query_row(
-                    "SELECT id, plan FROM workflow_runs WHERE state = 'queued' ORDER BY seq LIMIT 1",
-                    [],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-                )
-                .optional()?
+            let tx = c.transaction()?;
+            // Runners sharing the database pass over a run another is
+            // claiming rather than wait for it.
+            let lock = if tx.is_pg() { "FOR UPDATE SKIP LOCKED" } else { "" };
+            let Some((id, plan)) = tx.query_opt(
+                &format!("SELECT id, plan FROM workflow_runs WHERE state = 'queued' ORDER BY seq LIMIT 1 {lock}"),
+                p![],
+                |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+            )?
             else {
                 return Ok(None);
             };
             tx.execute(
-                "UPDATE workflow_runs SET state = 'running', started_at = ?2 WHERE id = ?1",
-                params![id, at],
+                "UPDATE workflow_runs SET state = 'running', started_at = ?2, owner = ?3 WHERE id = ?1",
+                p![id, at, self.store.owner()],
             )?;
-            let record = tx.query_row(&format!("{RUN} WHERE id = ?1"), [&id], run_row)?;
+            let record = tx.query_row(&format!("{RUN} WHERE id = ?1"), p![&id], run_row)?;
             tx.commit()?;
             Ok(Some(ClaimedRun { record, plan }))
         })
@@ -332,7 +337,7 @@ impl WorkflowQueue<'_> {
         self.store.with(|c| {
             c.execute(
                 "UPDATE workflow_jobs SET state = 'running', started_at = ?3 WHERE run_id = ?1 AND job_id = ?2",
-                params![run, job, now_ms()],
+                p![run, job, now_ms()],
             )?;
             Ok(())
         })
@@ -350,7 +355,7 @@ impl WorkflowQueue<'_> {
         self.store.with(|c| {
             c.execute(
                 "UPDATE workflow_jobs SET state = ?3, steps = ?4, message = ?5, finished_at = ?6 WHERE run_id = ?1 AND job_id = ?2",
-                params![run, job, state, steps, message, now_ms()],
+                p![run, job, state, steps, message, now_ms()],
             )?;
             Ok(())
         })
@@ -367,20 +372,22 @@ impl WorkflowQueue<'_> {
     ) -> Result<bool, StoreError> {
         self.store.with(|c| {
             let len: i64 = c
-                .query_row(
+                .query_opt(
                     "SELECT length(log) FROM workflow_jobs WHERE run_id = ?1 AND job_id = ?2",
-                    params![run, job],
+                    p![run, job],
                     |r| r.get(0),
-                )
-                .optional()?
+                )?
                 .unwrap_or(0);
             let room = (cap as usize).saturating_sub(len as usize);
             let take = &bytes[..bytes.len().min(room)];
             if !take.is_empty() {
-                c.execute(
-                    "UPDATE workflow_jobs SET log = CAST(log || ?3 AS BLOB) WHERE run_id = ?1 AND job_id = ?2",
-                    params![run, job, take],
-                )?;
+                // SQLite's `||` makes text of bytes; PostgreSQL's keeps bytea.
+                let sql = if c.is_pg() {
+                    "UPDATE workflow_jobs SET log = log || ?3 WHERE run_id = ?1 AND job_id = ?2"
+                } else {
+                    "UPDATE workflow_jobs SET log = CAST(log || ?3 AS BLOB) WHERE run_id = ?1 AND job_id = ?2"
+                };
+                c.execute(sql, p![run, job, take])?;
             }
             Ok(take.len() == bytes.len())
         })
@@ -399,12 +406,12 @@ impl WorkflowQueue<'_> {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE workflow_runs SET state = ?2, message = ?3, finished_at = ?4 WHERE id = ?1",
-                params![run, state, message, at],
+                p![run, state, message, at],
             )?;
             let leftover = if state == "cancelled" { "cancelled" } else { "skipped" };
             tx.execute(
                 "UPDATE workflow_jobs SET state = ?2, finished_at = ?3 WHERE run_id = ?1 AND state IN ('queued', 'running')",
-                params![run, leftover, at],
+                p![run, leftover, at],
             )?;
             tx.commit()?;
             Ok(())
@@ -413,12 +420,11 @@ impl WorkflowQueue<'_> {
 
     pub fn cancel_requested(&self, run: &str) -> Result<bool, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_row(
+            Ok(c.query_opt(
                 "SELECT cancel_requested FROM workflow_runs WHERE id = ?1",
-                [run],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
+                p![run],
+                |r| r.get::<i64>(0),
+            )?
             .is_some_and(|v| v != 0))
         })
     }
@@ -429,32 +435,39 @@ impl WorkflowQueue<'_> {
     pub fn recover(&self, reason: &str) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let runs: Vec<String> = {
-                let mut st = tx.prepare("SELECT id FROM workflow_runs WHERE state = 'running'")?;
-                let rows = st.query_map([], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
+            let tx = c.transaction()?;
+            // On PostgreSQL, only the runs of runners whose lease ran out
+            // (see `Queue::interrupted`).
+            let (filter, cutoff) = if tx.is_pg() {
+                (super::DEAD_OWNER, super::dead_cutoff())
+            } else {
+                ("?1 = ?1", 0)
             };
+            let runs: Vec<String> = tx.query_map(
+                &format!("SELECT id FROM workflow_runs WHERE state = 'running' AND {filter}"),
+                p![cutoff],
+                |r| r.get(0),
+            )?;
             let mut ended = Vec::new();
             for run in runs {
                 let positions: Vec<String> = {
                     let mut st = tx.prepare(
                         "SELECT position FROM workflow_jobs WHERE run_id = ?1 AND state = 'running'",
                     )?;
-                    let rows = st.query_map([&run], |r| Ok(r.get::<_, i64>(0)?.to_string()))?;
+                    let rows = st.query_map(p![&run], |r| Ok(r.get::<i64>(0)?.to_string()))?;
                     rows.collect::<Result<_, _>>()?
                 };
                 tx.execute(
                     "UPDATE workflow_jobs SET state = 'failure', message = ?2, finished_at = ?3 WHERE run_id = ?1 AND state = 'running'",
-                    params![run, reason, at],
+                    p![run, reason, at],
                 )?;
                 tx.execute(
                     "UPDATE workflow_jobs SET state = 'cancelled', finished_at = ?2 WHERE run_id = ?1 AND state = 'queued'",
-                    params![run, at],
+                    p![run, at],
                 )?;
                 tx.execute(
                     "UPDATE workflow_runs SET state = 'failure', message = ?2, finished_at = ?3 WHERE id = ?1",
-                    params![run, reason, at],
+                    p![run, reason, at],
                 )?;
                 ended.push((run, positions));
             }
@@ -464,10 +477,8 @@ impl WorkflowQueue<'_> {
     }
 
     pub fn run(&self, id: &str) -> Result<Option<WorkflowRunRecord>, StoreError> {
-        self.store.with(|c| {
-            Ok(c.query_row(&format!("{RUN} WHERE id = ?1"), [id], run_row)
-                .optional()?)
-        })
+        self.store
+            .with(|c| c.query_opt(&format!("{RUN} WHERE id = ?1"), p![id], run_row))
     }
 }
 
@@ -492,12 +503,11 @@ pub struct TenantWorkflows<'a> {
 impl TenantWorkflows<'_> {
     pub fn trigger(&self, id: &str) -> Result<Option<TriggerRecord>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 &format!("{TRIGGER} WHERE tenant_id = ?1 AND id = ?2"),
-                params![self.tenant.as_str(), id],
+                p![self.tenant.as_str(), id],
                 trigger_row,
             )
-            .optional()?)
         })
     }
 
@@ -507,8 +517,8 @@ impl TenantWorkflows<'_> {
             let mut st = c.prepare(&format!(
                 "{RUN} WHERE tenant_id = ?1 AND trigger_id = ?2 ORDER BY seq"
             ))?;
-            let rows = st.query_map(params![self.tenant.as_str(), trigger], run_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let rows = st.query_map(p![self.tenant.as_str(), trigger], run_row)?;
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -523,14 +533,14 @@ impl TenantWorkflows<'_> {
     ) -> Result<Vec<WorkflowRunRecord>, StoreError> {
         self.store.with(|c| {
             let mut st = c.prepare(&format!(
-                "{RUN} WHERE tenant_id = ?1 AND seq < ?2 AND (?3 IS NULL OR repo_id = ?3) AND (?4 IS NULL OR commit_sha = ?4)
+                "{RUN} WHERE tenant_id = ?1 AND seq < ?2 AND (CAST(?3 AS TEXT) IS NULL OR repo_id = ?3) AND (CAST(?4 AS TEXT) IS NULL OR commit_sha = ?4)
                  ORDER BY seq DESC LIMIT ?5"
             ))?;
             let rows = st.query_map(
-                params![self.tenant.as_str(), before.unwrap_or(i64::MAX), repo, commit, limit as i64],
+                p![self.tenant.as_str(), before.unwrap_or(i64::MAX), repo, commit, limit as i64],
                 run_row,
             )?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
     }
 
@@ -539,18 +549,16 @@ impl TenantWorkflows<'_> {
         id: &str,
     ) -> Result<Option<(WorkflowRunRecord, Vec<WorkflowJobRecord>)>, StoreError> {
         self.store.with(|c| {
-            let Some(run) = c
-                .query_row(
-                    &format!("{RUN} WHERE tenant_id = ?1 AND id = ?2"),
-                    params![self.tenant.as_str(), id],
-                    run_row,
-                )
-                .optional()?
+            let Some(run) = c.query_opt(
+                &format!("{RUN} WHERE tenant_id = ?1 AND id = ?2"),
+                p![self.tenant.as_str(), id],
+                run_row,
+            )?
             else {
                 return Ok(None);
             };
             let mut st = c.prepare(&format!("{JOB} WHERE run_id = ?1 ORDER BY position"))?;
-            let jobs = st.query_map([id], job_row)?.collect::<Result<_, _>>()?;
+            let jobs = st.query_map(p![id], job_row)?.collect::<Result<_, _>>()?;
             Ok(Some((run, jobs)))
         })
     }
@@ -558,13 +566,12 @@ impl TenantWorkflows<'_> {
     /// A job's log, masked and capped as it was stored.
     pub fn log(&self, run: &str, job: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.store.with(|c| {
-            Ok(c.query_row(
+            c.query_opt(
                 "SELECT CAST(j.log AS BLOB) FROM workflow_jobs j JOIN workflow_runs r ON r.id = j.run_id
                  WHERE r.tenant_id = ?1 AND r.id = ?2 AND j.job_id = ?3",
-                params![self.tenant.as_str(), run, job],
+                p![self.tenant.as_str(), run, job],
                 |r| r.get(0),
             )
-            .optional()?)
         })
     }
 
@@ -575,29 +582,28 @@ impl TenantWorkflows<'_> {
     ) -> Result<WorkflowCancel, StoreError> {
         let at = now_ms();
         self.store.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.transaction()?;
             let state: Option<String> = tx
-                .query_row(
+                .query_opt(
                     "SELECT state FROM workflow_runs WHERE tenant_id = ?1 AND id = ?2",
-                    params![self.tenant.as_str(), id],
+                    p![self.tenant.as_str(), id],
                     |r| r.get(0),
-                )
-                .optional()?;
+                )?;
             let outcome = match state.as_deref() {
                 None => return Ok(WorkflowCancel::NotFound),
                 Some("queued") => {
                     tx.execute(
                         "UPDATE workflow_runs SET state = 'cancelled', finished_at = ?2, cancel_requested = 1 WHERE id = ?1",
-                        params![id, at],
+                        p![id, at],
                     )?;
                     tx.execute(
                         "UPDATE workflow_jobs SET state = 'cancelled', finished_at = ?2 WHERE run_id = ?1",
-                        params![id, at],
+                        p![id, at],
                     )?;
                     WorkflowCancel::Cancelled
                 }
                 Some("running") => {
-                    tx.execute("UPDATE workflow_runs SET cancel_requested = 1 WHERE id = ?1", [id])?;
+                    tx.execute("UPDATE workflow_runs SET cancel_requested = 1 WHERE id = ?1", p![id])?;
                     WorkflowCancel::Requested
                 }
                 Some(other) => return Ok(WorkflowCancel::AlreadyFinal(other.to_owned())),
