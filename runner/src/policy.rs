@@ -11,7 +11,7 @@ use crate::backend::uids::UidRange;
 pub const EMBEDDED_POLICY: &str = include_str!("../../policies/sandbox.toml");
 /// The seccomp profile the embedded policy names.
 pub const EMBEDDED_SECCOMP: &str = include_str!("../../policies/seccomp/sandbox.json");
-const EMBEDDED_SECCOMP_NAME: &str = "seccomp/sandbox.json";
+pub(crate) const EMBEDDED_SECCOMP_NAME: &str = "seccomp/sandbox.json";
 
 /// Lowest uid a sandbox may run as: keeps sandbox users clear of system and
 /// regular login users on the host.
@@ -172,7 +172,7 @@ impl SandboxPolicy {
         })
     }
 
-    fn parse(
+    pub(crate) fn parse(
         text: &str,
         origin: &str,
         read_profile: impl Fn(&Path) -> std::io::Result<String>,
