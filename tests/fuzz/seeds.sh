@@ -87,18 +87,19 @@ tar --sort=name --owner=0 --group=0 --mtime=@0 -C "$layer/fs" -cf "$layer/layer.
 seed layer_stream < "$layer/layer.tar"
 gzip -9n < "$layer/layer.tar" | seed layer_stream
 
-# Go build information, from a Go binary on this machine when there is one.
+# Go build information, from a Go binary on this machine when there is one;
+# elf_scan inputs start with 4 control bytes (size error 0, reads of 4096).
 for bin in /usr/bin/docker-registry /usr/bin/dockerd /usr/bin/containerd; do
   if [ -f "$bin" ]; then
     off=$(LC_ALL=C grep -obUaP '\xff Go buildinf:' "$bin" | head -1 | cut -d: -f1 || true)
     if [ -n "$off" ]; then
       tail -c +$((off + 1)) "$bin" | head -c 8192 | seed go_buildinfo || true
-      head -c 4096 "$bin" | seed elf_scan || true
+      { printf '\0\0\0\020'; head -c 4096 "$bin"; } | seed elf_scan || true
       break
     fi
   fi
 done
-head -c 2048 /bin/true | seed elf_scan || true
+{ printf '\0\0\0\020'; head -c 2048 /bin/true; } | seed elf_scan || true
 
 seed cargo_auditable 001 <<'EOF'
 {"packages":[{"name":"serde","version":"1.0.200","source":"crates.io","dependencies":[1]},{"name":"app","version":"0.1.0","source":"local","root":true}]}

@@ -1,50 +1,41 @@
 //! The ELF reader for executables in layers ([`binary::scan`]), fed the way
 //! a tar entry is: a stream in pieces, with a size the header claims.
+//! Input: 2 bytes of size error (i16, little-endian), 2 bytes of read size,
+//! then the file, so seeds that are real executables keep their header.
 #![no_main]
 
 use std::io::Read;
 
-use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use parser_fuzz::MAX_WARNINGS_PER_FILE;
 use pipeline::sbom::catalog::{Found, binary};
 
-#[derive(Debug, Arbitrary)]
-struct Input {
-    /// Bytes claimed beyond (or short of) the content, as a cut archive does.
-    size_delta: i16,
-    read_sizes: Vec<u16>,
-    bytes: Vec<u8>,
-}
-
-/// Hands out at most the next planned number of bytes per read.
+/// Hands out at most `step` bytes per read.
 struct Pieces<'a> {
     data: &'a [u8],
-    sizes: std::slice::Iter<'a, u16>,
+    step: usize,
 }
 
 impl Read for Pieces<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = self
-            .sizes
-            .next()
-            .map_or(usize::MAX, |&s| usize::from(s).max(1));
-        let n = want.min(buf.len()).min(self.data.len());
+        let n = self.step.min(buf.len()).min(self.data.len());
         buf[..n].copy_from_slice(&self.data[..n]);
         self.data = &self.data[n..];
         Ok(n)
     }
 }
 
-fuzz_target!(|input: Input| {
-    let size = (input.bytes.len() as i64 + i64::from(input.size_delta)).max(0) as u64;
-    let mut r = Pieces {
-        data: &input.bytes,
-        sizes: input.read_sizes.iter(),
+fuzz_target!(|data: &[u8]| {
+    let Some((head, bytes)) = data.split_first_chunk::<4>() else {
+        return;
     };
+    let delta = i16::from_le_bytes([head[0], head[1]]);
+    let step = usize::from(u16::from_le_bytes([head[2], head[3]])).max(1);
+    let size = (bytes.len() as i64 + i64::from(delta)).max(0) as u64;
+    let mut r = Pieces { data: bytes, step };
     let captured = binary::scan(&mut r, size).expect("reading from memory cannot fail");
     // The same bytes read in one piece give the same answer.
-    let whole = binary::scan(&mut &input.bytes[..], size).expect("memory");
+    let whole = binary::scan(&mut &bytes[..], size).expect("memory");
     assert_eq!(captured, whole, "the answer depends on how reads are split");
     if let Some(c) = captured {
         assert!(c.warnings.len() <= MAX_WARNINGS_PER_FILE);

@@ -36,13 +36,23 @@ fuzz_target!(|input: Input| {
     }
     // Entries of the top layer are never hidden by that layer's own
     // whiteouts: each one with a usable name is there.
-    if let Some(top) = layers.len().checked_sub(1) {
+    // (Unless the layer holds raw GNU long-name or PAX records, which rename
+    // the entry after them.)
+    let renames =
+        |e: &TarEntry| matches!(e.kind, EntryType::Other(b'L' | b'K' | b'x' | b'g' | b'X'));
+    if let Some(top) = layers
+        .len()
+        .checked_sub(1)
+        .filter(|&t| !layers[t].iter().any(renames))
+    {
         let mut cut = false;
         for e in &layers[top] {
             if cut {
                 break;
             }
-            cut = e.content.claim_extra.is_some_and(|x| x > 0) && matches!(e.kind, EntryType::File);
+            // Any entry whose header claims more than follows ends the
+            // stream (see `append_entry`), whatever its type.
+            cut = e.content.claim_extra.is_some_and(|x| x > 0);
             if !matches!(
                 e.kind,
                 EntryType::File | EntryType::Dir | EntryType::Symlink
