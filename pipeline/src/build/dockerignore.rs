@@ -188,6 +188,10 @@ impl<'a> Glob<'a> {
 mod tests {
     use super::*;
 
+    fn glob(p: &[u8], s: &[u8]) -> bool {
+        Glob::new(p).matches(s)
+    }
+
     /// Found reading the matcher for the `dockerignore` fuzz target: both
     /// `*` within a name and `**` across names were matched by trying every
     /// split, exponential in the number of wildcards.
