@@ -179,13 +179,36 @@ pub(crate) fn from_docker_config(
             });
         }
     };
+    match lookup_docker_config(&text, path, host)? {
+        ConfigLookup::Credentials(c) => Ok(Some(c)),
+        ConfigLookup::Helper(name) => run_helper(&name, host),
+        ConfigLookup::Nothing => Ok(None),
+    }
+}
+
+/// What the Docker config file says about a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigLookup {
+    Credentials(Credentials),
+    /// `docker-credential-NAME` is to be asked (a bare name, never a path).
+    Helper(String),
+    Nothing,
+}
+
+/// Reads the text of the Docker config file at `path` (named in messages)
+/// for `host`. Runs nothing: a helper it names is returned, checked.
+pub fn lookup_docker_config(
+    text: &str,
+    path: &Path,
+    host: &str,
+) -> Result<ConfigLookup, CredentialsError> {
     let config: DockerConfig =
         serde_json::from_str(&text).map_err(|e| CredentialsError::Config {
             path: path.to_owned(),
             message: format!("not valid JSON: {e}"),
         })?;
-    if let Some((_, helper)) = config.cred_helpers.iter().find(|(k, _)| same_host(k, host)) {
-        return run_helper(helper, host);
+    if let Some((key, helper)) = config.cred_helpers.iter().find(|(k, _)| same_host(k, host)) {
+        return helper_named(helper, &format!("credHelpers.{key}"), path);
     }
     if let Some((_, entry)) = config.auths.iter().find(|(k, _)| same_host(k, host)) {
         let origin = path.display().to_string();
@@ -202,14 +225,14 @@ pub(crate) fn from_docker_config(
                     ),
                 });
             };
-            return Ok(Some(Credentials {
+            return Ok(ConfigLookup::Credentials(Credentials {
                 username: user.to_owned(),
                 password: Secret(pass.to_owned()),
                 origin,
             }));
         }
         if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-            return Ok(Some(Credentials {
+            return Ok(ConfigLookup::Credentials(Credentials {
                 username: u.clone(),
                 password: Secret(p.clone()),
                 origin,
@@ -217,9 +240,24 @@ pub(crate) fn from_docker_config(
         }
     }
     match &config.creds_store {
-        Some(store) if !store.is_empty() => run_helper(store, host),
-        _ => Ok(None),
+        Some(store) if !store.is_empty() => helper_named(store, "credsStore", path),
+        _ => Ok(ConfigLookup::Nothing),
     }
+}
+
+/// A helper name from the config: `docker-credential-NAME` is looked up on
+/// `PATH`, so a name with a `/` would run a file relative to the working
+/// directory instead.
+fn helper_named(name: &str, key: &str, path: &Path) -> Result<ConfigLookup, CredentialsError> {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) {
+        return Err(CredentialsError::Config {
+            path: path.to_owned(),
+            message: format!(
+                "{key} is {name:?}; name a credential helper (`pass` runs docker-credential-pass), not a path"
+            ),
+        });
+    }
+    Ok(ConfigLookup::Helper(name.to_owned()))
 }
 
 /// Runs `docker-credential-NAME get`; "not found" answers are no
@@ -332,6 +370,23 @@ mod tests {
         assert!(
             e.contains("docker-credential-pipeline-test-no-such-helper"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn helper_names_are_never_paths() {
+        for json in [
+            r#"{"credHelpers":{"h:1":"../../tmp/evil"}}"#,
+            r#"{"credsStore":"/bin/sh"}"#,
+        ] {
+            let e = lookup_docker_config(json, Path::new("config.json"), "h:1")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a path"), "{e}");
+        }
+        assert_eq!(
+            lookup_docker_config(r#"{"credsStore":"pass"}"#, Path::new("c"), "h:1").unwrap(),
+            ConfigLookup::Helper("pass".into())
         );
     }
 

@@ -60,6 +60,17 @@ pub fn canonical(
             reason: e.to_string(),
         }
     };
+    // The purl crate writes a version's `/` unescaped and reads it back as
+    // a path separator: the purl would name another package (found by the
+    // `purl` fuzz target's build → parse round trip).
+    if version.contains('/') {
+        let mut path: Vec<&str> = namespace.to_vec();
+        path.push(name);
+        return Err(PurlError {
+            purl: format!("pkg:{kind}/{}@{version}", path.join("/")),
+            reason: "the version contains `/`, which does not read back from a package URL".into(),
+        });
+    }
     let mut purl = PackageUrl::new(kind, name).map_err(fail)?;
     if !namespace.is_empty() {
         purl.with_namespace(namespace.join("/")).map_err(fail)?;
@@ -222,6 +233,16 @@ fn normalize_namespace(kind: &str, ns: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `purl` fuzz target: `pkg:npm/a@1/2` did not read back
+    /// as version `1/2`.
+    #[test]
+    fn versions_with_a_slash_are_refused() {
+        let e = canonical("npm", &[], "a", "1.0/2", &[]).unwrap_err();
+        assert!(e.reason.contains("`/`"), "{e}");
+        let ok = canonical("npm", &[], "a", "1.0-2", &[]).unwrap();
+        assert_eq!(Purl::parse(&ok).unwrap().version.as_deref(), Some("1.0-2"));
+    }
 
     fn p(s: &str) -> Purl {
         Purl::parse(s).unwrap()

@@ -20,3 +20,28 @@ pub mod service;
 pub mod submission;
 pub mod verdict;
 pub mod workflow;
+
+/// Entry points for the fuzz targets (`tests/fuzz`) into parsers whose
+/// production callers read their input from files: the same functions,
+/// given the text directly. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    use crate::policy::{EMBEDDED_SECCOMP, EMBEDDED_SECCOMP_NAME, PolicyError, SandboxPolicy};
+
+    /// [`SandboxPolicy::load`] without the file: the seccomp profile it may
+    /// name resolves to the embedded one, like [`SandboxPolicy::embedded`].
+    pub fn sandbox_policy(text: &str) -> Result<SandboxPolicy, PolicyError> {
+        SandboxPolicy::parse(text, "fuzz input", |p| {
+            if p == Path::new(EMBEDDED_SECCOMP_NAME) {
+                Ok(EMBEDDED_SECCOMP.to_owned())
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "only seccomp/sandbox.json exists here",
+                ))
+            }
+        })
+    }
+}

@@ -11,7 +11,7 @@ use crate::backend::uids::UidRange;
 pub const EMBEDDED_POLICY: &str = include_str!("../../policies/sandbox.toml");
 /// The seccomp profile the embedded policy names.
 pub const EMBEDDED_SECCOMP: &str = include_str!("../../policies/seccomp/sandbox.json");
-const EMBEDDED_SECCOMP_NAME: &str = "seccomp/sandbox.json";
+pub(crate) const EMBEDDED_SECCOMP_NAME: &str = "seccomp/sandbox.json";
 
 /// Lowest uid a sandbox may run as: keeps sandbox users clear of system and
 /// regular login users on the host.
@@ -172,7 +172,7 @@ impl SandboxPolicy {
         })
     }
 
-    fn parse(
+    pub(crate) fn parse(
         text: &str,
         origin: &str,
         read_profile: impl Fn(&Path) -> std::io::Result<String>,
@@ -207,10 +207,15 @@ impl SandboxPolicy {
             .map_err(|p| invalid("output.stderr_max_bytes", p))?;
 
         let c = &file.container;
-        if !(c.cpus > 0.0 && c.cpus <= 256.0) {
+        // Quotas are whole milli-CPUs: a value that rounds to none would
+        // give Docker a quota of 0, which means no limit at all.
+        if !(c.cpus >= 0.001 && c.cpus <= 256.0) {
             return Err(invalid(
                 "container.cpus",
-                format!("is {}; it must be above 0 and at most 256", c.cpus),
+                format!(
+                    "is {}; it must be at least 0.001 (one milli-CPU) and at most 256",
+                    c.cpus
+                ),
             ));
         }
         for (key, mb) in [
@@ -352,6 +357,18 @@ mod tests {
         assert_eq!(p.container.nano_cpus, 1_000_000_000);
         assert!(matches!(p.container.seccomp, Seccomp::Profile { .. }));
         assert!(p.run.wall_time_ms.default <= p.run.wall_time_ms.max);
+    }
+
+    /// Found by the `sandbox_policy` fuzz target: 0.0004 passed the
+    /// "above 0" check and rounded to a quota of 0 nano-CPUs (no limit).
+    #[test]
+    fn cpus_that_round_to_no_quota_are_refused() {
+        for cpus in ["cpus = 0.0004", "cpus = 1e-300", "cpus = 0.0"] {
+            let err = with("cpus = 1.0", cpus).unwrap_err().to_string();
+            assert!(err.contains("at least 0.001"), "{cpus}: {err}");
+        }
+        let p = with("cpus = 1.0", "cpus = 0.001").unwrap();
+        assert_eq!(p.container.nano_cpus, 1_000_000);
     }
 
     #[test]

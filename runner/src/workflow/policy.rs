@@ -370,10 +370,12 @@ fn limits(l: &LimitsFile) -> Result<(JobLimits, JobLimitsMax), Problem> {
     check("wall_time_minutes", &l.wall_time_minutes, 1, 7 * 24 * 60)?;
     check("log_bytes", &l.log_bytes, 1024, 1 << 34)?;
     let c = l.cpus;
-    if !(c.default > 0.0 && c.max > 0.0 && c.max <= 256.0) {
+    // Quotas are whole milli-CPUs: a value that rounds to none would give
+    // the engine a quota of 0, which means no limit at all.
+    if !(c.default >= 0.001 && c.max >= 0.001 && c.max <= 256.0) {
         return Err((
             "cpus",
-            "must be above 0 and at most 256 (default and max)".into(),
+            "must be at least 0.001 (one milli-CPU) and at most 256 (default and max)".into(),
         ));
     }
     if c.default > c.max {
@@ -455,6 +457,25 @@ mod tests {
 
     fn err(replace: &str, by: &str) -> String {
         with(replace, by).unwrap_err().to_string()
+    }
+
+    /// Found by the `workflow_policy` fuzz target: 0.0004 passed the
+    /// "above 0" check and rounded to a quota of 0 nano-CPUs (no limit).
+    #[test]
+    fn cpus_that_round_to_no_quota_are_refused() {
+        for by in [
+            "cpus = { default = 0.0004, max = 4.0 }",
+            "cpus = { default = 0.0004, max = 0.0004 }",
+        ] {
+            let e = err("cpus = { default = 2.0, max = 4.0 }", by);
+            assert!(e.contains("at least 0.001"), "{by}: {e}");
+        }
+        let p = with(
+            "cpus = { default = 2.0, max = 4.0 }",
+            "cpus = { default = 0.001, max = 4.0 }",
+        )
+        .unwrap();
+        assert_eq!(p.defaults.nano_cpus, 1_000_000);
     }
 
     #[test]
@@ -562,7 +583,7 @@ mod tests {
             "cpus = { default = 2.0, max = 4.0 }",
             "cpus = { default = 0.0, max = 4.0 }",
         );
-        assert!(e.contains("limits.cpus must be above 0"), "{e}");
+        assert!(e.contains("limits.cpus must be at least 0.001"), "{e}");
         let e = err(
             "pids = { default = 1024, max = 4096 }",
             "pids = { default = 1, max = 4096 }",

@@ -1,9 +1,7 @@
 //! Alpine packages: `lib/apk/db/installed`, paragraphs of `K:value` lines.
 
 use super::dpkg::drop_cut_paragraph;
-use super::{Ecosystem, Ending, Record};
-
-const MAX_WARNINGS_PER_FILE: usize = 20;
+use super::{Ecosystem, Ending, MAX_WARNINGS_PER_FILE, Record};
 
 /// Packages of the apk database. The end of the file ends the last
 /// paragraph, final newline or not.

@@ -1,11 +1,7 @@
 //! Debian packages: `var/lib/dpkg/status`, distroless `status.d/*` files,
 //! and licences from `usr/share/doc/PKG/copyright`.
 
-use super::{Ecosystem, Ending, Record};
-
-/// At most this many format warnings per file: a corrupt file is one
-/// problem, not thousands.
-const MAX_WARNINGS_PER_FILE: usize = 20;
+use super::{Ecosystem, Ending, MAX_WARNINGS_PER_FILE, Record};
 
 /// `Status:` states (its third word) in which the package's files are on
 /// disk. `config-files` and `not-installed` entries are leftovers of removed

@@ -263,7 +263,25 @@ pub fn parse_file(want: Want, path: &str, bytes: &[u8], ending: Ending) -> Captu
                 .collect(),
         ),
     };
-    Captured { found, warnings }
+    Captured {
+        found,
+        warnings: bounded(warnings),
+    }
+}
+
+/// At most this many warnings per file: a corrupt file is one problem, not
+/// thousands (a hostile status file could otherwise add one per stanza, and
+/// each is kept in memory and written into the SBOM).
+pub const MAX_WARNINGS_PER_FILE: usize = 20;
+
+/// Keeps the first [`MAX_WARNINGS_PER_FILE`] warnings and counts the rest.
+pub(crate) fn bounded(mut warnings: Vec<String>) -> Vec<String> {
+    if warnings.len() > MAX_WARNINGS_PER_FILE {
+        let more = warnings.len() - MAX_WARNINGS_PER_FILE;
+        warnings.truncate(MAX_WARNINGS_PER_FILE);
+        warnings.push(format!("{more} more warnings about this file"));
+    }
+    warnings
 }
 
 /// UTF-8 text, with invalid bytes replaced and a warning.
@@ -283,6 +301,22 @@ fn decode(bytes: &[u8], warnings: &mut Vec<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `dpkg_status` fuzz target: every stanza with a space in
+    /// its version added a warning, without bound.
+    #[test]
+    fn warnings_per_file_are_bounded() {
+        let status = "Package: a\nVersion: 1 2\n\n".repeat(5000);
+        let c = parse(Want::DpkgStatus, "var/lib/dpkg/status", status.as_bytes());
+        assert_eq!(c.warnings.len(), MAX_WARNINGS_PER_FILE + 1);
+        assert_eq!(
+            c.warnings[MAX_WARNINGS_PER_FILE],
+            "4980 more warnings about this file"
+        );
+        let apk = "P:a\n\n".repeat(5000);
+        let c = parse(Want::ApkInstalled, "lib/apk/db/installed", apk.as_bytes());
+        assert_eq!(c.warnings.len(), MAX_WARNINGS_PER_FILE + 1);
+    }
 
     #[test]
     fn classification_by_path() {

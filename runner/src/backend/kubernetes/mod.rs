@@ -578,7 +578,9 @@ fn record(ns: &Namespace, grace: Duration) -> Record {
     let deadline = notes
         .get(objects::DEADLINE)
         .and_then(|d| d.parse::<u64>().ok())
-        .map(|d| d + grace.as_secs())
+        // A namespace's annotations are not ours alone to write: a huge
+        // deadline saturates rather than overflowing.
+        .map(|d| d.saturating_add(grace.as_secs()))
         // No readable deadline: treat it as long past.
         .unwrap_or(0);
     Record {

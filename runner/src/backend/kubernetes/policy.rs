@@ -29,6 +29,10 @@ pub enum NamespacePolicyError {
     },
 }
 
+/// The longest grace after a job's deadline before its namespace is swept:
+/// a day is already far longer than any job should outlive its deadline.
+pub const MAX_DEADLINE_GRACE_SECS: u64 = 24 * 60 * 60;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
@@ -208,6 +212,15 @@ impl NamespacePolicy {
         check_quota(&file.quota).map_err(|(k, p)| invalid(&format!("quota.{k}"), p))?;
         check_limits(&file.limit_range)
             .map_err(|(k, p)| invalid(&format!("limit_range.{k}"), p))?;
+        if file.deadline_grace_secs > MAX_DEADLINE_GRACE_SECS {
+            return Err(invalid(
+                "deadline_grace_secs",
+                format!(
+                    "is {}; it must be at most {MAX_DEADLINE_GRACE_SECS} (a day): the sweeper adds it to every deadline",
+                    file.deadline_grace_secs
+                ),
+            ));
+        }
         if file.start_timeout_secs == 0 || file.start_timeout_secs > 3600 {
             return Err(invalid(
                 "start_timeout_secs",
@@ -405,6 +418,23 @@ mod tests {
             Err(NamespacePolicyError::Invalid { key: k, .. }) => assert_eq!(k, key),
             other => panic!("{to}: expected {key} refused, got {other:?}"),
         }
+    }
+
+    /// Found by the `kubernetes_policy` fuzz target: a grace near u64::MAX
+    /// overflowed when the sweeper added it to a namespace's deadline.
+    #[test]
+    fn a_deadline_grace_beyond_a_day_is_refused() {
+        refused(
+            "deadline_grace_secs = 300",
+            "deadline_grace_secs = 18446744073709551615",
+            "deadline_grace_secs",
+        );
+        refused(
+            "deadline_grace_secs = 300",
+            "deadline_grace_secs = 86401",
+            "deadline_grace_secs",
+        );
+        with("deadline_grace_secs = 300", "deadline_grace_secs = 86400").unwrap();
     }
 
     #[test]

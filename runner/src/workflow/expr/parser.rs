@@ -19,6 +19,13 @@ use crate::workflow::suggest::did_you_mean;
 /// risking the parser's stack on an untrusted file.
 const MAX_DEPTH: usize = 32;
 
+/// How many operators (`||`, `&&`, `==`, `!=`, `!`) one expression may hold.
+/// A flat chain (`a || a || …`) nests no parentheses but still builds a
+/// tree as deep as it is long, which evaluation, `Drop` and every visitor
+/// walk recursively: on a worker thread's stack, an untrusted workflow could
+/// overflow it.
+pub const MAX_OPERATORS: usize = 1000;
+
 const CONTEXTS: &str = "github, env, matrix, secrets and needs";
 
 /// Parses `src` (the text between `${{` and `}}`, or a whole `if`), whose
@@ -37,6 +44,7 @@ pub fn parse(src: &str, base: usize, scope: &Scope<'_>) -> Result<Expr, ExprErro
         scope,
         end: base + src.chars().count(),
         depth: 0,
+        operators: 0,
     };
     let e = p.or()?;
     if let Some(t) = p.peek() {
@@ -57,6 +65,7 @@ struct P<'s> {
     scope: &'s Scope<'s>,
     end: usize,
     depth: usize,
+    operators: usize,
 }
 
 fn describe(t: &Tok) -> String {
@@ -127,9 +136,24 @@ impl P<'_> {
         Ok(())
     }
 
+    /// Counts an operator just read; refuses the expression past the bound.
+    fn operator(&mut self) -> Result<(), ExprError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(ExprError::new(
+                self.here(),
+                format!(
+                    "the expression has more than {MAX_OPERATORS} operators: split it, or compute the value in a step"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Expr, ExprError> {
         let mut e = self.and()?;
         while self.eat(&Tok::Or) {
+            self.operator()?;
             e = Expr::Or(Box::new(e), Box::new(self.and()?));
         }
         Ok(e)
@@ -138,6 +162,7 @@ impl P<'_> {
     fn and(&mut self) -> Result<Expr, ExprError> {
         let mut e = self.eq()?;
         while self.eat(&Tok::And) {
+            self.operator()?;
             e = Expr::And(Box::new(e), Box::new(self.eq()?));
         }
         Ok(e)
@@ -147,8 +172,10 @@ impl P<'_> {
         let mut e = self.unary()?;
         loop {
             if self.eat(&Tok::Eq) {
+                self.operator()?;
                 e = Expr::Eq(Box::new(e), Box::new(self.unary()?));
             } else if self.eat(&Tok::Ne) {
+                self.operator()?;
                 e = Expr::Ne(Box::new(e), Box::new(self.unary()?));
             } else {
                 return Ok(e);
@@ -158,6 +185,7 @@ impl P<'_> {
 
     fn unary(&mut self) -> Result<Expr, ExprError> {
         if self.eat(&Tok::Not) {
+            self.operator()?;
             self.nest()?;
             let e = Expr::Not(Box::new(self.unary()?));
             self.depth -= 1;
@@ -488,6 +516,19 @@ mod tests {
 
     fn lit_b(b: bool) -> Box<Expr> {
         Box::new(Expr::Lit(Value::Bool(b)))
+    }
+
+    /// Found by the `workflow_expr` fuzz target: a long flat chain parsed
+    /// into a tree as deep as the chain, and evaluating (or dropping) it
+    /// overflowed the stack.
+    #[test]
+    fn operators_are_bounded() {
+        let chain = |n: usize| vec!["true"; n + 1].join(" || ");
+        assert!(p(&chain(MAX_OPERATORS)).is_ok());
+        let e = p(&chain(MAX_OPERATORS + 1)).unwrap_err();
+        assert!(e.message.contains("more than 1000 operators"), "{e:?}");
+        let e = p(&vec!["1 == 1"; 200_000].join(" && ")).unwrap_err();
+        assert!(e.message.contains("operators"), "{e:?}");
     }
 
     #[test]
