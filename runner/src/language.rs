@@ -42,11 +42,11 @@ struct StageFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("{origin}/{dir}/manifest.toml: {message}")]
+    #[error("{origin}/{dir}/manifest.toml: {problem}")]
     Invalid {
         origin: String,
         dir: String,
-        message: String,
+        problem: ManifestProblem,
     },
     #[error("{origin}: language name or alias {name:?} is used by both {first} and {second}")]
     Clash {
@@ -55,6 +55,58 @@ pub enum ManifestError {
         first: String,
         second: String,
     },
+}
+
+/// What is wrong inside one language's manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestProblem {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("name {name:?} must be lowercase, without spaces")]
+    Name { name: String },
+    #[error("alias {alias:?} must be lowercase, without spaces")]
+    Alias { alias: String },
+    #[error("version is empty")]
+    NoVersion,
+    #[error("test_file {test_file:?} is not in {dir}/")]
+    NoTestFile { test_file: String, dir: String },
+    #[error("{dir}/Dockerfile is missing")]
+    NoDockerfile { dir: String },
+    #[error("version_command is empty")]
+    NoVersionCommand,
+    /// `stage` is `compile` or `run`.
+    #[error("[{stage}] {problem}")]
+    Command {
+        stage: &'static str,
+        problem: TemplateProblem,
+    },
+}
+
+/// Why a stage's command template is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TemplateProblem {
+    #[error("command is empty")]
+    Empty,
+    #[error(
+        "{element:?}: pass the entry file as \"./{{entry}}\", or as \"{{entry}}\" after a \"--\" element, so its name is never read as an option"
+    )]
+    EntryAsOption { element: String },
+    #[error("unclosed placeholder in {element:?}")]
+    Unclosed { element: String },
+    #[error("unknown placeholder {placeholder} in {element:?}; known: {}", PLACEHOLDERS.join(", "))]
+    Unknown {
+        placeholder: String,
+        element: String,
+    },
+    #[error("{placeholder} must be a whole argument, not part of {element:?}")]
+    NotWhole {
+        placeholder: String,
+        element: String,
+    },
+    #[error("{{args}} belongs in the run command only")]
+    ArgsOutsideRun,
+    #[error("{{sources}} needs source_extensions")]
+    SourcesWithoutExtensions,
 }
 
 /// A command template: placeholders are filled per submission.
@@ -93,39 +145,44 @@ pub struct Language {
 /// what keeps it a class name.
 const PLACEHOLDERS: [&str; 4] = ["{entry}", "{entry_stem}", "{sources}", "{args}"];
 
-fn check_template(cmd: &[String], is_run: bool, has_ext: bool) -> Result<(), String> {
+fn check_template(cmd: &[String], is_run: bool, has_ext: bool) -> Result<(), TemplateProblem> {
     if cmd.is_empty() {
-        return Err("command is empty".into());
+        return Err(TemplateProblem::Empty);
     }
     for (i, el) in cmd.iter().enumerate() {
         if el.contains("{entry}")
             && el != "./{entry}"
             && !(el == "{entry}" && i > 0 && cmd[..i].iter().any(|e| e == "--"))
         {
-            return Err(format!(
-                "{el:?}: pass the entry file as \"./{{entry}}\", or as \"{{entry}}\" after a \"--\" element, so its name is never read as an option"
-            ));
+            return Err(TemplateProblem::EntryAsOption {
+                element: el.clone(),
+            });
         }
         let mut rest = el.as_str();
         while let Some(start) = rest.find('{') {
             let end = rest[start..]
                 .find('}')
-                .ok_or_else(|| format!("unclosed placeholder in {el:?}"))?;
+                .ok_or_else(|| TemplateProblem::Unclosed {
+                    element: el.clone(),
+                })?;
             let ph = &rest[start..start + end + 1];
             if !PLACEHOLDERS.contains(&ph) {
-                return Err(format!(
-                    "unknown placeholder {ph} in {el:?}; known: {}",
-                    PLACEHOLDERS.join(", ")
-                ));
+                return Err(TemplateProblem::Unknown {
+                    placeholder: ph.to_owned(),
+                    element: el.clone(),
+                });
             }
             if (ph == "{sources}" || ph == "{args}") && el != ph {
-                return Err(format!("{ph} must be a whole argument, not part of {el:?}"));
+                return Err(TemplateProblem::NotWhole {
+                    placeholder: ph.to_owned(),
+                    element: el.clone(),
+                });
             }
             if ph == "{args}" && !is_run {
-                return Err("{args} belongs in the run command only".into());
+                return Err(TemplateProblem::ArgsOutsideRun);
             }
             if ph == "{sources}" && !has_ext {
-                return Err("{sources} needs source_extensions".into());
+                return Err(TemplateProblem::SourcesWithoutExtensions);
             }
             rest = &rest[start + end + 1..];
         }
@@ -134,42 +191,58 @@ fn check_template(cmd: &[String], is_run: bool, has_ext: bool) -> Result<(), Str
 }
 
 impl Language {
-    fn from_manifest(dir: &str, text: &str, sources: &ImageSources) -> Result<Language, String> {
-        let m: ManifestFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    fn from_manifest(
+        dir: &str,
+        text: &str,
+        sources: &ImageSources,
+    ) -> Result<Language, ManifestProblem> {
+        let m: ManifestFile = toml::from_str(text)?;
         if m.name.is_empty()
             || m.name
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_uppercase())
         {
-            return Err(format!(
-                "name {:?} must be lowercase, without spaces",
-                m.name
-            ));
+            return Err(ManifestProblem::Name { name: m.name });
         }
         if let Some(a) = m
             .aliases
             .iter()
             .find(|a| a.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_uppercase()))
         {
-            return Err(format!("alias {a:?} must be lowercase, without spaces"));
+            return Err(ManifestProblem::Alias { alias: a.clone() });
         }
         if m.version.is_empty() {
-            return Err("version is empty".into());
+            return Err(ManifestProblem::NoVersion);
         }
         if sources.file(&format!("{dir}/{}", m.test_file)).is_none() {
-            return Err(format!("test_file {:?} is not in {dir}/", m.test_file));
+            return Err(ManifestProblem::NoTestFile {
+                test_file: m.test_file,
+                dir: dir.to_owned(),
+            });
         }
         if sources.file(&format!("{dir}/Dockerfile")).is_none() {
-            return Err(format!("{dir}/Dockerfile is missing"));
+            return Err(ManifestProblem::NoDockerfile {
+                dir: dir.to_owned(),
+            });
         }
         if m.version_command.is_empty() {
-            return Err("version_command is empty".into());
+            return Err(ManifestProblem::NoVersionCommand);
         }
         let has_ext = !m.source_extensions.is_empty();
         if let Some(c) = &m.compile {
-            check_template(&c.command, false, has_ext).map_err(|e| format!("[compile] {e}"))?;
+            check_template(&c.command, false, has_ext).map_err(|problem| {
+                ManifestProblem::Command {
+                    stage: "compile",
+                    problem,
+                }
+            })?;
         }
-        check_template(&m.run.command, true, has_ext).map_err(|e| format!("[run] {e}"))?;
+        check_template(&m.run.command, true, has_ext).map_err(|problem| {
+            ManifestProblem::Command {
+                stage: "run",
+                problem,
+            }
+        })?;
         let tag = format!("{}-{}", m.version, sources.content_hash(&["base", dir]));
         let stage = |s: StageFile| Stage {
             command: s.command,
@@ -260,11 +333,11 @@ impl Catalog {
                 .file(&format!("{dir}/manifest.toml"))
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
-            let lang = Language::from_manifest(dir, &text, sources).map_err(|message| {
+            let lang = Language::from_manifest(dir, &text, sources).map_err(|problem| {
                 ManifestError::Invalid {
                     origin: sources.origin().to_owned(),
                     dir: dir.to_owned(),
-                    message,
+                    problem,
                 }
             })?;
             let idx = languages.len();

@@ -189,11 +189,11 @@ impl SandboxPolicy {
 
         for (name, stage) in [("run", &file.run), ("compile", &file.compile)] {
             check_bounded(&stage.wall_time_ms, 1, 3_600_000)
-                .map_err(|p| invalid(&format!("{name}.wall_time_ms"), p))?;
+                .map_err(|p| invalid(&format!("{name}.wall_time_ms"), p.to_string()))?;
             check_bounded(&stage.cpu_time_ms, 1, 3_600_000)
-                .map_err(|p| invalid(&format!("{name}.cpu_time_ms"), p))?;
+                .map_err(|p| invalid(&format!("{name}.cpu_time_ms"), p.to_string()))?;
             check_bounded(&stage.memory_mb, crate::limits::MIN_MEMORY_MB, 1 << 20)
-                .map_err(|p| invalid(&format!("{name}.memory_mb"), p))?;
+                .map_err(|p| invalid(&format!("{name}.memory_mb"), p.to_string()))?;
             if !(8..=100_000).contains(&stage.pids) {
                 return Err(invalid(
                     &format!("{name}.pids"),
@@ -202,9 +202,9 @@ impl SandboxPolicy {
             }
         }
         check_bounded(&file.output.stdout_max_bytes, 1, 64 << 20)
-            .map_err(|p| invalid("output.stdout_max_bytes", p))?;
+            .map_err(|p| invalid("output.stdout_max_bytes", p.to_string()))?;
         check_bounded(&file.output.stderr_max_bytes, 1, 64 << 20)
-            .map_err(|p| invalid("output.stderr_max_bytes", p))?;
+            .map_err(|p| invalid("output.stderr_max_bytes", p.to_string()))?;
 
         let c = &file.container;
         // Quotas are whole milli-CPUs: a value that rounds to none would
@@ -237,7 +237,7 @@ impl SandboxPolicy {
             ));
         }
         let uids = UidRange::new(c.uids.first, c.uids.count, MIN_SANDBOX_UID)
-            .map_err(|p| invalid("container.uids", p))?;
+            .map_err(|p| invalid("container.uids", p.to_string()))?;
         let seccomp = if c.seccomp == "docker-default" {
             Seccomp::EngineDefault
         } else {
@@ -256,10 +256,10 @@ impl SandboxPolicy {
                 path: rel.to_owned(),
                 source,
             })?;
-            check_seccomp(&json).map_err(|message| PolicyError::SeccompInvalid {
+            check_seccomp(&json).map_err(|e| PolicyError::SeccompInvalid {
                 origin: origin.to_owned(),
                 path: rel.to_owned(),
-                message,
+                message: e.to_string(),
             })?;
             Seccomp::Profile {
                 origin: c.seccomp.clone(),
@@ -300,40 +300,72 @@ impl SandboxPolicy {
     }
 }
 
-fn check_bounded(b: &Bounded, min: u64, ceiling: u64) -> Result<(), String> {
+/// Why a bounded limit (`default` up to `max`) is refused;
+/// [`PolicyError::Invalid`] names the key.
+#[derive(Debug, thiserror::Error)]
+enum BoundsError {
+    #[error("must be at least {min} (default and max)")]
+    BelowMin { min: u64 },
+    #[error("max is {max}; it must be at most {ceiling}")]
+    AboveCeiling { max: u64, ceiling: u64 },
+    #[error("default ({default}) is above max ({max})")]
+    DefaultAboveMax { default: u64, max: u64 },
+}
+
+fn check_bounded(b: &Bounded, min: u64, ceiling: u64) -> Result<(), BoundsError> {
     if b.default < min || b.max < min {
-        return Err(format!("must be at least {min} (default and max)"));
+        return Err(BoundsError::BelowMin { min });
     }
     if b.max > ceiling {
-        return Err(format!("max is {}; it must be at most {ceiling}", b.max));
+        return Err(BoundsError::AboveCeiling {
+            max: b.max,
+            ceiling,
+        });
     }
     if b.default > b.max {
-        return Err(format!("default ({}) is above max ({})", b.default, b.max));
+        return Err(BoundsError::DefaultAboveMax {
+            default: b.default,
+            max: b.max,
+        });
     }
     Ok(())
 }
 
 /// Checks the shape the engine needs, so a broken profile fails at start-up and
 /// not on the first submission.
-fn check_seccomp(json: &str) -> Result<(), String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+fn check_seccomp(json: &str) -> Result<(), SeccompProblem> {
+    let v: serde_json::Value = serde_json::from_str(json)?;
     let action = v
         .get("defaultAction")
         .and_then(|a| a.as_str())
-        .ok_or("it has no \"defaultAction\"")?;
+        .ok_or(SeccompProblem::NoDefaultAction)?;
     if action == "SCMP_ACT_ALLOW" {
-        return Err(
-            "its defaultAction is SCMP_ACT_ALLOW; a sandbox profile must deny by default".into(),
-        );
+        return Err(SeccompProblem::AllowsByDefault);
     }
     let syscalls = v
         .get("syscalls")
         .and_then(|s| s.as_array())
-        .ok_or("it has no \"syscalls\" list")?;
+        .ok_or(SeccompProblem::NoSyscalls)?;
     if syscalls.is_empty() {
-        return Err("its \"syscalls\" list is empty".into());
+        return Err(SeccompProblem::EmptySyscalls);
     }
     Ok(())
+}
+
+/// Why a seccomp profile is refused; [`PolicyError::SeccompInvalid`] names
+/// the policy and the profile's path.
+#[derive(Debug, thiserror::Error)]
+enum SeccompProblem {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("it has no \"defaultAction\"")]
+    NoDefaultAction,
+    #[error("its defaultAction is SCMP_ACT_ALLOW; a sandbox profile must deny by default")]
+    AllowsByDefault,
+    #[error("it has no \"syscalls\" list")]
+    NoSyscalls,
+    #[error("its \"syscalls\" list is empty")]
+    EmptySyscalls,
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Code-health figures for the closing notes of code-review issues.
 
-Counts, in the library code of the workspace (src/ trees, tests excluded):
+Counts, in the library code of the workspace (src/ trees; `#[cfg(test)]`
+code excluded, and so are files only compiled for tests):
 - functions longer than a threshold (default 80 lines, from `fn` to its
   closing brace), listed with their length;
 - `Result<_, String>` return types.
@@ -126,6 +127,40 @@ def functions(path):
     return found
 
 
+TEST_MOD = re.compile(
+    r"^\s*#\[cfg\(test\)\]\s*\n((?:\s*#\[[^\]]*\]\s*\n)*)\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;",
+    re.M,
+)
+PATH_ATTR = re.compile(r'#\[path\s*=\s*"([^"]+)"\]')
+
+
+def test_only_files(paths):
+    """Files that are modules declared `#[cfg(test)] mod name;` (optionally
+    with `#[path = "..."]`) by their parent: compiled only for tests, so
+    their functions are test code, and counting them as library code would
+    report unit tests (e.g. kubernetes/objects_tests.rs) as long library
+    functions. Found from the declaration rather than the file's name, so a
+    test module named anything is excluded and a library file that happens
+    to be called `*_tests.rs` is not."""
+    out = set()
+    for path in paths:
+        text = path.read_text()
+        for m in TEST_MOD.finditer(text):
+            attrs, name = m.group(1), m.group(2)
+            explicit = PATH_ATTR.search(attrs)
+            if explicit:
+                # `#[path]` on a file-level `mod` is relative to the file's
+                # directory.
+                out.add((path.parent / explicit.group(1)).resolve())
+                continue
+            # `mod name;` in lib.rs/main.rs/mod.rs lives beside it; in
+            # `foo.rs`, under `foo/`.
+            base = path.parent if path.name in ("lib.rs", "main.rs", "mod.rs") else path.with_suffix("")
+            out.add((base / f"{name}.rs").resolve())
+            out.add((base / name / "mod.rs").resolve())
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-lines", type=int, default=80)
@@ -135,7 +170,11 @@ def main():
     long_fns = []
     found_strings = []
     for src in sorted(root.glob("*/src")) + sorted(root.glob("tests/support/src")):
-        for path in sorted(src.rglob("*.rs")):
+        paths = sorted(src.rglob("*.rs"))
+        tests_only = test_only_files(paths)
+        for path in paths:
+            if path.resolve() in tests_only:
+                continue
             rel = path.relative_to(root)
             for name, line, length, test in functions(path):
                 if length > args.max_lines and not test:

@@ -122,8 +122,19 @@ impl Classify for ReleaseError {
     }
 }
 
+/// Why a `git` command gave no output. Its message is git's own (what the
+/// release errors above quote), so it says nothing of its own.
+#[derive(Debug, thiserror::Error)]
+enum GitError {
+    #[error("cannot run git: {source}")]
+    Spawn { source: std::io::Error },
+    /// git ran and refused; `stderr` (trimmed) says why, and may be empty.
+    #[error("{stderr}")]
+    Failed { args: String, stderr: String },
+}
+
 /// `git -C dir ARGS`: stdout, or stderr as the error.
-fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -133,11 +144,14 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .env("GIT_OPTIONAL_LOCKS", "0")
         .env("LC_ALL", "C")
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+        .map_err(|source| GitError::Spawn { source })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        Err(GitError::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }
 
@@ -151,14 +165,14 @@ struct CheckedOut {
 
 fn check_out(request: &CommitBuildRequest) -> Result<CheckedOut, ReleaseError> {
     let (root, sha) = resolve(request)?;
-    let failed = |message: String| ReleaseError::Checkout {
+    let failed = |message: &dyn std::fmt::Display| ReleaseError::Checkout {
         commit: sha.clone(),
-        message,
+        message: message.to_string(),
     };
     let clone = tempfile::Builder::new()
         .prefix("pipeline-commit-")
         .tempdir()
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(&e))?;
     let dir = clone.path().join("src");
     let (dir_text, root_text) = (dir.to_string_lossy(), root.to_string_lossy());
     // `--shared` borrows the objects: nothing is copied, and nothing in the
@@ -171,14 +185,14 @@ fn check_out(request: &CommitBuildRequest) -> Result<CheckedOut, ReleaseError> {
         &root_text,
         &dir_text,
     ];
-    git(clone.path(), &args).map_err(failed)?;
-    git(&dir, &["checkout", "--quiet", "--detach", &sha]).map_err(failed)?;
+    git(clone.path(), &args).map_err(|e| failed(&e))?;
+    git(&dir, &["checkout", "--quiet", "--detach", &sha]).map_err(|e| failed(&e))?;
     // The provenance names where the commit lives: the source's remote.
     let source = match &request.source {
         Some(s) => crate::build::git::strip_credentials(s),
         None => source_of(&root),
     };
-    git(&dir, &["remote", "set-url", "origin", &source]).map_err(failed)?;
+    git(&dir, &["remote", "set-url", "origin", &source]).map_err(|e| failed(&e))?;
     let branches = git(
         &root,
         &[
@@ -209,9 +223,9 @@ fn resolve(request: &CommitBuildRequest) -> Result<(PathBuf, String), ReleaseErr
                 _ => Err(message),
             }
         })
-        .map_err(|message| ReleaseError::NotARepository {
+        .map_err(|e| ReleaseError::NotARepository {
             repository: repo.clone(),
-            message,
+            message: e.to_string(),
         })?;
     let root = PathBuf::from(root);
     let unknown = |message: String| ReleaseError::UnknownCommit {
@@ -234,10 +248,11 @@ fn resolve(request: &CommitBuildRequest) -> Result<(PathBuf, String), ReleaseErr
         ],
     )
     .map_err(|e| {
-        unknown(if e.is_empty() {
-            "git knows no such commit".into()
-        } else {
-            e
+        unknown(match e {
+            GitError::Failed { stderr, .. } if stderr.is_empty() => {
+                "git knows no such commit".into()
+            }
+            e => e.to_string(),
         })
     })?;
     Ok((root, sha))

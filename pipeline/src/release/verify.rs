@@ -129,10 +129,15 @@ impl VerificationReport {
             .join("; ")
     }
 
-    fn record(&mut self, check: Check, result: Result<String, String>) {
+    fn record_pass(&mut self, check: Check, detail: String) {
+        self.record(check, Ok::<_, std::convert::Infallible>(detail));
+    }
+
+    /// A check's outcome: what it found when it passed, why not otherwise.
+    fn record(&mut self, check: Check, result: Result<String, impl std::fmt::Display>) {
         let (passed, detail) = match result {
             Ok(d) => (true, d),
-            Err(d) => (false, d),
+            Err(d) => (false, d.to_string()),
         };
         self.checks.push(CheckOutcome {
             check,
@@ -140,6 +145,43 @@ impl VerificationReport {
             detail,
         });
     }
+}
+
+/// Why no trusted key verified: each key's refusal, in the order of the
+/// environment's keys.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .refusals.join("; "))]
+struct NoKeyVerifies {
+    refusals: Vec<String>,
+}
+
+/// Why the attested scan could not be judged.
+#[derive(Debug, thiserror::Error)]
+enum AttestedScanError {
+    #[error("the vuln attestation holds no scanner.result")]
+    NoResult,
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Report(#[from] crate::scan::ScanError),
+}
+
+/// Why the provenance names no commit the environment can trust.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum ProvenanceError {
+    #[error("it names no commit (buildDefinition.externalParameters.revision)")]
+    NoCommit,
+    #[error("{commit:?} is not a full commit SHA")]
+    NotASha { commit: String },
+    #[error(
+        "built from a work tree with uncommitted changes on top of {commit}: not a known commit"
+    )]
+    Dirty { commit: String },
+    #[error(
+        "it names commit {commit}, but the image's {} label says {label}",
+        crate::labels::REVISION
+    )]
+    LabelDisagrees { commit: String, label: String },
 }
 
 /// What stopped verification before its checks could say anything.
@@ -216,13 +258,9 @@ fn checks(
         }
         Err(e) => return Err(registry(e)),
     };
-    report.record(
+    report.record_pass(
         Check::Image,
-        Ok(format!(
-            "{} is in {}",
-            image.digest(),
-            image.reference().registry
-        )),
+        format!("{} is in {}", image.digest(), image.reference().registry),
     );
     let signature = signature(client, image, &env.verify.keys).map_err(registry)?;
     report.record(Check::Signature, signature);
@@ -261,7 +299,7 @@ fn signature(
     client: &Client,
     image: &Pinned,
     keys: &[TrustedKey],
-) -> Result<Result<String, String>, RegistryError> {
+) -> Result<Result<String, NoKeyVerifies>, RegistryError> {
     let mut refusals = Vec::new();
     for key in keys {
         match verify::verify_signatures(
@@ -282,7 +320,7 @@ fn signature(
             Err(e) => refusals.push(e.to_string()),
         }
     }
-    Ok(Err(refusals.join("; ")))
+    Ok(Err(NoKeyVerifies { refusals }))
 }
 
 fn short(id: &str) -> &str {
@@ -319,7 +357,7 @@ fn attested(
         }
     }
     let Some((statement, key)) = found else {
-        report.record(Check::Attestation(kind), Err(refusals.join("; ")));
+        report.record(Check::Attestation(kind), Err(NoKeyVerifies { refusals }));
         let dependent = match kind {
             PredicateKind::Vuln => Some(Check::Scan),
             PredicateKind::SlsaProvenance => Some(Check::Provenance),
@@ -336,9 +374,9 @@ fn attested(
         }
         return;
     };
-    report.record(
+    report.record_pass(
         Check::Attestation(kind),
-        Ok(format!("signed with key {}", short(&key.id))),
+        format!("signed with key {}", short(&key.id)),
     );
     read_attested(report, &statement, kind, image, env, labels, today);
 }
@@ -357,13 +395,18 @@ fn read_attested(
     match kind {
         PredicateKind::CycloneDx => report.sbom = Some(sbom_summary(statement)),
         PredicateKind::Vuln => {
-            let scan = scan(statement, image, env, today);
-            let result = match &scan {
-                Ok(s) if s.passed => Ok(format!("passes {}: {}", s.policy, s.summary)),
-                Ok(s) => Err(format!("fails {}: {}", s.policy, s.summary)),
-                Err(e) => Err(e.clone()),
+            let result = match scan(statement, image, env, today) {
+                Ok(s) => {
+                    let result = if s.passed {
+                        Ok(format!("passes {}: {}", s.policy, s.summary))
+                    } else {
+                        Err(format!("fails {}: {}", s.policy, s.summary))
+                    };
+                    report.scan = Some(s);
+                    result
+                }
+                Err(e) => Err(e.to_string()),
             };
-            report.scan = scan.ok();
             report.record(Check::Scan, result);
         }
         PredicateKind::SlsaProvenance => {
@@ -418,12 +461,10 @@ fn scan(
     image: &Pinned,
     env: &Environment,
     today: Date,
-) -> Result<ScanSummary, String> {
-    let raw =
-        verify::scan_report(statement).ok_or("the vuln attestation holds no scanner.result")?;
-    let bytes = serde_json::to_vec(raw).map_err(|e| e.to_string())?;
-    let report =
-        crate::scan::parse_report(&bytes, "the scan attestation").map_err(|e| e.to_string())?;
+) -> Result<ScanSummary, AttestedScanError> {
+    let raw = verify::scan_report(statement).ok_or(AttestedScanError::NoResult)?;
+    let bytes = serde_json::to_vec(raw)?;
+    let report = crate::scan::parse_report(&bytes, "the scan attestation")?;
     let policy = &env.verify.scan_policy;
     let evaluation =
         crate::scan::evaluate_for_image(&report, policy, &[], today, &[image.digest().to_owned()]);
@@ -449,7 +490,7 @@ fn scan(
 fn provenance(
     statement: &dsse::Statement,
     labels: &BTreeMap<String, String>,
-) -> Result<(String, Option<String>), String> {
+) -> Result<(String, Option<String>), ProvenanceError> {
     let p = &statement.predicate;
     let commit = p
         .pointer("/buildDefinition/externalParameters/revision")
@@ -460,26 +501,28 @@ fn provenance(
                 .iter()
                 .find_map(|d| d.pointer("/digest/gitCommit")?.as_str())
         })
-        .ok_or("it names no commit (buildDefinition.externalParameters.revision)")?;
+        .ok_or(ProvenanceError::NoCommit)?;
     let is_sha = matches!(commit.len(), 40 | 64) && commit.chars().all(|c| c.is_ascii_hexdigit());
     if !is_sha {
-        return Err(format!("{commit:?} is not a full commit SHA"));
+        return Err(ProvenanceError::NotASha {
+            commit: commit.to_owned(),
+        });
     }
     if p.pointer("/buildDefinition/internalParameters/dirty")
         .and_then(|v| v.as_bool())
         == Some(true)
     {
-        return Err(format!(
-            "built from a work tree with uncommitted changes on top of {commit}: not a known commit"
-        ));
+        return Err(ProvenanceError::Dirty {
+            commit: commit.to_owned(),
+        });
     }
     if let Some(label) = labels.get(crate::labels::REVISION)
         && label != commit
     {
-        return Err(format!(
-            "it names commit {commit}, but the image's {} label says {label}",
-            crate::labels::REVISION
-        ));
+        return Err(ProvenanceError::LabelDisagrees {
+            commit: commit.to_owned(),
+            label: label.clone(),
+        });
     }
     let source = p
         .pointer("/buildDefinition/externalParameters/source")
@@ -518,6 +561,7 @@ mod tests {
         assert!(
             provenance(&good, &other)
                 .unwrap_err()
+                .to_string()
                 .contains("label says")
         );
         let dirty = statement(
@@ -526,6 +570,7 @@ mod tests {
         assert!(
             provenance(&dirty, &labels)
                 .unwrap_err()
+                .to_string()
                 .contains("uncommitted")
         );
         let short =
@@ -533,12 +578,14 @@ mod tests {
         assert!(
             provenance(&short, &BTreeMap::new())
                 .unwrap_err()
+                .to_string()
                 .contains("not a full commit")
         );
         let none = statement(json!({"buildDefinition": {}}));
         assert!(
             provenance(&none, &BTreeMap::new())
                 .unwrap_err()
+                .to_string()
                 .contains("names no commit")
         );
         let from_deps = statement(

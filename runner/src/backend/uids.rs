@@ -45,20 +45,16 @@ pub struct UidRange {
 impl UidRange {
     /// The range, when it stays clear of root and system users (`first` at
     /// least `min`) and of `nobody`; otherwise why not.
-    pub fn new(first: u32, count: u32, min: u32) -> Result<UidRange, String> {
+    pub fn new(first: u32, count: u32, min: u32) -> Result<UidRange, UidRangeError> {
         if count == 0 {
-            return Err("count is 0; give at least 1 (one sandbox at a time)".into());
+            return Err(UidRangeError::Empty);
         }
         if first < min {
-            return Err(format!(
-                "first is {first}; sandboxes never run as root or a system user: start at {min} or more"
-            ));
+            return Err(UidRangeError::TooLow { first, min });
         }
         match first.checked_add(count - 1) {
             Some(last) if last <= MAX_SANDBOX_UID => Ok(UidRange { first, count }),
-            _ => Err(format!(
-                "{first} + {count} goes past {MAX_SANDBOX_UID}; the range must stay below 65534 (nobody)"
-            )),
+            _ => Err(UidRangeError::TooHigh { first, count }),
         }
     }
 
@@ -69,6 +65,21 @@ impl UidRange {
     pub fn contains(&self, uid: u32) -> bool {
         (self.first..=self.last()).contains(&uid)
     }
+}
+
+/// Why a configured uid range is refused; the policy's error names the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UidRangeError {
+    #[error("count is 0; give at least 1 (one sandbox at a time)")]
+    Empty,
+    #[error(
+        "first is {first}; sandboxes never run as root or a system user: start at {min} or more"
+    )]
+    TooLow { first: u32, min: u32 },
+    #[error(
+        "{first} + {count} goes past {MAX_SANDBOX_UID}; the range must stay below 65534 (nobody)"
+    )]
+    TooHigh { first: u32, count: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,12 +259,18 @@ mod tests {
     #[test]
     fn ranges_stay_clear_of_root_system_users_and_nobody() {
         assert!(UidRange::new(10_001, 4096, 10_000).is_ok());
-        assert!(UidRange::new(0, 10, 10_000).unwrap_err().contains("root"));
+        assert!(
+            UidRange::new(0, 10, 10_000)
+                .unwrap_err()
+                .to_string()
+                .contains("root")
+        );
         assert!(UidRange::new(9_999, 10, 10_000).is_err());
         assert!(UidRange::new(10_001, 0, 10_000).is_err());
         assert!(
             UidRange::new(65_000, 600, 10_000)
                 .unwrap_err()
+                .to_string()
                 .contains("65534")
         );
         assert!(

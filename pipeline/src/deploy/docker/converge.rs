@@ -138,8 +138,11 @@ async fn partition(
 async fn healthy_now(d: &DockerDeployer, r: &Replica) -> bool {
     match r.addr(d.target.port) {
         Some(addr) => {
-            super::probe::http_status(addr, &d.target.health_path, Duration::from_secs(2)).await
-                == Ok(200)
+            matches!(
+                super::probe::http_status(addr, &d.target.health_path, Duration::from_secs(2))
+                    .await,
+                Ok(200)
+            )
         }
         None => false,
     }

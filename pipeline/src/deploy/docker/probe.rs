@@ -8,25 +8,47 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Why a health check got no status code. The deployer reports it as the
+/// check's last answer, so each says what happened at which step.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no answer within {} ms", .timeout.as_millis())]
+    Timeout { timeout: Duration },
+    #[error("cannot connect: {source}")]
+    Connect { source: std::io::Error },
+    #[error("cannot send the request: {source}")]
+    Send { source: std::io::Error },
+    #[error("cannot read the answer: {source}")]
+    Read { source: std::io::Error },
+    #[error("the connection closed without an answer")]
+    Closed,
+    #[error("not an HTTP answer: {line:?}")]
+    NotHttp { line: String },
+}
+
 /// The status code `GET path` answers with, or why there is none.
-pub async fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
+pub async fn http_status(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<u16, ProbeError> {
     match tokio::time::timeout(timeout, get(addr, path)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => Err(ProbeError::Timeout { timeout }),
     }
 }
 
-async fn get(addr: SocketAddr, path: &str) -> Result<u16, String> {
+async fn get(addr: SocketAddr, path: &str) -> Result<u16, ProbeError> {
     let mut stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|source| ProbeError::Connect { source })?;
     let request = format!(
         "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: pipeline-deploy\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+        .map_err(|source| ProbeError::Send { source })?;
     // The status line fits in the first few bytes; read up to 1 KiB.
     let mut buf = vec![0u8; 1024];
     let mut len = 0;
@@ -34,7 +56,7 @@ async fn get(addr: SocketAddr, path: &str) -> Result<u16, String> {
         let n = stream
             .read(&mut buf[len..])
             .await
-            .map_err(|e| format!("cannot read the answer: {e}"))?;
+            .map_err(|source| ProbeError::Read { source })?;
         if n == 0 {
             break;
         }
@@ -44,7 +66,7 @@ async fn get(addr: SocketAddr, path: &str) -> Result<u16, String> {
 }
 
 /// The code of an HTTP status line (`HTTP/1.1 200 OK`).
-pub fn status_code(answer: &[u8]) -> Result<u16, String> {
+pub fn status_code(answer: &[u8]) -> Result<u16, ProbeError> {
     let line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
@@ -53,8 +75,10 @@ pub fn status_code(answer: &[u8]) -> Result<u16, String> {
         words.next().and_then(|c| c.parse::<u16>().ok()),
     ) {
         (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
-        _ if answer.is_empty() => Err("the connection closed without an answer".into()),
-        _ => Err(format!("not an HTTP answer: {:?}", line.trim())),
+        _ if answer.is_empty() => Err(ProbeError::Closed),
+        _ => Err(ProbeError::NotHttp {
+            line: line.trim().to_owned(),
+        }),
     }
 }
 
@@ -64,12 +88,13 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Ok(200));
-        assert_eq!(status_code(b"HTTP/1.0 404 Not Found\r\nx"), Ok(404));
-        assert!(status_code(b"").unwrap_err().contains("closed"));
+        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n").unwrap(), 200);
+        assert_eq!(status_code(b"HTTP/1.0 404 Not Found\r\nx").unwrap(), 404);
+        assert!(status_code(b"").unwrap_err().to_string().contains("closed"));
         assert!(
             status_code(b"SSH-2.0-OpenSSH\r\n")
                 .unwrap_err()
+                .to_string()
                 .contains("not an HTTP")
         );
     }
@@ -82,6 +107,6 @@ mod tests {
         let e = http_status(addr, "/health", Duration::from_secs(2))
             .await
             .unwrap_err();
-        assert!(e.contains("cannot connect"), "{e}");
+        assert!(e.to_string().contains("cannot connect"), "{e}");
     }
 }

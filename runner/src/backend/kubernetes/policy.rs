@@ -188,7 +188,7 @@ impl NamespacePolicy {
             key: key.to_owned(),
             problem,
         };
-        check_prefix(&file.prefix).map_err(|p| invalid("prefix", p))?;
+        check_prefix(&file.prefix).map_err(|p| invalid("prefix", p.to_string()))?;
         if file.pod_security != "restricted" {
             return Err(invalid(
                 "pod_security",
@@ -208,7 +208,8 @@ impl NamespacePolicy {
                 ));
             }
         };
-        let seccomp = parse_seccomp(&file.seccomp).map_err(|p| invalid("seccomp", p))?;
+        let seccomp =
+            parse_seccomp(&file.seccomp).map_err(|p| invalid("seccomp", p.to_string()))?;
         check_quota(&file.quota).map_err(|(k, p)| invalid(&format!("quota.{k}"), p))?;
         check_limits(&file.limit_range)
             .map_err(|(k, p)| invalid(&format!("limit_range.{k}"), p))?;
@@ -239,7 +240,9 @@ impl NamespacePolicy {
             let rules = rules
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| egress_rule(r).map_err(|p| invalid(&format!("{key}[{i}]"), p)))
+                .map(|(i, r)| {
+                    egress_rule(r).map_err(|p| invalid(&format!("{key}[{i}]"), p.to_string()))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             egress.insert(name, rules);
         }
@@ -261,24 +264,57 @@ impl NamespacePolicy {
     }
 }
 
-fn check_prefix(prefix: &str) -> Result<(), String> {
+/// What is wrong with one value of the policy file;
+/// [`NamespacePolicyError::Invalid`] adds the file and the key.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error("{prefix:?} must be 1-12 lowercase letters, digits or '-', starting with a letter")]
+    PrefixShape { prefix: String },
+    #[error("{prefix:?} must start with a letter")]
+    PrefixStart { prefix: String },
+    #[error(
+        "{prefix:?} is reserved by Kubernetes; job namespaces must never be mistaken for its own"
+    )]
+    PrefixReserved { prefix: String },
+    #[error(
+        "{text:?} must be \"RuntimeDefault\" or \"Localhost:<relative path>\" (Unconfined is not allowed)"
+    )]
+    Seccomp { text: String },
+    #[error(
+        "names either `cidr` (with optional `except`) or `namespace_labels`/`pod_labels`, not both or neither"
+    )]
+    EgressPeer,
+    #[error("names no ports; a grant must say which ports it opens")]
+    NoPorts,
+    #[error("port 0 is not a port")]
+    PortZero,
+    #[error("protocol {protocol:?} must be TCP, UDP or SCTP")]
+    Protocol { protocol: String },
+    #[error("{cidr:?} is not an address block such as 10.0.0.0/8")]
+    Cidr { cidr: String },
+}
+
+fn check_prefix(prefix: &str) -> Result<(), Problem> {
+    let prefix_owned = || prefix.to_owned();
     if prefix.is_empty() || prefix.len() > 12 || !is_dns_label(prefix) {
-        return Err(format!(
-            "{prefix:?} must be 1-12 lowercase letters, digits or '-', starting with a letter"
-        ));
+        return Err(Problem::PrefixShape {
+            prefix: prefix_owned(),
+        });
     }
     if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(format!("{prefix:?} must start with a letter"));
+        return Err(Problem::PrefixStart {
+            prefix: prefix_owned(),
+        });
     }
     if prefix.starts_with("kube") || prefix == "default" {
-        return Err(format!(
-            "{prefix:?} is reserved by Kubernetes; job namespaces must never be mistaken for its own"
-        ));
+        return Err(Problem::PrefixReserved {
+            prefix: prefix_owned(),
+        });
     }
     Ok(())
 }
 
-fn parse_seccomp(text: &str) -> Result<PodSeccomp, String> {
+fn parse_seccomp(text: &str) -> Result<PodSeccomp, Problem> {
     if text == "RuntimeDefault" {
         return Ok(PodSeccomp::RuntimeDefault);
     }
@@ -292,9 +328,9 @@ fn parse_seccomp(text: &str) -> Result<PodSeccomp, String> {
         {
             Ok(PodSeccomp::Localhost(path.to_owned()))
         }
-        _ => Err(format!(
-            "{text:?} must be \"RuntimeDefault\" or \"Localhost:<relative path>\" (Unconfined is not allowed)"
-        )),
+        _ => Err(Problem::Seccomp {
+            text: text.to_owned(),
+        }),
     }
 }
 
@@ -337,7 +373,7 @@ fn check_limits(l: &LimitDefaults) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-fn egress_rule(r: EgressFile) -> Result<EgressRule, String> {
+fn egress_rule(r: EgressFile) -> Result<EgressRule, Problem> {
     let peer = match (
         r.cidr,
         r.namespace_labels.is_empty() && r.pod_labels.is_empty(),
@@ -356,30 +392,29 @@ fn egress_rule(r: EgressFile) -> Result<EgressRule, String> {
             namespace_labels: r.namespace_labels,
             pod_labels: r.pod_labels,
         },
-        _ => {
-            return Err(
-                "names either `cidr` (with optional `except`) or `namespace_labels`/`pod_labels`, not both or neither"
-                    .into(),
-            );
-        }
+        _ => return Err(Problem::EgressPeer),
     };
     if r.ports.is_empty() {
-        return Err("names no ports; a grant must say which ports it opens".into());
+        return Err(Problem::NoPorts);
     }
     let ports = r
         .ports
         .into_iter()
         .map(|p| match (p.port, p.protocol.as_str()) {
-            (0, _) => Err("port 0 is not a port".to_owned()),
+            (0, _) => Err(Problem::PortZero),
             (port, "TCP" | "UDP" | "SCTP") => Ok((port, p.protocol)),
-            (_, other) => Err(format!("protocol {other:?} must be TCP, UDP or SCTP")),
+            (_, other) => Err(Problem::Protocol {
+                protocol: other.to_owned(),
+            }),
         })
         .collect::<Result<_, _>>()?;
     Ok(EgressRule { peer, ports })
 }
 
-fn check_cidr(cidr: &str) -> Result<(), String> {
-    let bad = || format!("{cidr:?} is not an address block such as 10.0.0.0/8");
+fn check_cidr(cidr: &str) -> Result<(), Problem> {
+    let bad = || Problem::Cidr {
+        cidr: cidr.to_owned(),
+    };
     let (addr, len) = cidr.split_once('/').ok_or_else(bad)?;
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
     let len: u8 = len.parse().map_err(|_| bad())?;

@@ -72,7 +72,7 @@ pub async fn create(
             .map_err(|e| ApiError::bad_request("invalid_scope", e.to_string()))?;
         if let Some(r) = st.releases.get() {
             r.check_scope(envs)
-                .map_err(|e| ApiError::bad_request("invalid_scope", e))?;
+                .map_err(|e| ApiError::bad_request("invalid_scope", e.to_string()))?;
         }
     }
     // Minting hashes the secret (slow): on the key hash threads.

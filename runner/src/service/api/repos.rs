@@ -98,7 +98,7 @@ fn audit(p: &Principal, action: &str, target: &str, detail: Option<String>) -> N
 
 fn check_repo(body: &CreateRepo, st: &AppState) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_request", m);
-    check_name(&body.name).map_err(bad)?;
+    check_name(&body.name).map_err(|e| bad(e.to_string()))?;
     crate::workflow::source::url::classify(&body.url).map_err(|e| bad(format!("url: {e}")))?;
     if body.branches.len() > 50 {
         return Err(bad("at most 50 branch patterns".into()));
@@ -127,7 +127,7 @@ fn check_repo(body: &CreateRepo, st: &AppState) -> Result<(), ApiError> {
 
 /// A repository's name as pushes give it: `owner/name` (the API and
 /// `runner admin repo create` both check it).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), InvalidRepoName> {
     let ok = name.len() <= 200
         && name.split('/').count() == 2
         && name.split('/').all(|p| {
@@ -138,10 +138,16 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "name {name:?} must be owner/name (letters, digits, '-', '_', '.')"
-        ))
+        Err(InvalidRepoName {
+            name: name.to_owned(),
+        })
     }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("name {name:?} must be owner/name (letters, digits, '-', '_', '.')")]
+pub struct InvalidRepoName {
+    pub name: String,
 }
 
 /// The branches a repository's pushes run on; `None`: every branch.

@@ -76,6 +76,15 @@ pub enum ReleasesError {
     Store(#[from] StoreError),
 }
 
+/// An approver key scoped to an environment the server does not have.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("environments: there is no environment {name:?}; environments are: {known}")]
+pub struct UnknownEnvironment {
+    pub name: String,
+    /// The environments there are, comma-separated.
+    pub known: String,
+}
+
 /// Settings of the service's releases.
 #[derive(Debug, Clone)]
 pub struct ReleaseSettings {
@@ -179,13 +188,13 @@ impl Releases {
     }
 
     /// Checks the environments an approver key is scoped to exist.
-    pub fn check_scope(&self, environments: &[String]) -> Result<(), String> {
+    pub fn check_scope(&self, environments: &[String]) -> Result<(), UnknownEnvironment> {
         for e in environments {
             if self.engine.rules().iter().all(|r| &r.name != e) {
-                return Err(format!(
-                    "environments: there is no environment {e:?}; environments are: {}",
-                    self.names()
-                ));
+                return Err(UnknownEnvironment {
+                    name: e.clone(),
+                    known: self.names(),
+                });
             }
         }
         Ok(())

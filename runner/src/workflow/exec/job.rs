@@ -470,7 +470,7 @@ impl Steps<'_> {
         };
         let cwd = match working_dir(real.working_directory.as_deref()) {
             Ok(c) => c,
-            Err(e) => return Ok(fail(e)),
+            Err(e) => return Ok(fail(e.to_string())),
         };
         if self.log_left == 0 {
             return Ok(fail(format!(
@@ -627,15 +627,23 @@ impl Steps<'_> {
     }
 }
 
+/// A step's `working-directory` that would leave the workspace; the step
+/// fails with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("working-directory {dir:?} must be a path inside the workspace, relative and without `..`")]
+struct OutsideWorkspace {
+    dir: String,
+}
+
 /// `/work`, or a directory under it; never outside.
-fn working_dir(dir: Option<&str>) -> Result<String, String> {
+fn working_dir(dir: Option<&str>) -> Result<String, OutsideWorkspace> {
     let Some(dir) = dir.filter(|d| !d.is_empty() && *d != ".") else {
         return Ok(WORKSPACE.to_owned());
     };
     if dir.starts_with('/') || dir.split('/').any(|c| c == "..") {
-        return Err(format!(
-            "working-directory {dir:?} must be a path inside the workspace, relative and without `..`"
-        ));
+        return Err(OutsideWorkspace {
+            dir: dir.to_owned(),
+        });
     }
     Ok(format!("{WORKSPACE}/{}", dir.trim_end_matches('/')))
 }
