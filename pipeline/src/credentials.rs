@@ -203,7 +203,7 @@ pub fn lookup_docker_config(
     host: &str,
 ) -> Result<ConfigLookup, CredentialsError> {
     let config: DockerConfig =
-        serde_json::from_str(&text).map_err(|e| CredentialsError::Config {
+        serde_json::from_str(text).map_err(|e| CredentialsError::Config {
             path: path.to_owned(),
             message: format!("not valid JSON: {e}"),
         })?;
