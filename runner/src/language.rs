@@ -46,7 +46,7 @@ pub enum ManifestError {
     Invalid {
         origin: String,
         dir: String,
-        problem: ManifestProblem,
+        problem: Box<ManifestProblem>,
     },
     #[error("{origin}: language name or alias {name:?} is used by both {first} and {second}")]
     Clash {
@@ -337,7 +337,7 @@ impl Catalog {
                 ManifestError::Invalid {
                     origin: sources.origin().to_owned(),
                     dir: dir.to_owned(),
-                    problem,
+                    problem: Box::new(problem),
                 }
             })?;
             let idx = languages.len();

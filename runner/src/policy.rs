@@ -187,24 +187,7 @@ impl SandboxPolicy {
             problem,
         };
 
-        for (name, stage) in [("run", &file.run), ("compile", &file.compile)] {
-            check_bounded(&stage.wall_time_ms, 1, 3_600_000)
-                .map_err(|p| invalid(&format!("{name}.wall_time_ms"), p.to_string()))?;
-            check_bounded(&stage.cpu_time_ms, 1, 3_600_000)
-                .map_err(|p| invalid(&format!("{name}.cpu_time_ms"), p.to_string()))?;
-            check_bounded(&stage.memory_mb, crate::limits::MIN_MEMORY_MB, 1 << 20)
-                .map_err(|p| invalid(&format!("{name}.memory_mb"), p.to_string()))?;
-            if !(8..=100_000).contains(&stage.pids) {
-                return Err(invalid(
-                    &format!("{name}.pids"),
-                    format!("is {}; it must be between 8 and 100000", stage.pids),
-                ));
-            }
-        }
-        check_bounded(&file.output.stdout_max_bytes, 1, 64 << 20)
-            .map_err(|p| invalid("output.stdout_max_bytes", p.to_string()))?;
-        check_bounded(&file.output.stderr_max_bytes, 1, 64 << 20)
-            .map_err(|p| invalid("output.stderr_max_bytes", p.to_string()))?;
+        check_stage_limits(&file, &invalid)?;
 
         let c = &file.container;
         // Quotas are whole milli-CPUs: a value that rounds to none would
@@ -238,34 +221,7 @@ impl SandboxPolicy {
         }
         let uids = UidRange::new(c.uids.first, c.uids.count, MIN_SANDBOX_UID)
             .map_err(|p| invalid("container.uids", p.to_string()))?;
-        let seccomp = if c.seccomp == "docker-default" {
-            Seccomp::EngineDefault
-        } else {
-            let rel = Path::new(&c.seccomp);
-            if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
-                return Err(invalid(
-                    "container.seccomp",
-                    format!(
-                        "is {:?}; give a path relative to the policy file, inside its directory, or \"docker-default\"",
-                        c.seccomp
-                    ),
-                ));
-            }
-            let json = read_profile(rel).map_err(|source| PolicyError::Seccomp {
-                origin: origin.to_owned(),
-                path: rel.to_owned(),
-                source,
-            })?;
-            check_seccomp(&json).map_err(|e| PolicyError::SeccompInvalid {
-                origin: origin.to_owned(),
-                path: rel.to_owned(),
-                message: e.to_string(),
-            })?;
-            Seccomp::Profile {
-                origin: c.seccomp.clone(),
-                json,
-            }
-        };
+        let seccomp = seccomp_of(&c.seccomp, origin, read_profile)?;
         let i = &file.input;
         if i.max_files == 0 || i.max_file_bytes == 0 || i.max_total_file_bytes == 0 {
             return Err(invalid(
@@ -298,6 +254,68 @@ impl SandboxPolicy {
             origin: origin.to_owned(),
         })
     }
+}
+
+/// The limits a request may set, per stage and for its output.
+fn check_stage_limits(
+    file: &PolicyFile,
+    invalid: &impl Fn(&str, String) -> PolicyError,
+) -> Result<(), PolicyError> {
+    for (name, stage) in [("run", &file.run), ("compile", &file.compile)] {
+        check_bounded(&stage.wall_time_ms, 1, 3_600_000)
+            .map_err(|p| invalid(&format!("{name}.wall_time_ms"), p.to_string()))?;
+        check_bounded(&stage.cpu_time_ms, 1, 3_600_000)
+            .map_err(|p| invalid(&format!("{name}.cpu_time_ms"), p.to_string()))?;
+        check_bounded(&stage.memory_mb, crate::limits::MIN_MEMORY_MB, 1 << 20)
+            .map_err(|p| invalid(&format!("{name}.memory_mb"), p.to_string()))?;
+        if !(8..=100_000).contains(&stage.pids) {
+            return Err(invalid(
+                &format!("{name}.pids"),
+                format!("is {}; it must be between 8 and 100000", stage.pids),
+            ));
+        }
+    }
+    check_bounded(&file.output.stdout_max_bytes, 1, 64 << 20)
+        .map_err(|p| invalid("output.stdout_max_bytes", p.to_string()))?;
+    check_bounded(&file.output.stderr_max_bytes, 1, 64 << 20)
+        .map_err(|p| invalid("output.stderr_max_bytes", p.to_string()))?;
+    Ok(())
+}
+
+/// The profile `name` (`container.seccomp`) names: the engine's default, or
+/// a profile file next to the policy, read and checked.
+fn seccomp_of(
+    name: &str,
+    origin: &str,
+    read_profile: impl Fn(&Path) -> std::io::Result<String>,
+) -> Result<Seccomp, PolicyError> {
+    if name == "docker-default" {
+        return Ok(Seccomp::EngineDefault);
+    }
+    let rel = Path::new(name);
+    if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
+        return Err(PolicyError::Invalid {
+            origin: origin.to_owned(),
+            key: "container.seccomp".to_owned(),
+            problem: format!(
+                "is {name:?}; give a path relative to the policy file, inside its directory, or \"docker-default\""
+            ),
+        });
+    }
+    let json = read_profile(rel).map_err(|source| PolicyError::Seccomp {
+        origin: origin.to_owned(),
+        path: rel.to_owned(),
+        source,
+    })?;
+    check_seccomp(&json).map_err(|e| PolicyError::SeccompInvalid {
+        origin: origin.to_owned(),
+        path: rel.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(Seccomp::Profile {
+        origin: name.to_owned(),
+        json,
+    })
 }
 
 /// Why a bounded limit (`default` up to `max`) is refused;

@@ -484,18 +484,7 @@ impl Steps<'_> {
         let file = format!("runner-step-{index}.sh");
         let tmp_files = [(file.clone(), script.as_bytes().to_vec())];
         let argv = shell.command(&format!("/tmp/{file}"));
-        let mut env_map: BTreeMap<String, String> = base_env(&self.ctx.plan, &self.ctx.run_id)
-            .into_iter()
-            .filter_map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            })
-            .collect();
-        env_map.extend(real.env.clone());
-        let env: Vec<String> = env_map
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let env = step_env(&self.ctx.plan, &self.ctx.run_id, &real.env);
         let step = Step {
             argv: &argv,
             env: &env,
@@ -519,39 +508,7 @@ impl Steps<'_> {
         // the store keeps the cap, and the step says output was dropped.
         let dropped = written > self.log_left || r.stdout_truncated || r.stderr_truncated;
         self.log_left = self.log_left.saturating_sub(written);
-        let (state, mut message) = match r.limit {
-            None if r.succeeded() => (State::Success, None),
-            None => (
-                State::Failure,
-                Some(match (r.exit_code, &r.signal) {
-                    (Some(c), _) => format!("the step exited with code {c}"),
-                    (None, Some(s)) => format!("the step was killed by {s}"),
-                    _ => "the step failed".into(),
-                }),
-            ),
-            Some(LimitHit::WallTime) => (
-                State::TimedOut,
-                Some(format!(
-                    "the step ran past its time limit of {} s and was stopped",
-                    step_limit.as_secs()
-                )),
-            ),
-            Some(LimitHit::CpuTime) => (State::TimedOut, r.message.clone()),
-            Some(LimitHit::Memory) => (
-                State::Failure,
-                Some(format!(
-                    "the job reached its memory limit of {} MiB",
-                    job.limits.memory_bytes >> 20
-                )),
-            ),
-            Some(LimitHit::Output) => (
-                State::Failure,
-                Some(format!(
-                    "the job's log reached its limit of {} bytes; the step was stopped",
-                    job.limits.log_bytes
-                )),
-            ),
-        };
+        let (state, mut message) = step_verdict(r, step_limit, job);
         if dropped && message.is_none() {
             message = Some(format!(
                 "the job's log reached its limit of {} bytes; output past it was dropped",
@@ -625,6 +582,61 @@ impl Steps<'_> {
             stderr_max_bytes: self.log_left.max(1),
         }
     }
+}
+
+/// The state a finished step ends in, and why when it is not a success.
+fn step_verdict(
+    r: &crate::verdict::StageResult,
+    step_limit: Duration,
+    job: &PlannedJob,
+) -> (State, Option<String>) {
+    match r.limit {
+        None if r.succeeded() => (State::Success, None),
+        None => (
+            State::Failure,
+            Some(match (r.exit_code, &r.signal) {
+                (Some(c), _) => format!("the step exited with code {c}"),
+                (None, Some(s)) => format!("the step was killed by {s}"),
+                _ => "the step failed".into(),
+            }),
+        ),
+        Some(LimitHit::WallTime) => (
+            State::TimedOut,
+            Some(format!(
+                "the step ran past its time limit of {} s and was stopped",
+                step_limit.as_secs()
+            )),
+        ),
+        Some(LimitHit::CpuTime) => (State::TimedOut, r.message.clone()),
+        Some(LimitHit::Memory) => (
+            State::Failure,
+            Some(format!(
+                "the job reached its memory limit of {} MiB",
+                job.limits.memory_bytes >> 20
+            )),
+        ),
+        Some(LimitHit::Output) => (
+            State::Failure,
+            Some(format!(
+                "the job's log reached its limit of {} bytes; the step was stopped",
+                job.limits.log_bytes
+            )),
+        ),
+    }
+}
+
+/// A step's environment: what every step starts with, the step's own
+/// `env` on top.
+fn step_env(plan: &Plan, run_id: &str, step_env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = base_env(plan, run_id)
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    env.extend(step_env.clone());
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// A step's `working-directory` that would leave the workspace; the step
