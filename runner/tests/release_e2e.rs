@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::git;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,23 +42,6 @@ jobs:
 
 fn pipeline_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/tests/fixtures")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn free_addr() -> String {

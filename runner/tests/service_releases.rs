@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
+use common::git;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -573,23 +572,6 @@ async fn deploys_a_dead_process_left_are_reconciled_with_what_the_target_runs() 
             .count(),
         2
     );
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[tokio::test]

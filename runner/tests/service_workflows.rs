@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::git;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -21,29 +22,6 @@ use runner::service::store::Store;
 use runner::workflow::webhook::sign;
 use serde_json::{Value, json};
 use test_support::TempDir;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.org",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn repo_with(dir: &Path, workflow: &str) -> String {
     git(dir, &["init", "-q", "-b", "main"]);

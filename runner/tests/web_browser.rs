@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::git;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -91,29 +92,6 @@ pub fn drive(site: &Site, env: &[(&str, &str)]) {
             .collect::<Vec<_>>()
             .join("\n")
     );
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.org",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The python sandbox image and the workflow job images, built unless

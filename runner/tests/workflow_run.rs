@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::git;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -28,29 +29,6 @@ use runner::workflow::trigger::Push;
 use test_support::{TempDir, require_docker};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.org",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A repository holding `workflow` as .github/workflows/ci.yml and a file
 /// of its own; returns its HEAD.

@@ -272,3 +272,22 @@ pub fn out(r: &RunResult) -> String {
 pub fn show(r: &RunResult) -> String {
     serde_json::to_string_pretty(r).unwrap()
 }
+
+/// `git -C dir ARGS` with a fixed identity and no signing; panics with
+/// git's message when it fails; returns stdout, trimmed.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
