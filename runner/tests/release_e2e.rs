@@ -95,14 +95,13 @@ impl Drop for Cleanup {
     }
 }
 
-fn policy(dir: &Path, dev: (&str, &str), demo: (&str, &str)) -> String {
+fn policy(dev: (&str, &str), demo: (&str, &str)) -> String {
     let verify = "[environment.verify]\nkeys = [\"release.pub\"]\nattestations = [\"cyclonedx\", \"vuln\", \"slsaprovenance\"]\nscan_policy = \"scan.yaml\"\n";
     let target = |(service, addr): (&str, &str)| {
         format!(
             "[environment.target]\nkind = \"docker\"\nservice = \"{service}\"\nreplicas = 1\nport = 8080\nhealth_path = \"/health\"\nlisten = \"{addr}\"\nsoak_window = \"2s\"\nhealth_timeout = \"30s\"\ndrain_timeout = \"2s\"\n"
         )
     };
-    let _ = dir;
     format!(
         "[[environment]]\nname = \"dev\"\nautomatic = true\nbranches = [\"main\"]\n{verify}{}\n\
          [[environment]]\nname = \"demo\"\napprovals = 1\napprover_role = \"release-manager\"\nsoak_in_previous = \"0s\"\n{verify}{}",
@@ -157,7 +156,7 @@ fn a_green_commit_reaches_dev_then_demo_by_approval_and_survives_a_sigkill_mid_d
     let (dev_addr, demo_addr) = (free_addr(), free_addr());
     std::fs::write(
         d.join("environments.toml"),
-        policy(d, (&dev_svc, &dev_addr), (&demo_svc, &demo_addr)),
+        policy((&dev_svc, &dev_addr), (&demo_svc, &demo_addr)),
     )
     .unwrap();
     let state = d.join("state");

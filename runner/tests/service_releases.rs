@@ -58,7 +58,6 @@ fn world() -> World {
     let (svc, _jobs) = Service::fake(config(""), false);
     let engine = Arc::new(FakeEngine::standard().unsigned("/bad@").broken("/broken@"));
     engine.set_live("dev", IMG);
-    engine.set_live("dev", IMG);
     let releases = svc
         .inner
         .enable_releases(Arc::clone(&engine) as _, "alpha", None, 50)
