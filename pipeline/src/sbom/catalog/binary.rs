@@ -98,8 +98,10 @@ impl Elf {
         let r = self.reader();
         let mut end = 0;
         for i in 0..self.phnum {
-            let at = usize::try_from(self.phoff + i * self.phentsize).ok()?;
-            let ph = head.get(at..at + usize::try_from(self.phentsize).ok()?)?;
+            // Offsets come from the file: checked, an overflow is a bad file
+            // (found by the `elf_scan` fuzz target's smoke run).
+            let at = usize::try_from(self.phoff.checked_add(i.checked_mul(self.phentsize)?)?).ok()?;
+            let ph = head.get(at..at.checked_add(usize::try_from(self.phentsize).ok()?)?)?;
             if r.u32(ph, 0)? != 1 {
                 continue; // not PT_LOAD
             }
@@ -569,6 +571,12 @@ pub(crate) mod tests {
         bad[0x38] = 0xff;
         bad[0x3c] = 0xff;
         let _ = scan(&mut &bad[..], bad.len() as u64).unwrap();
+        // A program header table at the end of the address space: its
+        // offset overflowed (found by the `elf_scan` fuzz smoke).
+        let mut far = elf_with(&[0; 10], b"");
+        far[0x20..0x28].fill(0xff);
+        far[0x38] = 1;
+        let _ = scan(&mut &far[..], far.len() as u64).unwrap();
         let mut w = Vec::new();
         let mut old = go_blob("go1.17", "");
         old[15] = 0;
