@@ -71,6 +71,22 @@ pub fn canonical(
             reason: "the version contains `/`, which does not read back from a package URL".into(),
         });
     }
+    // The crate reads empty, `.` and `..` namespace segments as nothing:
+    // `pkg:golang/./x` would read back as another package (found by the
+    // `purl` fuzz target's smoke run).
+    if let Some(seg) = namespace
+        .iter()
+        .find(|seg| seg.is_empty() || **seg == "." || **seg == ".." || seg.contains('/'))
+    {
+        let mut path: Vec<&str> = namespace.to_vec();
+        path.push(name);
+        return Err(PurlError {
+            purl: format!("pkg:{kind}/{}@{version}", path.join("/")),
+            reason: format!(
+                "namespace segment {seg:?} is empty, `.`, `..` or holds `/`, which does not read back from a package URL"
+            ),
+        });
+    }
     let mut purl = PackageUrl::new(kind, name).map_err(fail)?;
     if !namespace.is_empty() {
         purl.with_namespace(namespace.join("/")).map_err(fail)?;
@@ -135,7 +151,10 @@ impl Purl {
         let namespace = parsed
             .namespace()
             .map(|ns| {
+                // `pkg:golang/./x` has namespace `""` in the crate's reading
+                // (it drops `.` segments): that is no namespace.
                 ns.split('/')
+                    .filter(|seg| !seg.is_empty())
                     .map(|seg| normalize_namespace(&kind, seg))
                     .collect()
             })
@@ -233,6 +252,23 @@ fn normalize_namespace(kind: &str, ns: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `purl` fuzz smoke: a `.` namespace segment wrote
+    /// `pkg:golang/./%0A`, which reads back with no namespace, and that
+    /// reading rebuilt as `pkg:golang//%0A`.
+    #[test]
+    fn dot_and_empty_namespace_segments_do_not_round_trip_so_are_refused() {
+        for ns in [".", "..", "", "a/b"] {
+            let err = canonical("golang", &[ns], "x", "", &[]).unwrap_err();
+            assert!(err.reason.contains("namespace segment"), "{ns:?}: {err}");
+        }
+        let p = Purl::parse("pkg:golang/./%0A").unwrap();
+        assert!(p.namespace.is_empty(), "{:?}", p.namespace);
+        let again = canonical("golang", &[], &p.name, "", &[]).unwrap();
+        assert_eq!(again, "pkg:golang/%0A");
+        assert_eq!(Purl::parse(&again).unwrap().namespace, Vec::<String>::new());
+        assert!(canonical("golang", &["github.com", "pkg"], "errors", "v1", &[]).is_ok());
+    }
 
     /// Found by the `purl` fuzz target: `pkg:npm/a@1/2` did not read back
     /// as version `1/2`.

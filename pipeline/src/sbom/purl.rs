@@ -10,7 +10,10 @@ use crate::purl::{PurlError, canonical};
 
 /// The purl of a package found in an image whose distribution is `distro`.
 pub fn for_record(rec: &Record, distro: Option<&OsRelease>) -> Result<String, PurlError> {
-    let distro_id = distro.and_then(|d| d.id.as_deref());
+    // An empty `ID=` names no distribution: the default namespace applies.
+    let distro_id = distro
+        .and_then(|d| d.id.as_deref())
+        .filter(|id| !id.is_empty());
     let distro_q = distro
         .and_then(OsRelease::distro_qualifier)
         .unwrap_or_default();
