@@ -5,7 +5,17 @@ REPO=$(cd "$FUZZ_DIR/../.." && pwd)
 # No sanitizer: the code under test forbids `unsafe`, and without ASan's
 # instrumentation each target runs 2-3x more inputs per second. Debug
 # assertions (`-a`) keep integer-overflow checks on: an overflow is a bug.
-FUZZ_FLAGS=(--fuzz-dir "$FUZZ_DIR" --sanitizer none --debug-assertions)
+# FUZZ_PROFILE=dev (the CI smoke) builds without optimisation and with many
+# codegen units: a cold build of the whole dependency tree takes minutes
+# instead of the half hour an optimised, one-codegen-unit build takes on 2
+# cores, for ~3-10x fewer inputs per second, plenty for a smoke. The
+# campaign keeps the optimised build (FUZZ_PROFILE=release, the default).
+case "${FUZZ_PROFILE:-release}" in
+  dev) FUZZ_PROFILE_FLAGS=(--dev) ;;
+  release) FUZZ_PROFILE_FLAGS=(--release) ;;
+  *) echo "fuzz: FUZZ_PROFILE must be dev or release, not ${FUZZ_PROFILE}" >&2; return 2 ;;
+esac
+FUZZ_FLAGS=(--fuzz-dir "$FUZZ_DIR" --sanitizer none --debug-assertions "${FUZZ_PROFILE_FLAGS[@]}")
 # Every input runs under these bounds: more memory or time is a finding.
 # One process on one core (libFuzzer's default; `-jobs=1` would fork a
 # worker that logs to fuzz-0.log instead): the machine's cores are shared.
