@@ -100,6 +100,16 @@ impl ApiError {
 
 impl From<crate::service::store::StoreError> for ApiError {
     fn from(e: crate::service::store::StoreError) -> Self {
+        // A database that is restarting or cut off by the network is a
+        // moment to retry, not a failure of this request: 503 with a hint,
+        // the cause in the operator's log only.
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "the database is unreachable");
+            return ApiError::unavailable(
+                "the database is unreachable for the moment; retry in a few seconds",
+            )
+            .retry_after(2);
+        }
         ApiError::internal(e)
     }
 }

@@ -268,7 +268,17 @@ impl PgPool {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        config.keepalives_idle(Duration::from_secs(30));
+        // A server cut off by the network (packets dropped, no reset) must
+        // not hang this runner's calls for the kernel's 15 minutes of
+        // retransmissions: unacknowledged data fails the connection after
+        // TCP_USER_TIMEOUT, and an idle one (the listener) is probed by
+        // keepalives. The call then fails as unavailable and the pool
+        // reconnects once the network is back. Both stay well under the
+        // lease, so a cut-off runner notices before the others reap it.
+        config.keepalives_idle(Duration::from_secs(5));
+        config.keepalives_interval(Duration::from_secs(2));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(8));
         config.application_name("runner");
         Ok(PgPool {
             config,
