@@ -64,6 +64,18 @@ impl Server {
     /// [`Server::start_env`] on the database `database` (a file or a
     /// `postgres://` URL).
     pub fn start_on(dir: &Path, database: &str, config: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_wrapped(dir, database, config, env, &[])
+    }
+
+    /// [`Server::start_on`], the runner started through `wrapper` (e.g.
+    /// `ip netns exec NAME`, which execs it: the child is the runner).
+    pub fn start_wrapped(
+        dir: &Path,
+        database: &str,
+        config: &str,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Server {
         let cfg = dir.join("runner.toml");
         // A fixed port when the test names one (browsers need the address
         // before the server starts), otherwise any free one.
@@ -91,7 +103,15 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut child = Command::new(RUNNER)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(RUNNER);
+                c
+            }
+            None => Command::new(RUNNER),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&cfg)
             .envs(env.iter().copied())

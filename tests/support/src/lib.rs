@@ -4,6 +4,7 @@
 //! macro) first. Without Docker they skip with a message, except under
 //! `CI=true`, where they fail: CI must never pass by skipping.
 
+pub mod netns;
 pub mod postgres;
 pub mod registry;
 

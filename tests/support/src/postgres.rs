@@ -49,6 +49,8 @@ pub struct Postgres {
     dir: TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// Addresses listened on besides loopback (see [`Postgres::listen_also`]).
+    extra_listen: Vec<std::net::Ipv4Addr>,
 }
 
 /// PostgreSQL refuses to run as root: as root (a CI container), its
@@ -143,7 +145,12 @@ impl Postgres {
                 .arg(&data),
         )?;
         let port = free_port();
-        let pg = Postgres { dir, bin, port };
+        let pg = Postgres {
+            dir,
+            bin,
+            port,
+            extra_listen: Vec::new(),
+        };
         pg.pg_ctl_start()?;
         run(
             "createdb",
@@ -168,9 +175,13 @@ impl Postgres {
     }
 
     fn pg_ctl_start(&self) -> Result<(), PostgresError> {
+        let listen: Vec<String> = std::iter::once("127.0.0.1".to_owned())
+            .chain(self.extra_listen.iter().map(|a| a.to_string()))
+            .collect();
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            "-p {} -c listen_addresses={} -k {} -c fsync=off -c max_connections=200",
             self.port,
+            listen.join(","),
             self.dir.path().display()
         );
         run(
@@ -187,6 +198,31 @@ impl Postgres {
     /// `postgres://` URL of the database.
     pub fn url(&self) -> String {
         format!("postgres://runner@127.0.0.1:{}/runner", self.port)
+    }
+
+    /// Listens on `addr` too, trusting clients from its /24 (a test's own
+    /// network namespace, see `netns`); restarts the server.
+    pub fn listen_also(&mut self, addr: std::net::Ipv4Addr) -> Result<(), PostgresError> {
+        let [a, b, c, _] = addr.octets();
+        let hba = self.data().join("pg_hba.conf");
+        let line = format!("host all all {a}.{b}.{c}.0/24 trust\n");
+        let mut text = std::fs::read_to_string(&hba).map_err(|source| PostgresError::Spawn {
+            step: "read pg_hba.conf",
+            source,
+        })?;
+        text.push_str(&line);
+        std::fs::write(&hba, text).map_err(|source| PostgresError::Spawn {
+            step: "write pg_hba.conf",
+            source,
+        })?;
+        self.extra_listen.push(addr);
+        self.stop()?;
+        self.pg_ctl_start()
+    }
+
+    /// The database's URL through `addr` (one of [`Postgres::listen_also`]).
+    pub fn url_at(&self, addr: std::net::Ipv4Addr) -> String {
+        format!("postgres://runner@{addr}:{}/runner", self.port)
     }
 
     /// Stops the server (fast shutdown: connections are dropped).
