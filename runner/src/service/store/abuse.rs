@@ -161,7 +161,7 @@ fn encode(times: &[i64]) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(StoreError::Corrupt(format!(
             "an abuse_state row holds {} bytes of times, not a multiple of 8",
             bytes.len()
