@@ -322,6 +322,8 @@ pub struct PoolFile {
     pub idle_lifetime_secs: Option<u64>,
 }
 
+/// Rate limits: per runner on SQLite, shared by every runner on one
+/// PostgreSQL database (see `service::abuse`), like the lockout.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitFile {

@@ -280,6 +280,14 @@ impl Service {
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "the retention sweep failed"),
                 }
+                // Rate limit and lockout rows nothing counts any more
+                // (runners sharing a database; the table stays bounded
+                // under a flood of addresses).
+                if store.is_shared()
+                    && let Err(e) = store.call(|s| s.sweep_abuse(store::now_ms())).await
+                {
+                    warn!(error = %e, "the sweep of rate limit rows failed");
+                }
             }
         })
     }

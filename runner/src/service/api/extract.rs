@@ -2,7 +2,7 @@
 //! the way), and strict JSON bodies whose rejections use the API's errors.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -107,24 +107,40 @@ fn too_many(code: &'static str, why: &str, retry: Duration) -> ApiError {
     )
 }
 
-/// Lockout, then the per-address rate limit.
-fn admit(state: &AppState, ip: &str, now: Instant) -> Result<(), ApiError> {
-    if let Some(left) = state.lockout.locked(ip, now) {
-        return Err(too_many(
+/// A refusal of the rate limits or lockout as the API's error; `whose`
+/// says whose requests were too many ("from this address").
+pub fn refused(state: &AppState, r: Refused, whose: &str) -> ApiError {
+    match r {
+        Refused::Locked(left) => too_many(
             "locked_out",
             "too many failed authentications from this address",
             left,
-        ));
+        ),
+        Refused::Busy => too_many(
+            "locked_out",
+            "too many authentications from this address are being checked",
+            Duration::from_secs(1),
+        ),
+        Refused::Limited(retry) => {
+            state.metrics.rate_limited.inc();
+            too_many("rate_limited", &format!("too many requests {whose}"), retry)
+        }
+        // Why refusing rather than letting the request through: see
+        // `Abuse::run`.
+        Refused::Unavailable => ApiError::unavailable(
+            "the server cannot check its rate limits just now; retry in a few seconds",
+        )
+        .retry_after(5),
     }
-    if let Err(retry) = state.per_ip.hit(ip, now) {
-        state.metrics.rate_limited.inc();
-        return Err(too_many(
-            "rate_limited",
-            "too many requests from this address",
-            retry,
-        ));
-    }
-    Ok(())
+}
+
+/// Lockout, then the per-address rate limit.
+async fn admit(state: &AppState, ip: &str) -> Result<(), ApiError> {
+    state
+        .abuse
+        .admit(ip)
+        .await
+        .map_err(|r| refused(state, r, "from this address"))
 }
 
 /// The key presented, `Bearer <key>` or bare as Piston clients send it.
@@ -148,22 +164,18 @@ async fn authenticate(
     anonymous_ok: bool,
 ) -> Result<Principal, ApiError> {
     let ip = client_ip(parts, state);
-    let now = Instant::now();
-    admit(state, &ip, now)?;
+    admit(state, &ip).await?;
     let Some(text) = presented_key(parts) else {
         // People on the web pages: the session cookie (and, to change
         // anything, its CSRF token).
         if let Some(p) =
             crate::service::web::session::authenticate(state, &parts.method, &parts.headers).await?
         {
-            if let Err(retry) = state.per_key.hit(&p.key_id, now) {
-                state.metrics.rate_limited.inc();
-                return Err(too_many(
-                    "rate_limited",
-                    "too many requests from this session",
-                    retry,
-                ));
-            }
+            state
+                .abuse
+                .hit_key(&p.key_id)
+                .await
+                .map_err(|r| refused(state, r, "from this session"))?;
             return Ok(p);
         }
         if let Some(p) = state.anonymous.as_ref().filter(|_| anonymous_ok) {
@@ -173,14 +185,11 @@ async fn authenticate(
         return Err(ApiError::unauthenticated());
     };
     let (record, role) = verify_key(state, &ip, text).await?;
-    if let Err(retry) = state.per_key.hit(&record.id, now) {
-        state.metrics.rate_limited.inc();
-        return Err(too_many(
-            "rate_limited",
-            "too many requests with this key",
-            retry,
-        ));
-    }
+    state
+        .abuse
+        .hit_key(&record.id)
+        .await
+        .map_err(|r| refused(state, r, "with this key"))?;
     Ok(Principal {
         tenant: record.tenant,
         tenant_name: record.tenant_name,
@@ -210,26 +219,18 @@ async fn verify_key(state: &AppState, ip: &str, text: &str) -> Result<(KeyRecord
     if state.verified.contains(text, &record) {
         return Ok((record, role));
     }
-    match state.lockout.begin(ip, Instant::now()) {
-        Ok(()) => {}
-        Err(Refused::Locked(left)) => {
-            return Err(too_many(
-                "locked_out",
-                "too many failed authentications from this address",
-                left,
-            ));
-        }
-        Err(Refused::Busy) => {
-            return Err(too_many(
-                "locked_out",
-                "too many authentications from this address are being checked",
-                Duration::from_secs(1),
-            ));
-        }
-    }
+    let ticket = state
+        .abuse
+        .begin(ip)
+        .await
+        .map_err(|r| refused(state, r, "from this address"))?;
     let checked = bounded_verify(state, secret, &record).await;
     let ok = matches!(checked, Ok(Ok(())));
-    let locked = state.lockout.end(ip, Instant::now(), ok);
+    let locked = state
+        .abuse
+        .end(ip, ticket, ok)
+        .await
+        .map_err(|r| refused(state, r, "from this address"))?;
     match checked {
         Ok(Ok(())) => {
             state.verified.remember(text, &record);
@@ -274,10 +275,14 @@ async fn refuse(
 ) -> ApiError {
     state.metrics.auth_failures.inc();
     let counted = matches!(why, KeyRefusal::WrongSecret);
-    let locked = if counted {
-        locked
-    } else {
-        state.lockout.fail(ip, Instant::now())
+    // A failure that could not be counted is still audited; the client
+    // is then told to come back (see `Abuse::run`).
+    let (locked, uncounted) = match counted {
+        true => (locked, None),
+        false => match state.abuse.fail(ip).await {
+            Ok(locked) => (locked, None),
+            Err(r) => (false, Some(refused(state, r, "from this address"))),
+        },
     };
     let mut entries = vec![NewAuditEntry {
         actor: format!("ip:{ip}"),
@@ -312,6 +317,9 @@ async fn refuse(
         .await
     {
         tracing::error!(error = %e, "could not audit a failed authentication");
+    }
+    if let Some(answer) = uncounted {
+        return answer;
     }
     ApiError::new(
         axum::http::StatusCode::UNAUTHORIZED,

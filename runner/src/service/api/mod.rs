@@ -21,7 +21,7 @@ pub mod repos;
 pub mod runs;
 pub mod workflows;
 
-use super::abuse::{Lockout, SlidingWindow};
+use super::abuse::{Abuse, Policies};
 use super::auth::{HashPool, Principal, VerifiedCache};
 use super::config::ServiceConfig;
 use super::metrics::Metrics;
@@ -38,9 +38,9 @@ pub struct Shared {
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
     pub verified: VerifiedCache,
-    pub per_ip: SlidingWindow,
-    pub per_key: SlidingWindow,
-    pub lockout: Lockout,
+    /// Rate limits and lockout: in memory, or in the database runners
+    /// share.
+    pub abuse: Abuse,
     /// Where the slow key hash runs (see `auth.max_concurrent_verifications`).
     pub hashes: HashPool,
     /// The principal of anonymous Piston requests, when enabled.
@@ -86,13 +86,7 @@ impl Shared {
             .clone()
             .map(|w| Arc::new(crate::service::web::Web::new(w)));
         Shared {
-            per_ip: SlidingWindow::new(config.rate_per_ip, config.rate_window),
-            per_key: SlidingWindow::new(config.rate_per_key, config.rate_window),
-            lockout: Lockout::new(
-                config.lockout_failures,
-                config.lockout_window,
-                config.lockout_duration,
-            ),
+            abuse: Abuse::for_store(Policies::from_config(&config), &store),
             verified: VerifiedCache::default(),
             hashes: HashPool::new(
                 config.auth.max_concurrent_verifications,

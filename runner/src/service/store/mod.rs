@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub mod abuse;
 pub mod audit;
 mod keys;
 pub mod pg;
@@ -345,6 +346,23 @@ CREATE TABLE runner_leases (
     lease_until INTEGER NOT NULL,
     started_at INTEGER NOT NULL
 );
+"#,
+    // 7: rate limits and lockouts shared by the runners on one database
+    // (see `service::abuse`). A SQLite runner, alone, keeps them in memory
+    // and never writes here; the table exists so both schemas stay one
+    // version. `times`/`pending`: big-endian i64 milliseconds; a row past
+    // `expires_at` holds nothing that counts and is swept.
+    r#"
+CREATE TABLE abuse_state (
+    scope TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    times BLOB NOT NULL,
+    pending BLOB NOT NULL,
+    locked_until INTEGER,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, subject)
+);
+CREATE INDEX abuse_state_expiry ON abuse_state(expires_at);
 "#,
 ];
 

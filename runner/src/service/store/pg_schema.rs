@@ -210,6 +210,19 @@ CREATE TABLE runner_leases (
     started_at BIGINT NOT NULL
 );
 "#,
+    // 7: see the SQLite migration 7 (on PostgreSQL the runners use it).
+    r#"
+CREATE TABLE abuse_state (
+    scope TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    times BYTEA NOT NULL,
+    pending BYTEA NOT NULL,
+    locked_until BIGINT,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (scope, subject)
+);
+CREATE INDEX abuse_state_expiry ON abuse_state(expires_at);
+"#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this binary.

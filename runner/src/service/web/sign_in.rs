@@ -14,6 +14,7 @@ use super::pages::{message, see_other};
 use super::session::{
     SESSION_COOKIE, SIGN_IN_COOKIE, clear_cookie, cookie, random_token, set_cookie, token_hash,
 };
+use crate::service::abuse::Refused;
 use crate::service::api::AppState;
 use crate::service::store::sessions::NewSession;
 use crate::service::store::{NewAuditEntry, now_ms};
@@ -31,7 +32,7 @@ pub async fn login(
     parts: Parts,
     q: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = limited(&st, &parts) {
+    if let Some(r) = limited(&st, &parts).await {
         return r;
     }
     let Some(web) = st.web.clone() else {
@@ -91,20 +92,34 @@ pub async fn login(
 
 /// Sign-in counts toward the address's request rate like the API: an
 /// address cannot flood the provider, or the pending sign-ins, from here.
-fn limited(st: &AppState, parts: &Parts) -> Option<Response> {
+async fn limited(st: &AppState, parts: &Parts) -> Option<Response> {
     let ip = crate::service::api::extract::client_ip(parts, st);
-    st.per_ip.hit(&ip, Instant::now()).err().map(|retry| {
-        st.metrics.rate_limited.inc();
-        let mut r = message(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Too many requests from your address; wait a minute and try again.",
-        );
-        if let Ok(v) = axum::http::HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
+    let refused = st.abuse.hit_ip(&ip).await.err()?;
+    let (mut r, retry) = match refused {
+        Refused::Limited(retry) => {
+            st.metrics.rate_limited.inc();
+            let r = message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "Too many requests from your address; wait a minute and try again.",
+            );
+            (r, retry)
         }
-        r
-    })
+        // The limit could not be checked (see `Abuse::run`), or (never
+        // from `hit_ip`) a lockout.
+        _ => {
+            let r = message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again shortly",
+                "The server cannot take sign-ins just now; try again in a few seconds.",
+            );
+            (r, std::time::Duration::from_secs(5))
+        }
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(r)
 }
 
 fn message_internal(e: impl std::fmt::Display) -> Response {
@@ -132,7 +147,7 @@ pub async fn callback(
     headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
-    if let Some(r) = limited(&st, &parts) {
+    if let Some(r) = limited(&st, &parts).await {
         return r;
     }
     let Some(web) = st.web.clone() else {
