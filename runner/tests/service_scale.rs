@@ -3,8 +3,8 @@
 //! engine. One runner killed with SIGKILL under load: every accepted run
 //! reaches one final state, none lost, none twice, no container left. The
 //! database restarted under load: runners reconnect, nothing accepted is
-//! lost. A run submitted through one runner is followed and cancelled
-//! through another.
+//! lost. A run submitted through one runner is followed (its live output
+//! too) and cancelled through another.
 
 mod common;
 
@@ -324,6 +324,56 @@ fn follow(addr: &str, key: &str, id: &str, mut stop: impl FnMut(&str) -> bool) -
     seen
 }
 
+/// What a follower saw: the output text, in order, and whether a `lagged`
+/// event said some was missed.
+fn seen_output(seen: &str) -> (String, bool) {
+    use base64::Engine as _;
+    let (mut text, mut lagged, mut event) = (String::new(), false, "");
+    for line in seen.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(e) = line.strip_prefix("event: ") {
+            event = e;
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            match event {
+                "output" => {
+                    let v: Value = serde_json::from_str(data).expect("output data is JSON");
+                    let t = v["text"].as_str().expect("output has text");
+                    if v["encoding"] == "base64" {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(t)
+                            .expect("base64");
+                        text.push_str(&String::from_utf8_lossy(&bytes));
+                    } else {
+                        text.push_str(t);
+                    }
+                }
+                "lagged" => lagged = true,
+                _ => {}
+            }
+        }
+    }
+    (text, lagged)
+}
+
+/// Follows run `id` through `addr` in a thread until its result; says on
+/// `ticked` once its output contains `tick`.
+fn follow_until_result(
+    addr: String,
+    key: String,
+    id: String,
+    ticked: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut told = false;
+        follow(&addr, &key, &id, |seen| {
+            if !told && seen_output(seen).0.contains("tick") {
+                told = true;
+                let _ = ticked.send(());
+            }
+            seen.contains("event: result")
+        })
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submitted_on_one_runner_followed_and_cancelled_on_another() {
     require_docker!();
@@ -346,22 +396,28 @@ async fn submitted_on_one_runner_followed_and_cancelled_on_another() {
     assert_eq!(done["result"]["status"], "ok", "{done}");
     let long = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\nprint('tick', flush=True)\ntime.sleep(60)"}], "limits": {"run_wall_time_ms": 20000}});
     let id = submit(&a, &key, &long).expect("accepted");
-    let b_addr = b.addr.clone();
-    let (k2, id2) = (key.clone(), id.clone());
-    // Followed through B until it ends.
-    let follower = std::thread::spawn(move || {
-        follow(&b_addr, &k2, &id2, |seen| seen.contains("event: result"))
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while env.job_containers(&id).await == 0 {
-        assert!(Instant::now() < deadline, "the run never started");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // Followed through both runners (either may execute it: they share
+    // the queue) until it ends; both see its live output.
+    let (ticked, ticks) = std::sync::mpsc::channel();
+    let followers: Vec<_> = [&a, &b]
+        .iter()
+        .map(|s| follow_until_result(s.addr.clone(), key.clone(), id.clone(), ticked.clone()))
+        .collect();
+    for n in 0..2 {
+        assert!(
+            ticks.recv_timeout(Duration::from_secs(90)).is_ok(),
+            "only {n} of the two followers saw the output line `tick`"
+        );
     }
+    assert!(env.job_containers(&id).await > 0, "the run is executing");
     let started = Instant::now();
     let (status, cancelled) = b.call("DELETE", &format!("/v1/runs/{id}"), Some(&key), None);
     assert!(status == 200 || status == 202, "{status} {cancelled}");
-    let seen = follower.join().unwrap();
-    assert!(seen.contains("event: result"), "{seen}");
+    for f in followers {
+        let seen = f.join().unwrap();
+        assert!(seen.contains("event: result"), "{seen}");
+        assert_eq!(seen_output(&seen).0, "tick\n", "{seen}");
+    }
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "the cancellation reached the runner executing it"
@@ -376,4 +432,49 @@ async fn submitted_on_one_runner_followed_and_cancelled_on_another() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Many lines, followed through both runners (so through the one not
+    // executing it): in order, or a `lagged` event says some were dropped.
+    let lines = 2000;
+    let many = python(&format!(
+        "import time\ntime.sleep(2)\nfor i in range({lines}):\n    print(f'line {{i}}')"
+    ));
+    let id = submit(&b, &key, &many).expect("accepted");
+    let (ticked, _ticks) = std::sync::mpsc::channel();
+    let followers: Vec<_> = [&a, &b]
+        .iter()
+        .map(|s| follow_until_result(s.addr.clone(), key.clone(), id.clone(), ticked.clone()))
+        .collect();
+    for (name, f) in ["A", "B"].into_iter().zip(followers) {
+        let seen = f.join().unwrap();
+        assert!(seen.contains("event: result"), "{seen}");
+        let (text, lagged) = seen_output(&seen);
+        let got: Vec<usize> = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("line ")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("not a line the run wrote: {l:?}"))
+            })
+            .collect();
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "runner {name}: lines out of order or repeated"
+        );
+        if lagged {
+            eprintln!(
+                "runner {name}: {} of {lines} lines live, the rest reported as lagged",
+                got.len()
+            );
+        } else {
+            assert_eq!(
+                got,
+                (0..lines).collect::<Vec<_>>(),
+                "runner {name}: lines missing without a `lagged` event"
+            );
+            eprintln!("runner {name}: all {lines} lines live, in order");
+        }
+    }
+    let (_, r) = a.call("GET", &format!("/v1/runs/{id}"), Some(&key), None);
+    assert_eq!(r["result"]["status"], "ok", "{r}");
 }

@@ -3,7 +3,8 @@
 //! `internal_error`, not re-run, as after a crash of a single runner) and
 //! removes their sandboxes on the engine they share; each listens to the
 //! others (`LISTEN`): a cancellation reaches the runner executing the run,
-//! and the end of a run reaches the runner a client waits or follows on.
+//! the end of a run reaches the runner a client waits or follows on, and
+//! its live output the runners whose clients follow it (see `relay`).
 
 use std::sync::Arc;
 
@@ -77,6 +78,8 @@ pub fn start(service: &Service) -> Vec<JoinHandle<()>> {
                     }
                     Some(("done", id)) => scheduler.relay_done(id).await,
                     Some(("started", id)) => scheduler.relay_started(id),
+                    Some(("follow", id)) => scheduler.relay_follow(id),
+                    Some(("relay", frame)) => scheduler.relay_events(frame),
                     _ if event == "resync" => scheduler.relay_all().await,
                     _ => {}
                 }

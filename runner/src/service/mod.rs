@@ -21,6 +21,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod metrics;
+pub mod relay;
 pub mod releases;
 pub mod scheduler;
 pub mod secrets;

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, broadcast, oneshot};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::metrics::Metrics;
+use super::relay::{Received, Relay};
 use super::spec::JobSpec;
 use super::store::{RunRecord, Store, StoreError, TenantId};
 use crate::sandbox::{PreparedRun, Sandbox, SandboxEvent};
@@ -42,6 +43,9 @@ pub enum RunEvent {
     Sandbox(SandboxEvent),
     /// The run reached its final state; the record holds the result.
     Done(Box<RunRecord>),
+    /// This many events of a run executing on another runner were missed
+    /// on the way here.
+    Lagged(u64),
 }
 
 /// Why a running run is being stopped.
@@ -76,6 +80,8 @@ pub struct Scheduler {
     idle: Notify,
     draining: AtomicBool,
     channels: Mutex<HashMap<String, broadcast::Sender<RunEvent>>>,
+    /// Live events to and from other runners (on a shared database).
+    relay: Option<Relay>,
 }
 
 impl Scheduler {
@@ -87,7 +93,6 @@ impl Scheduler {
         per_tenant: usize,
     ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
-            store,
             sandbox,
             metrics,
             permits,
@@ -98,6 +103,8 @@ impl Scheduler {
             idle: Notify::new(),
             draining: AtomicBool::new(false),
             channels: Mutex::new(HashMap::new()),
+            relay: store.is_shared().then(|| Relay::new(store.clone())),
+            store,
         })
     }
 
@@ -307,8 +314,12 @@ impl Scheduler {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let forward = {
             let channel = self.channel(id);
+            let feeder = self.relay.as_ref().map(|r| r.open(id));
             tokio::spawn(async move {
                 while let Some(ev) = rx.recv().await {
+                    if let Some(f) = &feeder {
+                        f.push(&ev);
+                    }
                     let _ = channel.send(RunEvent::Sandbox(ev));
                 }
             })
@@ -319,6 +330,10 @@ impl Scheduler {
         };
         drop(tx);
         let _ = forward.await;
+        // Followers elsewhere get the output before the end.
+        if let Some(relay) = &self.relay {
+            relay.close(id).await;
+        }
         match outcome {
             Ok(Ok(result)) => self.finish(id, result, started).await,
             Ok(Err(e)) => {
@@ -490,18 +505,72 @@ impl Scheduler {
         if let Some(rec) = self.lookup(id).await
             && rec.state.is_final()
         {
+            if let Some(relay) = &self.relay {
+                relay.forget(id);
+            }
             self.publish(id, RunEvent::Done(Box::new(rec)));
         }
     }
 
-    /// Another runner started run `id`.
+    /// Another runner started run `id`: a follower here asks it for the
+    /// run's events (the run may have been queued when they subscribed).
     pub fn relay_started(&self, id: &str) {
         if self.followed(id) {
             self.publish(id, RunEvent::Started);
+            self.ask_relay(id);
         }
     }
 
-    /// Listening (re)started: what ended meanwhile is read again.
+    /// A client here follows run `id` (not final): when another runner
+    /// executes it (or will), that runner is asked for its live events.
+    pub fn ask_relay(&self, id: &str) {
+        if self.relay.is_none() || self.executing(id) {
+            return;
+        }
+        let payload = vec![format!("follow:{id}")];
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.call(move |s| s.notify(&payload)).await {
+                warn!(error = %e, "could not ask for a run's live output");
+            }
+        });
+    }
+
+    /// Another runner asks for run `id`'s events (if it executes here).
+    pub fn relay_follow(&self, id: &str) {
+        if let Some(relay) = &self.relay {
+            relay.follow(id);
+        }
+    }
+
+    /// Events of a run executing on another runner (a `relay:` payload).
+    pub fn relay_events(&self, payload: &str) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        if let Some((id, events)) = relay.receive(payload, |id| self.followed(id)) {
+            for ev in events {
+                self.publish(
+                    &id,
+                    match ev {
+                        Received::Lagged(n) => RunEvent::Lagged(n),
+                        Received::Event(ev) => RunEvent::Sandbox(ev),
+                    },
+                );
+            }
+        }
+    }
+
+    fn executing(&self, id: &str) -> bool {
+        self.running
+            .lock()
+            .expect("scheduler lock")
+            .stops
+            .contains_key(id)
+    }
+
+    /// Listening (re)started: what ended meanwhile is read again, and the
+    /// live events of what goes on asked for again.
     pub async fn relay_all(&self) {
         let followed: Vec<String> = self
             .channels
@@ -513,6 +582,9 @@ impl Scheduler {
             .collect();
         for id in followed {
             self.relay_done(&id).await;
+            if self.followed(&id) {
+                self.ask_relay(&id);
+            }
         }
     }
 
@@ -531,10 +603,11 @@ impl Scheduler {
 
     fn prune_channels(&self) {
         let running = self.running.lock().expect("scheduler lock");
-        self.channels
-            .lock()
-            .expect("channels lock")
-            .retain(|id, ch| running.stops.contains_key(id) || ch.receiver_count() > 0);
+        let mut channels = self.channels.lock().expect("channels lock");
+        channels.retain(|id, ch| running.stops.contains_key(id) || ch.receiver_count() > 0);
+        if let Some(relay) = &self.relay {
+            relay.prune(|id| channels.get(id).is_some_and(|ch| ch.receiver_count() > 0));
+        }
     }
 
     /// Waits until the run is final or `timeout` passes; returns its record

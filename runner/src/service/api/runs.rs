@@ -312,6 +312,9 @@ pub async fn events(
     // subscription is lost.
     let rx = st.scheduler.subscribe(&id);
     let rec = visible(&st, &p, &id).await?;
+    if !rec.state.is_final() {
+        st.scheduler.ask_relay(&id);
+    }
     let first = event("state", json!({ "state": rec.state.as_str() }));
     let stream = futures_util::stream::unfold(
         (Some(first), rx, rec.state.is_final().then_some(rec), false),
@@ -354,7 +357,9 @@ pub async fn events(
                     event("state", json!({ "state": rec.state.as_str() })),
                     Some(*rec),
                 ),
-                Err(RecvError::Lagged(n)) => (event("lagged", json!({ "missed_events": n })), None),
+                Ok(RunEvent::Lagged(n)) | Err(RecvError::Lagged(n)) => {
+                    (event("lagged", json!({ "missed_events": n })), None)
+                }
                 Err(RecvError::Closed) => return None,
             };
             Some((ev, (None, rx, done, false)))

@@ -524,6 +524,21 @@ impl Store {
         })
     }
 
+    /// Tells every runner listening `payloads`, in order, together (one
+    /// transaction); nothing on SQLite, whose one runner knows already.
+    pub fn notify(&self, payloads: &[String]) -> Result<(), StoreError> {
+        if !self.is_shared() || payloads.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for p in payloads {
+                tx.notify(p)?;
+            }
+            tx.commit()
+        })
+    }
+
     /// Gives this runner's lease up (orderly shutdown).
     pub fn drop_lease(&self) -> Result<(), StoreError> {
         self.with(|c| {
