@@ -144,6 +144,20 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
         assert_eq!(r["result"]["status"], "ok", "{r}");
     }
 
+    // A knows it is cut off: its calls fail within seconds (they do not
+    // hang for the kernel's retransmissions), so its log says so and its
+    // readiness probe takes it out of a load balancer's rotation.
+    let log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(
+        log.contains("could not renew this runner's lease"),
+        "A never noticed the cut: {log}"
+    );
+    let asked = Instant::now();
+    let (status, ready) = a.call("GET", "/readyz", None, None);
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["checks"]["store"], "unavailable", "{ready}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+
     // A, cut off, answers its clients promptly and honestly: 503 with a
     // retry hint, nothing of the cause.
     let asked = Instant::now();

@@ -23,7 +23,12 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready when the store answers and the job backend answers.
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
-    let store_ok = st.store.call(|s| s.ping()).await.is_ok();
+    // Bounded like the engine's check: a database cut off by the network
+    // must make this runner unready at once, not hang the probe.
+    let store_ok = matches!(
+        tokio::time::timeout(Duration::from_secs(3), st.store.call(|s| s.ping())).await,
+        Ok(Ok(()))
+    );
     let backend = std::sync::Arc::clone(st.sandbox.backend());
     let engine_ok = matches!(
         tokio::time::timeout(Duration::from_secs(3), backend.ping()).await,

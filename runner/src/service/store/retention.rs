@@ -101,8 +101,10 @@ impl Store {
     fn tenants_over(&self, budget: u64) -> Result<Vec<(String, i64)>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(
+                // PostgreSQL's SUM of a BIGINT is a NUMERIC, which would make
+                // the parameter one too: compare the BIGINT.
                 "SELECT tenant_id, CAST(SUM(stored_bytes) AS BIGINT) FROM runs GROUP BY tenant_id
-                 HAVING SUM(stored_bytes) > ?1",
+                 HAVING CAST(SUM(stored_bytes) AS BIGINT) > ?1",
             )?;
             let rows = st.query_map(p![budget as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()
