@@ -14,7 +14,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::service::Service;
+use common::service::{Service, test_store};
+use test_support::postgres::Postgres;
 use runner::backend::OutputStream;
 use runner::backend::fake::{Call, Reply, When};
 use runner::service::auth::Role;
@@ -44,14 +45,22 @@ struct World {
 
 const CI: &str = "on: push\njobs:\n  build:\n    runs-on: debian\n    steps:\n      - run: echo building\n  test:\n    needs: build\n    runs-on: debian\n    steps:\n      - env:\n          TOKEN: ${{ secrets.DEPLOY_TOKEN }}\n        run: echo \"token $TOKEN\"\n";
 
+/// A world on the test store (SQLite in memory, or PostgreSQL with
+/// `RUNNER_TEST_STORE=postgres`).
 async fn world(workflow: &str) -> World {
-    world_with(workflow, "", Store::in_memory().unwrap()).await
+    world_with(workflow, "", test_store()).await
 }
 
-/// A world whose service has more `[workflows]` keys and runs on `store`.
-async fn world_with(workflow: &str, workflows: &str, store: Store) -> World {
+/// A world whose service has more `[workflows]` keys and runs on `store`
+/// (and the PostgreSQL server it lives on, kept as long as the world).
+async fn world_with(
+    workflow: &str,
+    workflows: &str,
+    (store, postgres): (Store, Option<std::sync::Arc<Postgres>>),
+) -> World {
     let cache = TempDir::new("svc-wf-cache");
-    let (svc, fake) = Service::fake_workflows_with("", workflows, cache.path(), store);
+    let (mut svc, fake) = Service::fake_workflows_with("", workflows, cache.path(), store);
+    svc.postgres = postgres;
     let repo_dir = TempDir::new("svc-wf-repo");
     let sha = repo_with(repo_dir.path(), workflow);
     let admin = svc.key("alpha", Role::Admin).to_owned();
@@ -645,7 +654,7 @@ async fn platform_secret_files_win_reach_only_their_steps_and_are_masked() {
     let w = world_with(
         CI,
         &format!("secrets_dir = {:?}", dir.path().display().to_string()),
-        Store::in_memory().unwrap(),
+        test_store(),
     )
     .await;
     let stored = "stored-but-overridden";
@@ -756,7 +765,7 @@ async fn a_request_field_never_grants_network() {
     let w = world_with(
         CI,
         "egress_grants = [\"internet\"]",
-        Store::in_memory().unwrap(),
+        test_store(),
     )
     .await;
     w.svc.start();
@@ -835,7 +844,8 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 async fn repository_changes_and_triggers_are_audited_without_values_and_verify() {
     let dir = TempDir::new("svc-wf-audit");
     let db = dir.path().join("runner.db");
-    let w = world_with(CI, "", Store::open(&db).unwrap()).await;
+    // A file, which the `runner audit` CLI below reads too.
+    let w = world_with(CI, "", (Store::open(&db).unwrap(), None)).await;
     w.svc.start();
     let secret = "audit-s3cret-value";
     w.set_secret("DEPLOY_TOKEN", secret).await;
