@@ -156,7 +156,11 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
     let (status, ready) = a.call("GET", "/readyz", None, None);
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["checks"]["store"], "unavailable", "{ready}");
-    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
 
     // A, cut off, answers its clients promptly and honestly: 503 with a
     // retry hint, nothing of the cause.
@@ -204,7 +208,10 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
     // unknown; no sandbox left; one audit chain.
     let accepted: Vec<&String> = cut_off.iter().chain(&during).chain(&after).collect();
     let seen = listing_counts(&b, &key);
-    let lost = accepted.iter().filter(|id| !seen.contains_key(**id)).count();
+    let lost = accepted
+        .iter()
+        .filter(|id| !seen.contains_key(**id))
+        .count();
     let duplicated = seen
         .iter()
         .filter(|(id, n)| **n > 1 || !accepted.contains(id))

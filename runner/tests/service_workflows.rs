@@ -15,7 +15,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::service::{Service, test_store};
-use test_support::postgres::Postgres;
 use runner::backend::OutputStream;
 use runner::backend::fake::{Call, Reply, When};
 use runner::service::auth::Role;
@@ -23,6 +22,7 @@ use runner::service::store::Store;
 use runner::workflow::webhook::sign;
 use serde_json::{Value, json};
 use test_support::TempDir;
+use test_support::postgres::Postgres;
 
 fn repo_with(dir: &Path, workflow: &str) -> String {
     git(dir, &["init", "-q", "-b", "main"]);
@@ -762,12 +762,7 @@ async fn secrets_never_reach_the_servers_own_log() {
 
 #[tokio::test]
 async fn a_request_field_never_grants_network() {
-    let w = world_with(
-        CI,
-        "egress_grants = [\"internet\"]",
-        test_store(),
-    )
-    .await;
+    let w = world_with(CI, "egress_grants = [\"internet\"]", test_store()).await;
     w.svc.start();
     let dev = w.svc.key("alpha", Role::Developer).to_owned();
     let (status, b, _) = w

@@ -65,7 +65,10 @@ impl Netns {
         }
         let pid = std::process::id();
         let name = format!("rnr-test-{pid}");
-        let (host_if, ns_if) = (format!("rnr{}h", pid % 100_000), format!("rnr{}n", pid % 100_000));
+        let (host_if, ns_if) = (
+            format!("rnr{}h", pid % 100_000),
+            format!("rnr{}n", pid % 100_000),
+        );
         // 16384 /30 subnets: which one, from the pid.
         let block = (pid % 16_384) * 4;
         let base = u32::from(Ipv4Addr::new(10, 231, 0, 0)) + block;

@@ -100,7 +100,8 @@ impl Elf {
         for i in 0..self.phnum {
             // Offsets come from the file: checked, an overflow is a bad file
             // (found by the `elf_scan` fuzz target's smoke run).
-            let at = usize::try_from(self.phoff.checked_add(i.checked_mul(self.phentsize)?)?).ok()?;
+            let at =
+                usize::try_from(self.phoff.checked_add(i.checked_mul(self.phentsize)?)?).ok()?;
             let ph = head.get(at..at.checked_add(usize::try_from(self.phentsize).ok()?)?)?;
             if r.u32(ph, 0)? != 1 {
                 continue; // not PT_LOAD
