@@ -25,6 +25,9 @@ use test_support::netns::netns_or_skip;
 use test_support::postgres::postgres_or_skip;
 use test_support::{TempDir, require_docker};
 
+/// Every runner gets the same secrets key (a runner with another is refused).
+const KEY: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+
 const CONFIG: &str = "global_concurrency = 2
 tenant_concurrency = 4
 queue_capacity = 100
@@ -99,7 +102,7 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
         dir_a.path(),
         &pg.url_at(ns.host),
         &format!("listen = \"{}:0\"\n{CONFIG}", ns.inside),
-        &[],
+        &[("RUNNER_SECRETS_KEY", KEY)],
         &wrapper,
     );
     // Two runs only A can claim (B is not started yet), still running when
@@ -114,7 +117,12 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
         }
     }
     let dir_b = TempDir::new("svc-part-b");
-    let b = Server::start_on(dir_b.path(), &pg.url(), CONFIG, &[]);
+    let b = Server::start_on(
+        dir_b.path(),
+        &pg.url(),
+        CONFIG,
+        &[("RUNNER_SECRETS_KEY", KEY)],
+    );
 
     ns.cut(pg.port).unwrap();
     let cut_at = Instant::now();

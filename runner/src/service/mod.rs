@@ -316,6 +316,13 @@ pub async fn serve(
     let store = Store::open(&config.database)?;
     let service = Service::new(config, store, Arc::clone(&sandbox))?;
     let key = secrets::load_key(&service.config().workflows.secrets_key_file)?;
+    {
+        let key = key.clone();
+        service
+            .store
+            .call(move |store| secrets::check_key(store, &key))
+            .await?;
+    }
     let images =
         crate::images::jobs::JobImages::load(&crate::images::sources::ImageSources::embedded())
             .map_err(|e| ServeError::Workflows(e.to_string()))?;

@@ -33,6 +33,39 @@ pub enum SecretsError {
         "a sealed secret cannot be opened with this key (another key, or the database was altered)"
     )]
     Open,
+    #[error(
+        "this runner's secrets key is not the one the database's {sealed} sealed secrets were sealed with; give every runner on this database the same key (RUNNER_SECRETS_KEY or the same secrets_key_file), or restore the lost key file"
+    )]
+    KeyMismatch { sealed: i64 },
+}
+
+/// What the key check seals: a known text, opened at every start.
+const KEY_CHECK_TEXT: &[u8] = b"runner secrets key check v1";
+const KEY_CHECK_NAME: &str = "secrets";
+
+/// Refuses a key that is not the one the database's secrets were sealed
+/// with: several runners each with a key of its own (each would create
+/// one beside itself), or a lost key file, would otherwise surface only
+/// when a job's secrets fail to open. The first runner records the check;
+/// a database holding no sealed secret takes the new key's check instead.
+pub fn check_key(
+    store: &crate::service::store::Store,
+    key: &SecretBox,
+) -> Result<(), crate::service::store::StoreError> {
+    let sealed = key.seal(KEY_CHECK_TEXT);
+    let recorded = store.key_check(KEY_CHECK_NAME, &sealed)?;
+    if key.open(&recorded).is_ok_and(|text| text == KEY_CHECK_TEXT) {
+        return Ok(());
+    }
+    match store.sealed_secrets()? {
+        0 => {
+            tracing::warn!(
+                "the secrets key differs from the one recorded, and no secret is sealed yet: recording this one"
+            );
+            store.replace_key_check(KEY_CHECK_NAME, &sealed)
+        }
+        n => Err(SecretsError::KeyMismatch { sealed: n }.into()),
+    }
 }
 
 /// Seals and opens secrets. Its `Debug` never shows the key.
@@ -174,6 +207,49 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert!(a.open(&tampered).is_err());
         assert!(format!("{a:?}").contains(".."));
+    }
+
+    #[test]
+    fn a_runner_with_another_key_is_refused_once_secrets_are_sealed() {
+        use crate::service::store::{NewAuditEntry, Store, StoreError, repos::NewRepo};
+        let store = Store::in_memory().unwrap();
+        let (a, b) = (SecretBox::from_key(&[7; 32]), SecretBox::from_key(&[8; 32]));
+        check_key(&store, &a).unwrap();
+        check_key(&store, &a).unwrap();
+        // Nothing sealed yet: the other key's check replaces the first.
+        check_key(&store, &b).unwrap();
+        check_key(&store, &a).unwrap();
+        let tenant = store.create_tenant("t").unwrap().id;
+        let branches = ["main".to_owned()];
+        let repo = NewRepo {
+            name: "app",
+            url: "https://example.com/app.git",
+            branches: &branches,
+            secrets_allowed: &[],
+            egress: None,
+            created_by: "test",
+        };
+        let audit = NewAuditEntry {
+            actor: "test".into(),
+            tenant: None,
+            action: "repo.create".into(),
+            target: None,
+            detail: None,
+        };
+        store
+            .repos(&tenant)
+            .create(&repo, b"hook-secret", &a, &audit)
+            .unwrap();
+        let err = check_key(&store, &b).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Secrets(SecretsError::KeyMismatch { sealed: 1 })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("same key"), "{err}");
+        check_key(&store, &a).unwrap();
     }
 
     #[test]

@@ -111,7 +111,10 @@ impl Server {
             }
             None => Command::new(RUNNER),
         };
+        // In the test's directory: what the server makes beside itself
+        // (a secrets key file, caches) never lands in the source tree.
         let mut child = command
+            .current_dir(dir)
             .args(["serve", "--config"])
             .arg(&cfg)
             .envs(env.iter().copied())

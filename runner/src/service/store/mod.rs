@@ -364,6 +364,17 @@ CREATE TABLE abuse_state (
 );
 CREATE INDEX abuse_state_expiry ON abuse_state(expires_at);
 "#,
+    // 8: a known text sealed with the key of secrets at rest, so a runner
+    // started with another key (several runners, each with a key of its
+    // own; a lost key file) is refused at start instead of failing to open
+    // secrets at job time (see `service::secrets::check_key`).
+    r#"
+CREATE TABLE key_checks (
+    name TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Rows claimed by a runner that is gone: on PostgreSQL, its lease ran out
@@ -567,6 +578,46 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// The key check named `name`: the one recorded, or `sealed`, recorded
+    /// now when there is none (the first runner to start records its own).
+    pub fn key_check(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO key_checks (name, sealed, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                p![name, sealed, now_ms()],
+            )?;
+            c.query_row(
+                "SELECT sealed FROM key_checks WHERE name = ?1",
+                p![name],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Records `sealed` as the key check `name`, over the one there.
+    pub fn replace_key_check(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE key_checks SET sealed = ?2, created_at = ?3 WHERE name = ?1",
+                p![name, sealed, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// How many secrets are sealed in this database (repositories' webhook
+    /// secrets and their secrets).
+    pub fn sealed_secrets(&self) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT (SELECT COUNT(*) FROM repositories) + (SELECT COUNT(*) FROM repo_secrets)",
+                p![],
+                |r| r.get(0),
+            )
+        })
     }
 
     /// Answers a trivial query: the database is usable.

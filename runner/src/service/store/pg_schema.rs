@@ -223,6 +223,14 @@ CREATE TABLE abuse_state (
 );
 CREATE INDEX abuse_state_expiry ON abuse_state(expires_at);
 "#,
+    // 8: see the SQLite migration 8.
+    r#"
+CREATE TABLE key_checks (
+    name TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date; refuses a schema newer than this binary.
