@@ -10,7 +10,8 @@ source "$(dirname "$0")/common.sh"
 fuzz_tools_ready || exit 1
 secs=${FUZZ_SECONDS:-120}
 limit=(-max_total_time="$secs")
-[ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS" -max_total_time=3600)
+# FUZZ_RUNS: that many inputs, within FUZZ_SECONDS when it is given (an hour otherwise).
+[ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS" -max_total_time="${FUZZ_SECONDS:-3600}")
 fuzz_build || exit 1
 out=$FUZZ_DIR/corpus-work
 targets=("$@")
