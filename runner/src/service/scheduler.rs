@@ -295,6 +295,26 @@ impl Scheduler {
 
     async fn execute(&self, id: &str, spec: Vec<u8>, stop: oneshot::Receiver<Stop>) {
         self.publish(id, RunEvent::Started);
+        // A cancel between the claim and `launch` registering this run's
+        // stop handle found nothing to stop; it is in the database (written
+        // before the handle is looked for), so read it now that the handle
+        // is there. Found by `cancelling_right_after_submitting_leaves_no_container`:
+        // 1 cancel in 12 was lost and the run went on to its time limit.
+        let id2 = id.to_owned();
+        match self
+            .store
+            .call(move |s| s.queue().cancel_requested(&id2))
+            .await
+        {
+            Ok(true) => {
+                self.stopped(id, Stop::Cancel).await;
+                return;
+            }
+            Ok(false) => {}
+            // The stop handle still works; the reaper's pass over pending
+            // cancellations (shared database) is the second chance.
+            Err(e) => warn!(error = %e, "could not read whether the run was cancelled"),
+        }
         let started = Instant::now();
         let prepared = match self.prepared(id, &spec) {
             Ok(p) => p,
