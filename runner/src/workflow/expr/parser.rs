@@ -26,11 +26,25 @@ const MAX_DEPTH: usize = 32;
 /// overflow it.
 pub const MAX_OPERATORS: usize = 1000;
 
+/// The longest expression accepted, in characters (GitHub's own limit):
+/// checked before tokenizing, whose memory grows with the text (the
+/// `workflow_expr` fuzz campaign built a 27 MB chain of chains, and the
+/// tokens alone went past 512 MB before the operator bound could refuse it).
+pub const MAX_CHARS: usize = 21_000;
+
 const CONTEXTS: &str = "github, env, matrix, secrets and needs";
 
 /// Parses `src` (the text between `${{` and `}}`, or a whole `if`), whose
 /// first character sits at `base` in its scalar.
 pub fn parse(src: &str, base: usize, scope: &Scope<'_>) -> Result<Expr, ExprError> {
+    if src.len() > MAX_CHARS && src.chars().count() > MAX_CHARS {
+        return Err(ExprError::new(
+            base,
+            format!(
+                "the expression is longer than {MAX_CHARS} characters: split it, or compute the value in a step"
+            ),
+        ));
+    }
     let toks = tokenize(src, base)?;
     if toks.is_empty() {
         return Err(ExprError::new(
@@ -527,8 +541,23 @@ mod tests {
         assert!(p(&chain(MAX_OPERATORS)).is_ok());
         let e = p(&chain(MAX_OPERATORS + 1)).unwrap_err();
         assert!(e.message.contains("more than 1000 operators"), "{e:?}");
-        let e = p(&vec!["1 == 1"; 200_000].join(" && ")).unwrap_err();
+        let e = p(&vec!["1 == 1"; 2_000].join(" && ")).unwrap_err();
         assert!(e.message.contains("operators"), "{e:?}");
+    }
+
+    /// Found by the `workflow_expr` campaign: a chain of chains (27 MB of
+    /// text) went past 512 MB while tokenizing, before the operator bound.
+    #[test]
+    fn expressions_are_bounded_in_length_before_tokenizing() {
+        let long = format!("'{}'", "x".repeat(MAX_CHARS - 2));
+        assert!(p(&long).is_ok());
+        let e = p(&format!("'{}'", "x".repeat(MAX_CHARS - 1))).unwrap_err();
+        assert!(e.message.contains("longer than 21000 characters"), "{e:?}");
+        // Characters, not bytes: 21,000 two-byte characters are accepted.
+        assert!(p(&format!("'{}'", "é".repeat(MAX_CHARS - 2))).is_ok());
+        let chain_of_chains = vec![vec!["0"; 3001].join("=="); 3001].join("==");
+        let e = p(&chain_of_chains).unwrap_err();
+        assert!(e.message.contains("characters"), "{e:?}");
     }
 
     #[test]
