@@ -118,23 +118,22 @@ impl Netns {
     /// Cuts TCP between the namespace and `port` on the host, both ways:
     /// packets are dropped, nothing is refused.
     pub fn cut(&self, port: u16) -> Result<(), NetnsError> {
-        let (host, port) = (self.host.to_string(), port.to_string());
-        self.exec(&[
-            "iptables", "-I", "OUTPUT", "-p", "tcp", "-d", &host, "--dport", &port, "-j", "DROP",
-        ])?;
-        self.exec(&[
-            "iptables", "-I", "INPUT", "-p", "tcp", "-s", &host, "--sport", &port, "-j", "DROP",
-        ])
+        self.drop_rules("-I", port)
     }
 
     /// Undoes [`Netns::cut`].
     pub fn heal(&self, port: u16) -> Result<(), NetnsError> {
+        self.drop_rules("-D", port)
+    }
+
+    /// Inserts (`-I`) or deletes (`-D`) the two `DROP` rules of a cut.
+    fn drop_rules(&self, action: &str, port: u16) -> Result<(), NetnsError> {
         let (host, port) = (self.host.to_string(), port.to_string());
         self.exec(&[
-            "iptables", "-D", "OUTPUT", "-p", "tcp", "-d", &host, "--dport", &port, "-j", "DROP",
+            "iptables", action, "OUTPUT", "-p", "tcp", "-d", &host, "--dport", &port, "-j", "DROP",
         ])?;
         self.exec(&[
-            "iptables", "-D", "INPUT", "-p", "tcp", "-s", &host, "--sport", &port, "-j", "DROP",
+            "iptables", action, "INPUT", "-p", "tcp", "-s", &host, "--sport", &port, "-j", "DROP",
         ])
     }
 }

@@ -383,6 +383,17 @@ CREATE TABLE key_checks (
 const DEAD_OWNER: &str =
     "(owner IS NULL OR owner NOT IN (SELECT owner FROM runner_leases WHERE lease_until > ?1))";
 
+/// Says `owner` is alive until a [`LEASE`] after `now` (on `c`, which may
+/// be a transaction: a claim renews its claimer's lease with it).
+fn extend_lease(c: &Conn<'_>, owner: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO runner_leases (owner, lease_until, started_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
+        p![owner, now + LEASE.as_millis() as i64, now],
+    )
+    .map(|_| ())
+}
+
 /// The cutoff for [`DEAD_OWNER`] now.
 fn dead_cutoff() -> i64 {
     now_ms() - LEASE.as_millis() as i64
@@ -519,13 +530,8 @@ impl Store {
     /// Says this runner is alive for another [`LEASE`].
     pub fn renew_lease(&self) -> Result<(), StoreError> {
         let now = now_ms();
-        let until = now + LEASE.as_millis() as i64;
         self.with(|c| {
-            c.execute(
-                "INSERT INTO runner_leases (owner, lease_until, started_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
-                p![&*self.owner, until, now],
-            )?;
+            extend_lease(c, &self.owner, now)?;
             // Leases of runners long gone, kept an hour for inquiries.
             c.execute(
                 "DELETE FROM runner_leases WHERE lease_until < ?1",

@@ -362,11 +362,7 @@ impl<'a> Queue<'a> {
                 // (its lease lapsed, its old runs reaped) must not claim a
                 // run that another runner's reaper would then take for
                 // abandoned.
-                tx.execute(
-                    "INSERT INTO runner_leases (owner, lease_until, started_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
-                    p![self.store.owner(), at + super::LEASE.as_millis() as i64, at],
-                )?;
+                super::extend_lease(&tx, self.store.owner(), at)?;
             }
             if per_tenant < usize::MAX {
                 let running: i64 = tx.query_row(
