@@ -548,6 +548,36 @@ mod tests {
         assert!(!w.is_empty());
     }
 
+    /// A GNU sparse entry (`S`) with an empty sparse map and no real size
+    /// (found by the `layer_tar` fuzz campaign). Go's archive/tar reads past
+    /// it as an empty sparse file; the tar crate stops there. What matters
+    /// is what runs: Docker (moby's pkg/archive), containerd and
+    /// containers/storage (Podman, CRI-O) refuse every layer holding an `S`
+    /// entry ("unhandled tar header type 83"), so no container ever sees a
+    /// file after it. The view keeps what came before and says the rest of
+    /// the layer was not read, so the SBOM never silently looks complete.
+    #[test]
+    fn a_gnu_sparse_entry_ends_the_layer_with_a_warning() {
+        let mut b = LayerBuilder::new().file("before", b"1");
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.0.append_data(&mut h, "sparse", &[][..]).unwrap();
+        let layer = b.file("var/lib/dpkg/status", b"Package: hidden\n").build();
+        let mut fs = RootFs::new();
+        fs.apply_tar(&layer[..], 0, "layer 0", true);
+        assert_eq!(paths(&fs), ["before"]);
+        let warnings = std::mem::take(&mut fs.warnings).into_sorted();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .message
+                .contains("layer 0: the tar stream is malformed or truncated, the rest of the layer is ignored"),
+            "{warnings:?}"
+        );
+    }
+
     #[test]
     fn hard_links_copy_their_target() {
         let mut fs = RootFs::new();

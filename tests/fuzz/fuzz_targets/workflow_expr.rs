@@ -16,6 +16,12 @@ use runner::workflow::expr::{
 /// Operators one expression may hold (the parser's bound).
 const MAX_OPERATORS: usize = 1000;
 
+/// Text the printer writes at most: three times the parser's 21,000-character
+/// bound, so refusing long text stays exercised. Without it a chain of
+/// chains prints `3001^depth` copies: 27 MB from a 21-byte input, which an
+/// unoptimised (CI smoke) build took over 10 s just to print.
+const MAX_TEXT: usize = 64 * 1024;
+
 #[derive(Debug, Arbitrary)]
 enum Ast {
     Num(i32),
@@ -40,6 +46,9 @@ enum Ast {
 const OPS: [&str; 4] = ["||", "&&", "==", "!="];
 
 fn print(a: &Ast, out: &mut String, budget: &mut usize) {
+    if out.len() >= MAX_TEXT {
+        return;
+    }
     if *budget == 0 {
         out.push('1');
         return;
@@ -105,6 +114,9 @@ fn print(a: &Ast, out: &mut String, budget: &mut usize) {
             let op = OPS[usize::from(*op) % 4];
             out.push_str(&one);
             for _ in 0..usize::from(*n).min(3000) {
+                if out.len() >= MAX_TEXT {
+                    break;
+                }
                 out.push_str(op);
                 out.push_str(&one);
             }
