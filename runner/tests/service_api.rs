@@ -1053,6 +1053,48 @@ async fn alternating_good_and_bad_keys_still_locks_out() {
     assert_eq!(locked_after, Some(12));
 }
 
+/// A key the server never checked (every key hash thread stayed busy: 503)
+/// is not the client's failure: retrying must not lock the address out.
+#[tokio::test]
+async fn keys_the_server_was_too_busy_to_check_do_not_lock_out() {
+    let s = service(
+        "[auth]\nmax_concurrent_verifications = 1\nverification_wait_ms = 1\n\
+         [lockout]\nfailures = 3\nwindow_secs = 300",
+    )
+    .await;
+    let ip = "203.0.113.70";
+    let mut busy = 0;
+    for _ in 0..5 {
+        // Three keys never verified before, at once: one gets the only hash
+        // thread, the others wait 1 ms for it and get 503.
+        let [a, b, c] = [(); 3].map(|_| s.new_key("alpha", Role::Learner));
+        let (ra, rb, rc) = tokio::join!(
+            s.call_from("GET", "/v1/languages", Some(&a), None, ip),
+            s.call_from("GET", "/v1/languages", Some(&b), None, ip),
+            s.call_from("GET", "/v1/languages", Some(&c), None, ip),
+        );
+        for (status, body, _) in [ra, rb, rc] {
+            match status {
+                200 => {}
+                503 => {
+                    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                    busy += 1;
+                }
+                _ => panic!("only 200 or 503 expected, got {status}: {body}"),
+            }
+        }
+    }
+    assert!(
+        busy >= 3,
+        "the premise: keys found the hash thread busy ({busy})"
+    );
+    let fresh = s.new_key("alpha", Role::Learner);
+    let (status, body, _) = s
+        .call_from("GET", "/v1/languages", Some(&fresh), None, ip)
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Issue 9, finding 8: behind N trusted proxies, the client is the entry
 /// the outermost one added; entries to its left are the client's own.
 #[tokio::test]

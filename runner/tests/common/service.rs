@@ -20,7 +20,7 @@ use runner::service::api::AppState;
 use runner::service::auth::{Role, mint_key};
 use runner::service::config::{ConfigFile, ServiceConfig};
 use runner::service::scheduler::Scheduler;
-use runner::service::store::{NewKey, Store};
+use runner::service::store::{NewKey, Store, TenantId};
 use runner::service::tls::ClientAddr;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -69,24 +69,29 @@ fn tenants_and_keys(store: &Store) -> HashMap<(String, Role), String> {
     for t in TENANTS {
         let tenant = store.create_tenant(t).unwrap();
         for role in Role::ALL {
-            let k = mint_key();
-            store
-                .insert_key(
-                    &tenant.id,
-                    &NewKey {
-                        id: &k.id,
-                        role: role.as_str(),
-                        secret_hash: &k.secret_hash,
-                        label: "test",
-                        created_by: "test",
-                        environments: None,
-                    },
-                )
-                .unwrap();
-            keys.insert((t.to_owned(), role), k.text);
+            keys.insert((t.to_owned(), role), insert_key(store, &tenant.id, role));
         }
     }
     keys
+}
+
+/// A new key of `role` in the tenant `tenant_id`; its text.
+fn insert_key(store: &Store, tenant_id: &TenantId, role: Role) -> String {
+    let k = mint_key();
+    store
+        .insert_key(
+            tenant_id,
+            &NewKey {
+                id: &k.id,
+                role: role.as_str(),
+                secret_hash: &k.secret_hash,
+                label: "test",
+                created_by: "test",
+                environments: None,
+            },
+        )
+        .unwrap();
+    k.text
 }
 
 impl Service {
@@ -216,6 +221,12 @@ impl Service {
 
     pub fn key(&self, tenant: &str, role: Role) -> &str {
         &self.keys[&(tenant.to_owned(), role)]
+    }
+
+    /// Another key of `role` in `tenant` (one never verified yet).
+    pub fn new_key(&self, tenant: &str, role: Role) -> String {
+        let t = self.store.tenant_by_name(tenant).unwrap().unwrap();
+        insert_key(&self.store, &t.id, role)
     }
 
     pub async fn send(&self, req: Request<Body>) -> Response<Body> {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use state::{Failures, Limit, LockoutPolicy, PENDING_TTL_MS, Refused, Ticket, Window};
+pub use state::{Failures, Limit, LockoutPolicy, Outcome, PENDING_TTL_MS, Refused, Ticket, Window};
 
 use super::config::ServiceConfig;
 use super::store::abuse::AbuseTx;
@@ -259,7 +259,7 @@ trait Checks {
         ip: &str,
         ticket: Ticket,
         now: i64,
-        succeeded: bool,
+        outcome: Outcome,
     ) -> Result<bool, StoreError>;
     fn fail(&self, p: &Policies, ip: &str, now: i64) -> Result<bool, StoreError>;
 }
@@ -300,9 +300,9 @@ impl<T: Rows> Checks for T {
         ip: &str,
         ticket: Ticket,
         now: i64,
-        succeeded: bool,
+        outcome: Outcome,
     ) -> Result<bool, StoreError> {
-        self.failures(ip, p, now, |f| f.end(&p.lockout, ticket, now, succeeded))
+        self.failures(ip, p, now, |f| f.end(&p.lockout, ticket, now, outcome))
     }
 
     fn fail(&self, p: &Policies, ip: &str, now: i64) -> Result<bool, StoreError> {
@@ -431,9 +431,9 @@ impl Abuse {
 
     /// Ends a verification begun with [`Abuse::begin`]; true when its
     /// failure locks `ip` out.
-    pub async fn end(&self, ip: &str, ticket: Ticket, succeeded: bool) -> Result<bool, Refused> {
+    pub async fn end(&self, ip: &str, ticket: Ticket, outcome: Outcome) -> Result<bool, Refused> {
         let ip = ip.to_owned();
-        self.run(move |rows, p, now| rows.end(p, &ip, ticket, now, succeeded))
+        self.run(move |rows, p, now| rows.end(p, &ip, ticket, now, outcome))
             .await
     }
 
@@ -486,13 +486,13 @@ mod tests {
         log("begin", &a.begin("ip2").await);
         log("begin", &a.begin("ip2").await);
         log("begin", &a.begin("ip2").await);
-        log("end", &a.end("ip2", t, false).await);
+        log("end", &a.end("ip2", t, Outcome::Invalid).await);
         log("fail", &a.fail("ip2").await);
         // Two verifications never ended: they expire.
         now.fetch_add(PENDING_TTL_MS, Ordering::SeqCst);
         let t = a.begin("ip2").await;
         log("begin after expiry", &t);
-        log("end", &a.end("ip2", t.unwrap(), false).await);
+        log("end", &a.end("ip2", t.unwrap(), Outcome::Invalid).await);
         log("admit locked", &a.admit("ip2").await);
         now.fetch_add(100_000, Ordering::SeqCst);
         log("admit lifted", &a.admit("ip2").await);

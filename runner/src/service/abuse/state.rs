@@ -44,6 +44,19 @@ pub enum Refused {
     Unavailable,
 }
 
+/// How a verification begun with [`Failures::begin`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The key is valid.
+    Valid,
+    /// The key is not valid: a failure of the address.
+    Invalid,
+    /// Never checked (every hash thread stayed busy, or the check itself
+    /// failed): the server's trouble, not a failure of the client, so it
+    /// must not bring a well-behaved address closer to a lockout.
+    Unchecked,
+}
+
 /// A verification under way: its start, which [`Failures::end`] removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(pub(super) i64);
@@ -146,15 +159,15 @@ impl Failures {
     /// Ends the verification of `ticket`; returns true when its failure
     /// locks the address out. A ticket that expired meanwhile is no longer
     /// pending; its failure still counts.
-    pub fn end(&mut self, p: &LockoutPolicy, ticket: Ticket, now: i64, succeeded: bool) -> bool {
+    pub fn end(&mut self, p: &LockoutPolicy, ticket: Ticket, now: i64, outcome: Outcome) -> bool {
         self.prune(p, now);
         if let Some(i) = self.pending.iter().position(|t| *t == ticket.0) {
             self.pending.swap_remove(i);
         }
-        if succeeded {
-            return false;
+        match outcome {
+            Outcome::Valid | Outcome::Unchecked => false,
+            Outcome::Invalid => self.record(p, now),
         }
-        self.record(p, now)
     }
 
     /// Records a failure that needed no verification (a malformed or
@@ -204,6 +217,7 @@ impl Failures {
 
 #[cfg(test)]
 mod tests {
+    use super::Outcome::{Invalid, Unchecked, Valid};
     use super::*;
 
     const S: i64 = 1000;
@@ -289,7 +303,7 @@ mod tests {
                 locked_at = Some(i);
                 break;
             };
-            let good = i % 5 == 4;
+            let good = if i % 5 == 4 { Valid } else { Invalid };
             if f.end(&p, ticket, now, good) {
                 locked_at = Some(i);
                 break;
@@ -310,15 +324,30 @@ mod tests {
         assert_eq!(f.begin(&p, T0), Err(Refused::Busy));
         assert!(other.begin(&p, T0).is_ok(), "addresses are independent");
         // Two succeed (the right key after all), one fails: room for two more.
-        assert!(!f.end(&p, tickets[0], T0, true));
-        assert!(!f.end(&p, tickets[1], T0, true));
-        assert!(!f.end(&p, tickets[2], T0, false));
+        assert!(!f.end(&p, tickets[0], T0, Valid));
+        assert!(!f.end(&p, tickets[1], T0, Valid));
+        assert!(!f.end(&p, tickets[2], T0, Invalid));
         let a = f.begin(&p, T0).unwrap();
         let b = f.begin(&p, T0).unwrap();
         assert_eq!(f.begin(&p, T0), Err(Refused::Busy));
-        assert!(!f.end(&p, a, T0, false));
-        assert!(f.end(&p, b, T0, false), "the third failure locks");
+        assert!(!f.end(&p, a, T0, Invalid));
+        assert!(f.end(&p, b, T0, Invalid), "the third failure locks");
         assert!(matches!(f.begin(&p, T0), Err(Refused::Locked(_))));
+    }
+
+    #[test]
+    fn verifications_never_checked_are_not_failures() {
+        // Every hash thread stayed busy: the client retries, and its
+        // retries must not lock it out.
+        let p = lockout(3, 60, 60);
+        let mut f = Failures::default();
+        for i in 0..10 {
+            let t = f.begin(&p, T0 + i).expect("nothing counted against it");
+            assert!(!f.end(&p, t, T0 + i, Unchecked));
+        }
+        assert!(f.times.is_empty() && f.pending.is_empty());
+        let t = f.begin(&p, T0 + 10).unwrap();
+        assert!(!f.end(&p, t, T0 + 10, Valid));
     }
 
     #[test]
@@ -341,9 +370,9 @@ mod tests {
         let mut g = Failures::default();
         let old = g.begin(&p, T0).unwrap();
         let young = g.begin(&p, late).unwrap();
-        assert!(!g.end(&p, old, late + 1, false));
+        assert!(!g.end(&p, old, late + 1, Invalid));
         assert_eq!((g.times.len(), g.pending.clone()), (1, vec![young.0]));
-        assert!(!f.end(&p, t, late, true));
+        assert!(!f.end(&p, t, late, Valid));
         assert!(f.pending.is_empty());
     }
 

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::service::abuse::Refused;
+use crate::service::abuse::{Outcome, Refused};
 use crate::service::auth::{
     Action, HashPoolError, KeyRefusal, Principal, Role, parse_key, usable_role, verify_secret,
 };
@@ -225,10 +225,15 @@ async fn verify_key(state: &AppState, ip: &str, text: &str) -> Result<(KeyRecord
         .await
         .map_err(|r| refused(state, r, "from this address"))?;
     let checked = bounded_verify(state, secret, &record).await;
-    let ok = matches!(checked, Ok(Ok(())));
+    let outcome = match checked {
+        Ok(Ok(())) => Outcome::Valid,
+        Ok(Err(_)) => Outcome::Invalid,
+        // Busy or broken on our side: not the client's failure.
+        Err(_) => Outcome::Unchecked,
+    };
     let locked = state
         .abuse
-        .end(ip, ticket, ok)
+        .end(ip, ticket, outcome)
         .await
         .map_err(|r| refused(state, r, "from this address"))?;
     match checked {
