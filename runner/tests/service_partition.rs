@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::Env;
 use common::server::{Server, runner, tenant_key};
 use common::service::python;
-use serde_json::{Value, json};
+use serde_json::json;
 use test_support::netns::netns_or_skip;
 use test_support::postgres::postgres_or_skip;
 use test_support::{TempDir, require_docker};
@@ -36,36 +36,6 @@ shutdown_grace_ms = 2000
 per_key = 100000
 per_ip = 100000
 ";
-
-fn submit(server: &Server, key: &str, body: &Value) -> String {
-    let (status, v) = server.call("POST", "/v1/runs", Some(key), Some(body));
-    assert_eq!(status, 202, "{v}");
-    v["id"].as_str().unwrap().to_owned()
-}
-
-fn record(server: &Server, key: &str, id: &str) -> (u16, Value) {
-    server.call("GET", &format!("/v1/runs/{id}"), Some(key), None)
-}
-
-/// Waits until each run is final (read through `server`); their records.
-fn all_final(server: &Server, key: &str, ids: &[String], timeout: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let recs: Vec<Value> = ids.iter().map(|id| record(server, key, id).1).collect();
-        if recs
-            .iter()
-            .all(|r| r["state"] == "finished" || r["state"] == "cancelled")
-        {
-            return recs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "runs never ended: {:?}",
-            recs.iter().map(|r| &r["state"]).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 /// How many times each run appears in the tenant's listing.
 fn listing_counts(server: &Server, key: &str) -> HashMap<String, usize> {
@@ -108,7 +78,7 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
     // Two runs only A can claim (B is not started yet), still running when
     // the network is cut.
     let long = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\nprint('tick', flush=True)\ntime.sleep(60)"}], "limits": {"run_wall_time_ms": 20000}});
-    let cut_off: Vec<String> = (0..2).map(|_| submit(&a, &key, &long)).collect();
+    let cut_off: Vec<String> = (0..2).map(|_| a.submit(&key, &long)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in &cut_off {
         while env.job_containers(id).await == 0 {
@@ -129,7 +99,7 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
 
     // B finishes A's runs once A's lease has run out: internal_error, with
     // the reason, not re-run.
-    let recs = all_final(&b, &key, &cut_off, Duration::from_secs(90));
+    let recs = b.all_final(&key, &cut_off, Duration::from_secs(90));
     let reaped_after = cut_at.elapsed();
     for r in &recs {
         assert_eq!(r["result"]["status"], "internal_error", "{r}");
@@ -146,9 +116,9 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
 
     // B goes on: new work runs there while A is cut off.
     let during: Vec<String> = (0..3)
-        .map(|i| submit(&b, &key, &python(&format!("print('during {i}')"))))
+        .map(|i| b.submit(&key, &python(&format!("print('during {i}')"))))
         .collect();
-    for r in all_final(&b, &key, &during, Duration::from_secs(120)) {
+    for r in b.all_final(&key, &during, Duration::from_secs(120)) {
         assert_eq!(r["result"]["status"], "ok", "{r}");
     }
 
@@ -173,7 +143,7 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
     // A, cut off, answers its clients promptly and honestly: 503 with a
     // retry hint, nothing of the cause.
     let asked = Instant::now();
-    let (status, body) = record(&a, &key, &cut_off[0]);
+    let (status, body) = a.run_record(&key, &cut_off[0]);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     assert!(
@@ -190,7 +160,7 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
     ns.heal(pg.port).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, r) = record(&a, &key, &cut_off[0]);
+        let (status, r) = a.run_record(&key, &cut_off[0]);
         if status == 200 {
             assert_eq!(r["result"]["status"], "internal_error", "{r}");
             break;
@@ -199,16 +169,16 @@ async fn a_runner_cut_off_from_the_database_is_replaced_and_rejoins() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let after: Vec<String> = (0..4)
-        .map(|i| submit(&a, &key, &python(&format!("print('after {i}')"))))
+        .map(|i| a.submit(&key, &python(&format!("print('after {i}')"))))
         .collect();
-    for r in all_final(&a, &key, &after, Duration::from_secs(120)) {
+    for r in a.all_final(&key, &after, Duration::from_secs(120)) {
         assert_eq!(r["result"]["status"], "ok", "{r}");
     }
     // What A's own runs did after B had ended them changed nothing: A's
     // results, once it could write again, found the runs final.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for id in &cut_off {
-        let (_, r) = record(&b, &key, id);
+        let (_, r) = b.run_record(&key, id);
         assert_eq!(r["result"]["status"], "internal_error", "{r}");
     }
 

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use runner::service::abuse::{Abuse, Limit, LockoutPolicy, PENDING_TTL_MS, Policies, Refused};
+use runner::service::abuse::{
+    Abuse, Limit, LockoutPolicy, Outcome, PENDING_TTL_MS, Policies, Refused,
+};
 use runner::service::store::audit::verify;
 use runner::service::store::{NewAuditEntry, NewRun, Store, StoreError, Submitted};
 use test_support::postgres::{Postgres, postgres_or_skip};
@@ -199,7 +201,7 @@ async fn runners_share_one_rate_window_and_one_lockout() {
     // Three failures, through either runner, lock the address out on both.
     assert!(!a.fail("198.51.100.7").await.unwrap());
     let t = b.begin("198.51.100.7").await.unwrap();
-    assert!(!b.end("198.51.100.7", t, false).await.unwrap());
+    assert!(!b.end("198.51.100.7", t, Outcome::Invalid).await.unwrap());
     assert!(a.admit("198.51.100.7").await.is_ok());
     assert!(b.fail("198.51.100.7").await.unwrap(), "the third locks");
     for l in [&a, &b] {
@@ -270,7 +272,7 @@ async fn a_crashed_runners_verifications_stop_counting_and_rows_are_swept() {
     assert_eq!(b.begin("192.0.2.1").await, Err(Refused::Busy));
     now.fetch_add(1, Ordering::SeqCst);
     let t = b.begin("192.0.2.1").await.expect("expired: room again");
-    assert!(b.end("192.0.2.1", t, true).await.is_ok());
+    assert!(b.end("192.0.2.1", t, Outcome::Valid).await.is_ok());
 
     // Rows expire with what they count: a window after its last hit, a
     // lockout when it lifts.

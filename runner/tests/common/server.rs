@@ -157,6 +157,39 @@ impl Server {
         http(&self.addr, method, path, key, body)
     }
 
+    /// Submits a run; its id (the submission must be accepted).
+    pub fn submit(&self, key: &str, body: &Value) -> String {
+        let (status, v) = self.call("POST", "/v1/runs", Some(key), Some(body));
+        assert_eq!(status, 202, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A run's record as this server answers it.
+    pub fn run_record(&self, key: &str, id: &str) -> (u16, Value) {
+        self.call("GET", &format!("/v1/runs/{id}"), Some(key), None)
+    }
+
+    /// Waits until each run is final (read through this server); their
+    /// records.
+    pub fn all_final(&self, key: &str, ids: &[String], timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let recs: Vec<Value> = ids.iter().map(|id| self.run_record(key, id).1).collect();
+            if recs
+                .iter()
+                .all(|r| r["state"] == "finished" || r["state"] == "cancelled")
+            {
+                return recs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runs never ended: {:?}",
+                recs.iter().map(|r| &r["state"]).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])

@@ -10,6 +10,7 @@
 //! over another tenant's runs cannot be written against this API.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -108,12 +109,46 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds the database's clock is ahead of this machine's: 0 until
+/// the process opens a PostgreSQL store (one database per process).
+/// Runners sharing a database compare each other's times (leases,
+/// rate-limit windows, queue order), so each reads the database's clock,
+/// not its own: a runner whose clock ran behind by a lease would otherwise
+/// look dead to the others, and its runs be reaped while they ran. Sampled
+/// at start and at each lease renewal (see [`sync_clock`]).
+static DB_CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Milliseconds since the Unix epoch: by the database's clock on
+/// PostgreSQL (see [`DB_CLOCK_OFFSET_MS`]), by this machine's otherwise.
 pub fn now_ms() -> i64 {
+    local_ms() + DB_CLOCK_OFFSET_MS.load(Ordering::Relaxed)
+}
+
+fn local_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Reads the database's clock (on `c`, PostgreSQL) and keeps how far it is
+/// from this machine's, reckoned halfway through the round trip. A sample
+/// within the round trip of the kept offset changes nothing, so times do
+/// not jitter back and forth by a few milliseconds.
+fn sync_clock(c: &Conn<'_>) -> Result<(), StoreError> {
+    let sent = local_ms();
+    let db: i64 = c.query_row(
+        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        p![],
+        |r| r.get(0),
+    )?;
+    let back = local_ms();
+    let offset = db - (sent + back) / 2;
+    let kept = DB_CLOCK_OFFSET_MS.load(Ordering::Relaxed);
+    if (offset - kept).abs() > (back - sent).max(1) {
+        DB_CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts them.
@@ -470,6 +505,7 @@ impl Store {
             owner: new_owner(),
         };
         store.with(pg_schema::migrate)?;
+        store.with(sync_clock)?;
         Ok(store)
     }
 
@@ -529,8 +565,11 @@ impl Store {
 
     /// Says this runner is alive for another [`LEASE`].
     pub fn renew_lease(&self) -> Result<(), StoreError> {
-        let now = now_ms();
         self.with(|c| {
+            if self.is_shared() {
+                sync_clock(c)?;
+            }
+            let now = now_ms();
             extend_lease(c, &self.owner, now)?;
             // Leases of runners long gone, kept an hour for inquiries.
             c.execute(
