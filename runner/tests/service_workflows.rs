@@ -648,6 +648,66 @@ async fn a_client_following_a_run_gets_its_steps_masked_output_and_end() {
     assert_eq!(after[0].1["state"], "success");
 }
 
+/// A client opening a run after some of its output was printed (and maybe
+/// not stored yet) gets that output first, then the rest, each line once.
+#[tokio::test]
+async fn a_client_following_late_gets_the_output_so_far_once() {
+    let w = world(CI).await;
+    w.set_secret("DEPLOY_TOKEN", "late-s3cret").await;
+    w.fake
+        .on(When::env("late-s3cret"), prints_in_pieces("late-s3cret"))
+        .on(When::program("bash"), Reply::ok("building\n"));
+    // Each step waits before printing: `test` runs for a while after
+    // `build` printed.
+    *w.fake.step_delay.lock().unwrap() = Duration::from_millis(1500);
+    w.svc.start();
+    let trigger = w.start_run().await;
+    let run = w.run_of(&trigger).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !w.log(&run, "build").await.contains("building") {
+        assert!(Instant::now() < deadline, "build never printed");
+        // Not faster: each look is a request against the key's rate limit.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dev = w.svc.key("alpha", Role::Developer).to_owned();
+    let resp = w
+        .svc
+        .send(
+            axum::http::Request::get(format!("/v1/workflow-runs/{run}/events"))
+                .header("authorization", format!("Bearer {dev}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let body = tokio::time::timeout(
+        Duration::from_secs(30),
+        axum::body::to_bytes(resp.into_body(), 1 << 20),
+    )
+    .await
+    .expect("the event stream did not end with the run")
+    .unwrap();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let events = sse_events(&text);
+    assert_eq!(
+        events[0].1["state"], "running",
+        "connected while it ran: {text}"
+    );
+    let output = |job: &str| -> String {
+        events
+            .iter()
+            .filter(|(n, v)| n == "output" && v["job"] == job)
+            .map(|(_, v)| v["text"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        output("build"),
+        "building\n",
+        "printed before we came: {text}"
+    );
+    assert_eq!(output("test"), "token ***\n", "{text}");
+    assert_eq!(events.last().unwrap().1["state"], "success", "{text}");
+}
+
 #[tokio::test]
 async fn platform_secret_files_win_reach_only_their_steps_and_are_masked() {
     let dir = TempDir::new("svc-wf-secrets");

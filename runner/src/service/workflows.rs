@@ -10,8 +10,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tracing::{Instrument, error, info, info_span, warn};
+
+mod live;
+
+pub use live::Follow;
+use live::Live;
 
 use super::secrets::SecretBox;
 use super::store::repos::Repo;
@@ -91,7 +96,7 @@ pub struct Workflows {
     wake: Notify,
     runs: Arc<Semaphore>,
     running: Mutex<HashMap<String, watch::Sender<bool>>>,
-    channels: Mutex<HashMap<String, broadcast::Sender<WorkflowEvent>>>,
+    channels: Mutex<HashMap<String, Live>>,
 }
 
 /// Why runs that were running when the previous process died ended.
@@ -410,7 +415,7 @@ impl Workflows {
         let _ = writer.await;
         self.running.lock().expect("workflows lock").remove(&run.id);
         self.end(&run.id, record.state, None).await;
-        let _ = channel.send(WorkflowEvent::Finished {
+        channel.publish(WorkflowEvent::Finished {
             state: record.state,
         });
         info!(state = %record.state, "workflow run finished");
@@ -451,24 +456,25 @@ impl Workflows {
         Ok(values)
     }
 
-    fn channel(&self, id: &str) -> broadcast::Sender<WorkflowEvent> {
+    fn channel(&self, id: &str) -> Live {
         self.channels
             .lock()
             .expect("workflows lock")
             .entry(id.to_owned())
-            .or_insert_with(|| broadcast::channel(4096).0)
+            .or_insert_with(Live::new)
             .clone()
     }
 
-    /// Subscribes to a run's live events (subscribe, then read its state).
-    pub fn subscribe(&self, id: &str) -> broadcast::Receiver<WorkflowEvent> {
+    /// Follows a run: its output so far, then its live events (follow, then
+    /// read its state).
+    pub fn subscribe(&self, id: &str) -> Follow {
         let mut channels = self.channels.lock().expect("workflows lock");
         let running = self.running.lock().expect("workflows lock");
-        channels.retain(|k, ch| running.contains_key(k) || ch.receiver_count() > 0);
+        channels.retain(|k, ch| running.contains_key(k) || ch.followers() > 0);
         channels
             .entry(id.to_owned())
-            .or_insert_with(|| broadcast::channel(4096).0)
-            .subscribe()
+            .or_insert_with(Live::new)
+            .follow()
     }
 
     /// A task writing a run's progress to the store: job states, step
@@ -563,12 +569,12 @@ fn backend_run_id(run: &str) -> String {
 /// Publishes a run's progress to its live channel and its store writer.
 struct Publisher {
     events: mpsc::UnboundedSender<WorkflowEvent>,
-    channel: broadcast::Sender<WorkflowEvent>,
+    channel: Live,
 }
 
 impl Publisher {
     fn send(&self, ev: WorkflowEvent) {
-        let _ = self.channel.send(ev.clone());
+        self.channel.publish(ev.clone());
         let _ = self.events.send(ev);
     }
 }

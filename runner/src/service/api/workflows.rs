@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -250,8 +250,10 @@ fn encode(ev: &WorkflowEvent) -> Result<Event, Infallible> {
     }
 }
 
-/// Server-sent events of a run: jobs, steps and output (masked) as they
-/// happen, then the run's end. A run already over sends its state and ends.
+/// Server-sent events of a run: its output so far (the last 256 KiB;
+/// `lagged` with `missed_bytes` first when older output was dropped), then
+/// jobs, steps and output (masked) as they happen, then the run's end. A
+/// run already over sends its state and ends.
 pub async fn events(
     State(st): State<AppState>,
     Auth(p): Auth,
@@ -259,31 +261,34 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     require(&p, Action::ReadWorkflows, "follow workflow runs")?;
     let wf = workflows(&st)?;
-    let rx = wf.subscribe(&id);
+    let follow = wf.subscribe(&id);
     let (run, _) = visible(&st, &p, &id).await?;
     let done = !matches!(run.state.as_str(), "queued" | "running");
-    let first = event("run", json!({"state": run.state}));
-    let stream = futures_util::stream::unfold(
-        (Some(first), rx, done, false),
-        |(first, mut rx, done, ended)| async move {
-            if ended {
-                return None;
+    let mut head = vec![event("run", json!({"state": run.state}))];
+    if !done {
+        if follow.dropped_bytes > 0 {
+            head.push(event(
+                "lagged",
+                json!({"missed_bytes": follow.dropped_bytes}),
+            ));
+        }
+        head.extend(follow.recent.iter().map(encode));
+    }
+    let live = futures_util::stream::unfold((follow.rx, done), |(mut rx, ended)| async move {
+        if ended {
+            return None;
+        }
+        match rx.recv().await {
+            Ok(ev) => {
+                let last = matches!(ev, WorkflowEvent::Finished { .. });
+                Some((encode(&ev), (rx, last)))
             }
-            if let Some(ev) = first {
-                return Some((ev, (None, rx, done, done)));
+            Err(RecvError::Lagged(n)) => {
+                Some((event("lagged", json!({"missed_events": n})), (rx, false)))
             }
-            match rx.recv().await {
-                Ok(ev) => {
-                    let last = matches!(ev, WorkflowEvent::Finished { .. });
-                    Some((encode(&ev), (None, rx, done, last)))
-                }
-                Err(RecvError::Lagged(n)) => Some((
-                    event("lagged", json!({"missed_events": n})),
-                    (None, rx, done, false),
-                )),
-                Err(RecvError::Closed) => None,
-            }
-        },
-    );
+            Err(RecvError::Closed) => None,
+        }
+    });
+    let stream = futures_util::stream::iter(head).chain(live);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -32,6 +32,10 @@
     $('w-name').textContent = run.name || run.workflow; $('w-state').textContent = run.state;
     $('w-commit').textContent = run.commit; $('w-ref').textContent = run.ref || '–'; $('w-message').textContent = run.message || '–';
     const box = $('w-jobs'); clear(box);
+    // A run under way: its event stream starts with the output so far
+    // (fetching the stored log too would show lines twice, or miss those
+    // not yet stored); a finished one: the whole stored log.
+    const finished = !['queued', 'running'].includes(run.state);
     for (const j of run.jobs) {
       const pre = el('pre', { tabindex: '0', 'aria-label': `Log of job ${j.name || j.id}` });
       logs.set(j.id, pre);
@@ -40,14 +44,14 @@
       box.append(el('section', { class: 'card', 'aria-label': `Job ${j.name || j.id}` },
         el('h3', {}, `${j.name || j.id}: `, el('span', { 'data-job-state': j.id }, j.state)), steps,
         el('h4', {}, 'Log'), pre));
-      if (j.log_bytes > 0) api('GET', `/v1/workflow-runs/${encodeURIComponent(id)}/jobs/${encodeURIComponent(j.id)}/log`).then((t) => { pre.textContent = t; }).catch(() => {});
+      if (finished && j.log_bytes > 0) api('GET', `/v1/workflow-runs/${encodeURIComponent(id)}/jobs/${encodeURIComponent(j.id)}/log`).then((t) => { pre.textContent = t; }).catch(() => {});
     }
-    const finished = ['succeeded', 'failed', 'cancelled', 'success', 'failure'].includes(run.state);
     if (!finished) stream(id);
   }
   function stream(id) {
     const es = new EventSource(`/v1/workflow-runs/${encodeURIComponent(id)}/events`);
     es.addEventListener('output', (ev) => { const d = JSON.parse(ev.data); const pre = logs.get(d.job); if (pre) pre.append(d.text || ''); });
+    es.addEventListener('lagged', () => { if (!$('w-lagged')) $('w-jobs').prepend(el('p', { id: 'w-lagged', role: 'status' }, 'Some output is not shown live; the whole log is here when the run ends.')); });
     es.addEventListener('job', (ev) => { const d = JSON.parse(ev.data); const s = document.querySelector(`[data-job-state="${CSS.escape(d.job)}"]`); if (s) s.textContent = d.state; });
     es.addEventListener('run', (ev) => { const d = JSON.parse(ev.data); $('w-state').textContent = d.state; if (!['queued', 'running'].includes(d.state)) { es.close(); setTimeout(() => detail(id), 300); } });
     es.onerror = () => es.close();
