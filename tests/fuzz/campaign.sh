@@ -5,6 +5,7 @@
 # table per target: inputs run, their rate, corpus size, coverage (libFuzzer's
 # `cov:` edges and `ft:` features at the end) and findings.
 #   tests/fuzz/campaign.sh [TARGET...]
+# FUZZ_PREBUILT=1 runs the binaries already built (fuzz_build) as they are.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 fuzz_tools_ready || exit 1
@@ -12,7 +13,8 @@ secs=${FUZZ_SECONDS:-120}
 limit=(-max_total_time="$secs")
 # FUZZ_RUNS: that many inputs, within FUZZ_SECONDS when it is given (an hour otherwise).
 [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS" -max_total_time="${FUZZ_SECONDS:-3600}")
-fuzz_build || exit 1
+# FUZZ_PREBUILT=1: the binaries built last (see run_target), no build.
+[ "${FUZZ_PREBUILT:-0}" = 1 ] || fuzz_build || exit 1
 out=$FUZZ_DIR/corpus-work
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(fuzz_targets)

@@ -55,10 +55,25 @@ run_target() {
   local t=$1 work=$2
   shift 2
   mkdir -p "$work/corpus" "$work/artifacts" "$FUZZ_DIR/corpus/$t"
+  if [ "${FUZZ_PREBUILT:-0}" = 1 ]; then
+    # The binaries built last, as they are: a long campaign is not held up
+    # (or its binaries swapped) by a rebuild after every source change.
+    "$(fuzz_binary "$t")" "$work/corpus" "$FUZZ_DIR/corpus/$t" \
+      "${LIBFUZZER_LIMITS[@]}" -print_final_stats=1 \
+      -artifact_prefix="$work/artifacts/" "$@" >"$work/log" 2>&1
+    return
+  fi
   (cd "$REPO" && cargo +nightly fuzz run "${FUZZ_FLAGS[@]}" "$t" \
     "$work/corpus" "$FUZZ_DIR/corpus/$t" -- \
     "${LIBFUZZER_LIMITS[@]}" -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/" "$@") >"$work/log" 2>&1
+}
+
+# Where cargo-fuzz put TARGET's binary for FUZZ_PROFILE.
+fuzz_binary() {
+  local dir=release
+  [ "${FUZZ_PROFILE:-release}" = dev ] && dir=debug
+  echo "$FUZZ_DIR/target/$(rustc -vV | sed -n 's/^host: //p')/$dir/$1"
 }
 
 # Findings libFuzzer saved for a run.
