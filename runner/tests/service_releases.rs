@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::service::{Service, config};
-use runner::service::auth::{Role, mint_key};
+use runner::service::auth::Role;
 use runner::service::releases::Releases;
 use runner::service::releases::fake::FakeEngine;
+use runner::service::store::NewAuditEntry;
 use runner::service::store::promotions::NewPromotion;
-use runner::service::store::{NewAuditEntry, NewKey};
 use serde_json::{Value, json};
 
 const IMG: &str =
@@ -35,25 +35,6 @@ struct World {
     rm_demo: String,
 }
 
-fn extra_key(svc: &Service, tenant: &str, role: Role, envs: Option<&[String]>) -> String {
-    let t = svc.store.tenant_by_name(tenant).unwrap().unwrap();
-    let k = mint_key();
-    svc.store
-        .insert_key(
-            &t.id,
-            &NewKey {
-                id: &k.id,
-                role: role.as_str(),
-                secret_hash: &k.secret_hash,
-                label: "test",
-                created_by: "test",
-                environments: envs,
-            },
-        )
-        .unwrap();
-    k.text
-}
-
 fn world() -> World {
     let (svc, _jobs) = Service::fake(config(""), false);
     let engine = Arc::new(FakeEngine::standard().unsigned("/bad@").broken("/broken@"));
@@ -63,8 +44,8 @@ fn world() -> World {
         .enable_releases(Arc::clone(&engine) as _, "alpha", None, 50)
         .unwrap();
     releases.start();
-    let rm2 = extra_key(&svc, "alpha", Role::ReleaseManager, None);
-    let rm_demo = extra_key(&svc, "alpha", Role::ReleaseManager, Some(&["demo".into()]));
+    let rm2 = svc.new_key("alpha", Role::ReleaseManager);
+    let rm_demo = svc.new_scoped_key("alpha", Role::ReleaseManager, Some(&["demo".into()]));
     World {
         svc,
         engine,
@@ -469,7 +450,7 @@ async fn a_rejection_ends_it_a_broken_image_rolls_back_and_withdrawals_are_the_r
     w.engine.set_live("dev", IMG);
     let (_, p) = w.request(&dev, IMG, "demo").await;
     let id = p["id"].as_str().unwrap().to_owned();
-    let other_dev = extra_key(&w.svc, "alpha", Role::Developer, None);
+    let other_dev = w.svc.new_key("alpha", Role::Developer);
     let (s, v, _) = w
         .svc
         .call(

@@ -494,6 +494,31 @@ impl World {
         }
     }
 
+    /// Follows a run's event stream until it ends (within `timeout`, or
+    /// panics saying `what`): its text.
+    async fn follow(&self, run: &str, timeout: Duration, what: &str) -> String {
+        let dev = self.svc.key("alpha", Role::Developer).to_owned();
+        let resp = self
+            .svc
+            .send(
+                axum::http::Request::get(format!("/v1/workflow-runs/{run}/events"))
+                    .header("authorization", format!("Bearer {dev}"))
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let body = tokio::time::timeout(timeout, axum::body::to_bytes(resp.into_body(), 1 << 20))
+            .await
+            .expect(what)
+            .unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     async fn log(&self, run: &str, job: &str) -> String {
         let dev = self.svc.key("alpha", Role::Developer).to_owned();
         let resp = self
@@ -558,30 +583,14 @@ async fn a_client_following_a_run_gets_its_steps_masked_output_and_end() {
     w.svc.start();
     let trigger = w.start_run().await;
     let run = w.run_of(&trigger).await;
-    let dev = w.svc.key("alpha", Role::Developer).to_owned();
-    let resp = w
-        .svc
-        .send(
-            axum::http::Request::get(format!("/v1/workflow-runs/{run}/events"))
-                .header("authorization", format!("Bearer {dev}"))
-                .body(axum::body::Body::empty())
-                .unwrap(),
+    // The stream ends by itself after the run's end.
+    let text = w
+        .follow(
+            &run,
+            Duration::from_secs(30),
+            "the event stream did not end with the run",
         )
         .await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
-    // The stream ends by itself after the run's end.
-    let body = tokio::time::timeout(
-        Duration::from_secs(30),
-        axum::body::to_bytes(resp.into_body(), 1 << 20),
-    )
-    .await
-    .expect("the event stream did not end with the run")
-    .unwrap();
-    let text = String::from_utf8_lossy(&body).into_owned();
     let events = sse_events(&text);
     assert!(!text.contains(secret), "the secret leaked: {text}");
     let (a, b) = secret.split_at(secret.len() / 2);
@@ -627,23 +636,14 @@ async fn a_client_following_a_run_gets_its_steps_masked_output_and_end() {
         "{text}"
     );
     // A client connecting after the end gets the final state and an end.
-    let resp = w
-        .svc
-        .send(
-            axum::http::Request::get(format!("/v1/workflow-runs/{run}/events"))
-                .header("authorization", format!("Bearer {dev}"))
-                .body(axum::body::Body::empty())
-                .unwrap(),
+    let after = w
+        .follow(
+            &run,
+            Duration::from_secs(5),
+            "a finished run's stream ends at once",
         )
         .await;
-    let body = tokio::time::timeout(
-        Duration::from_secs(5),
-        axum::body::to_bytes(resp.into_body(), 1 << 20),
-    )
-    .await
-    .expect("a finished run's stream ends at once")
-    .unwrap();
-    let after = sse_events(&String::from_utf8_lossy(&body));
+    let after = sse_events(&after);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0].1["state"], "success");
 }
@@ -669,24 +669,13 @@ async fn a_client_following_late_gets_the_output_so_far_once() {
         // Not faster: each look is a request against the key's rate limit.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let dev = w.svc.key("alpha", Role::Developer).to_owned();
-    let resp = w
-        .svc
-        .send(
-            axum::http::Request::get(format!("/v1/workflow-runs/{run}/events"))
-                .header("authorization", format!("Bearer {dev}"))
-                .body(axum::body::Body::empty())
-                .unwrap(),
+    let text = w
+        .follow(
+            &run,
+            Duration::from_secs(30),
+            "the event stream did not end with the run",
         )
         .await;
-    let body = tokio::time::timeout(
-        Duration::from_secs(30),
-        axum::body::to_bytes(resp.into_body(), 1 << 20),
-    )
-    .await
-    .expect("the event stream did not end with the run")
-    .unwrap();
-    let text = String::from_utf8_lossy(&body).into_owned();
     let events = sse_events(&text);
     assert_eq!(
         events[0].1["state"], "running",

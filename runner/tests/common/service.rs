@@ -69,14 +69,23 @@ fn tenants_and_keys(store: &Store) -> HashMap<(String, Role), String> {
     for t in TENANTS {
         let tenant = store.create_tenant(t).unwrap();
         for role in Role::ALL {
-            keys.insert((t.to_owned(), role), insert_key(store, &tenant.id, role));
+            keys.insert(
+                (t.to_owned(), role),
+                insert_key(store, &tenant.id, role, None),
+            );
         }
     }
     keys
 }
 
-/// A new key of `role` in the tenant `tenant_id`; its text.
-fn insert_key(store: &Store, tenant_id: &TenantId, role: Role) -> String {
+/// A new key of `role` in the tenant `tenant_id` (approving only
+/// `environments`, when given); its text.
+fn insert_key(
+    store: &Store,
+    tenant_id: &TenantId,
+    role: Role,
+    environments: Option<&[String]>,
+) -> String {
     let k = mint_key();
     store
         .insert_key(
@@ -87,7 +96,7 @@ fn insert_key(store: &Store, tenant_id: &TenantId, role: Role) -> String {
                 secret_hash: &k.secret_hash,
                 label: "test",
                 created_by: "test",
-                environments: None,
+                environments,
             },
         )
         .unwrap();
@@ -225,8 +234,19 @@ impl Service {
 
     /// Another key of `role` in `tenant` (one never verified yet).
     pub fn new_key(&self, tenant: &str, role: Role) -> String {
+        self.new_scoped_key(tenant, role, None)
+    }
+
+    /// Another key of `role` in `tenant`, approving only `environments`
+    /// when given.
+    pub fn new_scoped_key(
+        &self,
+        tenant: &str,
+        role: Role,
+        environments: Option<&[String]>,
+    ) -> String {
         let t = self.store.tenant_by_name(tenant).unwrap().unwrap();
-        insert_key(&self.store, &t.id, role)
+        insert_key(&self.store, &t.id, role, environments)
     }
 
     pub async fn send(&self, req: Request<Body>) -> Response<Body> {
