@@ -29,34 +29,50 @@ shutdown_grace_ms = 2000
 /// How far behind B's clock runs: several leases (10 s each).
 const SKEW: &str = "-60s";
 
-/// Whether `faketime` (Debian's package of libfaketime; `.ci/setup`
-/// installs it) can shift a program's clock here; with CI=true it must.
-fn faketime_or_skip(test: &str) -> bool {
-    let shifted = Command::new("faketime")
-        .args(["-f", SKEW, "date", "+%s"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<u64>()
-                .ok()
-        });
+/// libfaketime (Debian's `faketime` package; `.ci/setup` installs it),
+/// when it can shift a program's clock here; with CI=true it must. Loaded
+/// into the runner directly rather than through the `faketime` program,
+/// which forks: killing it would leave the runner running.
+fn libfaketime_or_skip(test: &str) -> Option<String> {
+    let mut candidates = vec![
+        "/usr/lib/faketime/libfaketime.so.1".to_owned(),
+        "/usr/local/lib/faketime/libfaketime.so.1".to_owned(),
+    ];
+    if let Ok(dirs) = std::fs::read_dir("/usr/lib") {
+        for d in dirs.flatten() {
+            candidates.push(format!("{}/faketime/libfaketime.so.1", d.path().display()));
+        }
+    }
+    let lib = candidates.into_iter().find(|c| Path::new(c).exists());
+    let shifted = lib.as_ref().and_then(|lib| {
+        Command::new("date")
+            .arg("+%s")
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME", SKEW)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+    });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     match shifted {
-        Some(t) if now.abs_diff(t) >= 55 => true,
+        Some(t) if now.abs_diff(t) >= 55 => lib,
         other if std::env::var("CI").as_deref() == Ok("true") => {
             panic!(
-                "{test}: CI=true and faketime cannot shift a clock (got {other:?}): run .ci/setup"
+                "{test}: CI=true and libfaketime cannot shift a clock (got {other:?}): run .ci/setup"
             )
         }
         _ => {
-            eprintln!("SKIPPED {test}: faketime is missing (apt-get install faketime)");
-            false
+            eprintln!("SKIPPED {test}: libfaketime is missing (apt-get install faketime)");
+            None
         }
     }
 }
@@ -64,9 +80,9 @@ fn faketime_or_skip(test: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_whose_clock_is_behind_keeps_its_runs() {
     require_docker!();
-    if !faketime_or_skip(module_path!()) {
+    let Some(libfaketime) = libfaketime_or_skip(module_path!()) else {
         return;
-    }
+    };
     let env = Env::new().await;
     env.ensure_image("python").await;
     let Some(pg) = postgres_or_skip(module_path!()) else {
@@ -76,12 +92,15 @@ async fn a_runner_whose_clock_is_behind_keeps_its_runs() {
 
     // B, a minute behind, claims two runs that take a few leases' time.
     let dir_b = TempDir::new("svc-skew-b");
-    let b = Server::start_wrapped(
+    let b = Server::start_on(
         dir_b.path(),
         &pg.url(),
         CONFIG,
-        &[("RUNNER_SECRETS_KEY", KEY)],
-        &["faketime", "-f", SKEW],
+        &[
+            ("RUNNER_SECRETS_KEY", KEY),
+            ("LD_PRELOAD", &libfaketime),
+            ("FAKETIME", SKEW),
+        ],
     );
     let slow = json!({"language": "python", "files": [{"name": "m.py", "content": "import time\ntime.sleep(15)\nprint('done')"}], "limits": {"run_wall_time_ms": 20000}});
     let on_b: Vec<String> = (0..2).map(|_| b.submit(&key, &slow)).collect();
