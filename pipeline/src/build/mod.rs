@@ -180,8 +180,28 @@ pub fn plan(req: &BuildRequest) -> Result<Plan, BuildError> {
     })
 }
 
-/// Builds the image, reporting build output lines to `progress`.
+/// Builds the image, reporting build output lines to `progress`. Built
+/// once more when Docker's classic builder lost a cached layer to a
+/// concurrent build of the same Dockerfile ("unknown parent image ID", a
+/// known race of the engine, moby#36901): two releases of one commit at
+/// once must not fail for it.
 pub async fn build(
+    docker: &Docker,
+    req: &BuildRequest,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Built, BuildError> {
+    match build_once(docker, req, progress).await {
+        Err(BuildError::Failed { message, .. }) if message.contains("unknown parent image ID") => {
+            progress(
+                "the engine lost a cached layer to a concurrent build of the same Dockerfile; building again",
+            );
+            build_once(docker, req, progress).await
+        }
+        other => other,
+    }
+}
+
+async fn build_once(
     docker: &Docker,
     req: &BuildRequest,
     progress: &(dyn Fn(&str) + Sync),
