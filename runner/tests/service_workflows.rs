@@ -494,18 +494,24 @@ impl World {
         }
     }
 
-    /// Follows a run's event stream until it ends (within `timeout`, or
-    /// panics saying `what`): its text.
-    async fn follow(&self, run: &str, timeout: Duration, what: &str) -> String {
+    /// A GET with the developer's key.
+    async fn get_as_developer(&self, path: &str) -> axum::http::Response<axum::body::Body> {
         let dev = self.svc.key("alpha", Role::Developer).to_owned();
-        let resp = self
-            .svc
+        self.svc
             .send(
-                axum::http::Request::get(format!("/v1/workflow-runs/{run}/events"))
+                axum::http::Request::get(path)
                     .header("authorization", format!("Bearer {dev}"))
                     .body(axum::body::Body::empty())
                     .unwrap(),
             )
+            .await
+    }
+
+    /// Follows a run's event stream until it ends (within `timeout`, or
+    /// panics saying `what`): its text.
+    async fn follow(&self, run: &str, timeout: Duration, what: &str) -> String {
+        let resp = self
+            .get_as_developer(&format!("/v1/workflow-runs/{run}/events"))
             .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(
@@ -520,15 +526,8 @@ impl World {
     }
 
     async fn log(&self, run: &str, job: &str) -> String {
-        let dev = self.svc.key("alpha", Role::Developer).to_owned();
         let resp = self
-            .svc
-            .send(
-                axum::http::Request::get(format!("/v1/workflow-runs/{run}/jobs/{job}/log"))
-                    .header("authorization", format!("Bearer {dev}"))
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
+            .get_as_developer(&format!("/v1/workflow-runs/{run}/jobs/{job}/log"))
             .await;
         assert_eq!(resp.status(), 200);
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
